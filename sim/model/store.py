@@ -1,0 +1,153 @@
+"""The store interface the control plane works over, and the in-memory store.
+
+A store only keeps records; every rule lives in `ControlPlane`. Work happens in a
+transaction: `store.read()` for look-ups, `store.write()` for changes (all or nothing).
+The SQLite and PostgreSQL stores in `sim.server.stores` implement the same interface and
+pass the same contract tests (`tests/model/store_contract.py`).
+
+`MemoryStore` hands out its live records: the control plane checks every rule before it
+changes a record, so a rejected request leaves nothing half-changed. It is single-threaded
+(the simulation is) and keeps command queues as deques, so a poll is two dict look-ups.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import contextmanager
+from typing import ContextManager, Iterator, Protocol
+
+from sim.model.entities import CommandRecord, Source, Task, TaskEvent
+
+
+class Tx(Protocol):
+    """The operations of one transaction."""
+
+    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+        """(project_id, connected) of a source: the cheap look-up a poll needs."""
+
+    def get_source(self, source_id: str, lock: bool = False) -> Source | None: ...
+    def insert_source(self, source: Source) -> None: ...
+    def update_source(self, source: Source) -> None: ...
+    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
+                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]: ...
+
+    def get_task(self, task_id: str, lock: bool = False) -> Task | None: ...
+    def insert_task(self, task: Task) -> None: ...
+    def update_task(self, task: Task) -> None: ...
+    def delete_task(self, task_id: str) -> None: ...
+    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
+                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]: ...
+
+    def head_command(self, source_id: str) -> CommandRecord | None:
+        """The oldest unacknowledged command for this source."""
+
+    def add_command(self, command: CommandRecord) -> int:
+        """Queue a command at the tail of its source's FIFO; returns (and sets) its seq."""
+
+    def update_command(self, command: CommandRecord) -> None:
+        """Persist delivered_at / acked_at / result; an acknowledged command leaves the queue."""
+
+    def add_event(self, event: TaskEvent) -> None: ...
+
+
+class Store(Protocol):
+    def read(self) -> ContextManager[Tx]: ...
+    def write(self) -> ContextManager[Tx]: ...
+    def commands(self) -> list[CommandRecord]:
+        """Every command ever queued, in seq order (for dispatch-latency reports)."""
+    def events(self) -> list[TaskEvent]:
+        """Every recorded task transition, in order."""
+    def close(self) -> None: ...
+
+
+def page(items: list, limit: int, offset: int) -> tuple[int, list]:
+    """The API's paging: `limit` 0 means the default of 200."""
+    limit = limit or 200
+    return len(items), items[offset:offset + limit]
+
+
+class MemoryStore:
+    """The in-memory store: for the simulation and for unit tests."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Source] = {}
+        self._tasks: dict[str, Task] = {}
+        self._queues: dict[str, deque[CommandRecord]] = {}
+        self._commands: list[CommandRecord] = []
+        self._events: list[TaskEvent] = []
+
+    @contextmanager
+    def read(self) -> Iterator["MemoryStore"]:
+        yield self
+
+    # No rollback is needed: the control plane raises only before it changes anything.
+    write = read
+
+    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+        src = self._sources.get(source_id)
+        return None if src is None else (src.project_id, src.connected)
+
+    def get_source(self, source_id: str, lock: bool = False) -> Source | None:
+        return self._sources.get(source_id)
+
+    def insert_source(self, source: Source) -> None:
+        self._sources[source.id] = source
+        self._queues.setdefault(source.id, deque())
+
+    def update_source(self, source: Source) -> None:
+        self._sources[source.id] = source
+
+    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
+                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]:
+        found = [s for s in self._sources.values() if s.project_id == project_id
+                 and (name is None or s.name == name) and (connected is None or s.connected == connected)]
+        return page(sorted(found, key=lambda s: (s.registered_at, s.id)), limit, offset)
+
+    def get_task(self, task_id: str, lock: bool = False) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def insert_task(self, task: Task) -> None:
+        self._tasks[task.id] = task
+
+    def update_task(self, task: Task) -> None:
+        self._tasks[task.id] = task
+
+    def delete_task(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+
+    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
+                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]:
+        found = [t for t in self._tasks.values() if t.project_id == project_id
+                 and (state is None or t.state.value == state) and (name is None or t.name == name)
+                 and (source_id is None or t.source_id == source_id)]
+        return page(sorted(found, key=lambda t: (t.create_date, t.id)), limit, offset)
+
+    def head_command(self, source_id: str) -> CommandRecord | None:
+        queue = self._queues.get(source_id)
+        return queue[0] if queue else None
+
+    def add_command(self, command: CommandRecord) -> int:
+        self._commands.append(command)
+        command.seq = len(self._commands)
+        self._queues.setdefault(command.source_id, deque()).append(command)
+        return command.seq
+
+    def update_command(self, command: CommandRecord) -> None:
+        if command.acked_at is not None:
+            queue = self._queues[command.source_id]
+            if queue and queue[0] is command:
+                queue.popleft()
+            elif command in queue:
+                queue.remove(command)
+
+    def add_event(self, event: TaskEvent) -> None:
+        self._events.append(event)
+
+    def commands(self) -> list[CommandRecord]:
+        return list(self._commands)
+
+    def events(self) -> list[TaskEvent]:
+        return list(self._events)
+
+    def close(self) -> None:
+        pass
