@@ -5,8 +5,8 @@ PostgreSQL or memory) and the clock (`now`, passed in) differ. Rules:
 
 - per source, a FIFO of pending commands; every poll returns its head until the agent reports
   a `command_result` for it (at-least-once delivery; agents de-duplicate). A result for any
-  other command is SMS.2009. A `fail` result when nothing is pending is the agent's report
-  that the running migration or sync failed;
+  other command is SMS.2009, except a `fail` for the task's running migration or sync, which is
+  the agent's report that it failed (RUNNING -> MIGRATE_FAIL, SYNCING -> SYNC_FAIL);
 - each command records when it was enqueued, first delivered and acknowledged;
 - task states move only as `lifecycle.TRANSITIONS` says; progress goes subtask by subtask and
   never down, and the last subtask at 100 completes the migration (or sync).
@@ -149,9 +149,10 @@ class ControlPlane:
                 raise NotFound(f"source server {source_id} not found")
             head = tx.head_command(source_id)
             if head is None or head.name is not name:
-                # With nothing pending, a failure of the running migration or sync is a report, not an ack.
+                # A failure of the running migration or sync is a report, not an acknowledgement:
+                # it is accepted whatever is pending (an UPLOAD_LOG may be queued, say).
                 task = tx.get_task(src.current_task_id, lock=True) if src.current_task_id else None
-                if head is None and not success and task is not None:
+                if not success and task is not None:
                     move = transition(task.state, trigger)
                     if isinstance(move, Move) and move.to is not task.state:
                         self._move(tx, task, move, trigger, now)
