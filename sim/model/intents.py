@@ -1,0 +1,100 @@
+"""What agent and operator models yield, and what they get back.
+
+A model is a generator: it yields `Call` (an API request to make) or `Sleep` (time to let
+pass) and receives an `Outcome` for each `Call` (None for a `Sleep`). Executors turn these
+into SimPy events (sim/des) or real HTTP requests from Locust users (loadtests/); the model
+itself never sends, sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generator, Mapping
+from urllib.parse import urlencode
+
+# Endpoint name -> (method, path template). The name is what records and service-time
+# tables use; the template is the "endpoint as path template" column of the records.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "register": ("POST", "/v3/sources"),
+    "poll": ("GET", "/v1/sms/sources/{source_id}/command"),
+    "poll_v3": ("GET", "/v3/sources/{source_id}/command"),
+    "command_result": ("POST", "/v1/sms/sources/{source_id}/command_result"),
+    "progress": ("PUT", "/v3/tasks/{task_id}/progress"),
+    "get_source": ("GET", "/v3/sources/{source_id}"),
+    "list_sources": ("GET", "/v3/sources"),
+    "create_task": ("POST", "/v3/tasks"),
+    "get_task": ("GET", "/v3/tasks/{task_id}"),
+    "list_tasks": ("GET", "/v3/tasks"),
+    "action": ("POST", "/v3/tasks/{task_id}/action"),
+    "collect_log": ("POST", "/v3/tasks/{task_id}/log"),
+    "delete_task": ("DELETE", "/v3/tasks/{task_id}"),
+}
+WRITE_ENDPOINTS = frozenset(
+    {"register", "command_result", "progress", "create_task", "action", "collect_log", "delete_task"})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One API request an agent or operator wants made.
+
+    `command_name` and `task_id` annotate the request for the records (the command reported,
+    or the task acted on); a poll's command is read from its response instead.
+    """
+
+    endpoint: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    query: Mapping[str, Any] = field(default_factory=dict)
+    command_name: str = ""
+    task_id: str = ""
+
+    @property
+    def method(self) -> str:
+        return ENDPOINTS[self.endpoint][0]
+
+    @property
+    def template(self) -> str:
+        return ENDPOINTS[self.endpoint][1]
+
+    @property
+    def path(self) -> str:
+        path = self.template.format_map(self.params)
+        return f"{path}?{urlencode(self.query)}" if self.query else path
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Let `seconds` pass before the model continues."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a Call: HTTP status (0 when no response came), decoded JSON body, latency.
+
+    `error` names a transport failure ("timeout", "refused", "connection") or a body that
+    could not be decoded; it is empty for any HTTP response, successful or not.
+    """
+
+    status: int
+    body: Any = None
+    latency_s: float = 0.0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """5xx, timeouts and refused or broken connections are worth retrying; 4xx are not."""
+        return self.status == 0 or self.status >= 500
+
+    @property
+    def error_code(self) -> str:
+        return self.body.get("error_code", "") if isinstance(self.body, dict) else ""
+
+
+Intent = Call | Sleep
+Model = Generator[Intent, Outcome | None, None]
