@@ -1,0 +1,333 @@
+"""The migration agent, sans-I/O: register, poll forever, carry out the commands it receives.
+
+`Agent.run()` is a generator of `Call`/`Sleep` intents (sim/model/intents.py). It keeps its
+own model time (`t`, advanced by its sleeps and by the latencies in the outcomes it gets), so
+it needs no clock. Behaviour:
+
+- register (retrying through outages), then poll every `poll_interval_s` +- `poll_jitter_s`,
+  the first poll at a *stationary* phase: agents that all start at uniform phases in [0, T)
+  with jittered intervals make a false mini-storm around t = T, so the first wait is drawn
+  from the interval's equilibrium (forward-recurrence) distribution instead;
+- START runs the migration's subtasks in order (the non-transfer subtasks take `subtask_s`,
+  the transfer disk size / bandwidth), reporting progress when a subtask begins, every
+  `progress_interval_s`, and 100 at its end; it keeps polling meanwhile, so STOP and DELETE arrive mid-transfer.
+  STOP pauses, a later START resumes where the server says the task stands; SYNC transfers
+  `sync_fraction` of the disk; DELETE ends the task for good; UPLOAD_LOG takes `upload_log_s`
+  and is acknowledged when the upload is done. A migration fails partway through the transfer
+  with `failure_probability`, reported as a `fail` command result.
+- at-least-once delivery: a command whose acknowledgement the agent has not seen accepted is
+  re-delivered by every poll; the agent recognises it by (command, task) and only re-acknowledges.
+- 5xx, timeouts and refused connections are retried by the scenario's retry policy.
+
+Lifecycle rules the agent can see broken (a command for a task it deleted, a command body it
+cannot parse) go to `violations`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Generator
+
+from sim.model.commands import Command, CommandFormatError, CommandName, command_from_dict
+from sim.model.distributions import Distribution
+from sim.model.intents import Call, Model, Outcome, Sleep
+from sim.model.lifecycle import TRANSFER_SUBTASKS, OsType, Phase, TaskType, subtask_sequence
+from sim.model.retry import RetryPolicy
+
+_Steps = Generator[Call | Sleep, Outcome | None, Any]
+_REPORT_NOW = float("-inf")  # last_report of a subtask just begun: report its progress at once
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent's fixed parameters, drawn from the scenario when the agent is created."""
+
+    index: int
+    os_type: OsType
+    disk_bytes: int
+    bandwidth_mbps: float
+    poll_interval_s: float
+    poll_jitter_s: float
+    progress_interval_s: float
+    subtask_s: Distribution
+    failure_probability: float
+    upload_log_s: Distribution
+    sync_fraction: float
+    retry: RetryPolicy
+    poll_endpoint: str = "poll"
+
+    @property
+    def name(self) -> str:
+        return f"agent-{self.index:07d}"
+
+    def registration(self) -> dict[str, Any]:
+        """The RegisterServer body this agent sends."""
+        i = self.index
+        return {
+            "name": self.name,
+            "hostname": self.name,
+            "ip": f"198.18.{(i >> 8) & 255}.{i & 255}",  # RFC 2544 benchmark range: data only, never contacted
+            "os_type": self.os_type.value,
+            "os_version": "CENTOS_7_9_64BIT" if self.os_type is OsType.LINUX else "WINDOWS2019_64BIT",
+            "agent_version": "smsload-sim",
+            "firmware": "BIOS",
+            "cpu_quantity": 2,
+            "memory": 4096,
+            "disks": [{"name": "/dev/vda" if self.os_type is OsType.LINUX else "C:", "size": self.disk_bytes,
+                       "used_size": self.disk_bytes, "device_use": "OS", "partition_style": "MBR",
+                       "os_disk": True}],
+            "networks": [],
+        }
+
+
+def stationary_offset(interval_s: float, jitter_s: float, rng: random.Random) -> float:
+    """Time to the first poll for an agent already polling at equilibrium.
+
+    The interval X is uniform on [T - j, T + j]; the time to the next renewal of a stationary
+    renewal process is U * X' with X' length-biased (density proportional to x f(x)), drawn
+    here by rejection.
+    """
+    hi = interval_s + jitter_s
+    while True:
+        x = interval_s + rng.uniform(-jitter_s, jitter_s)
+        if rng.random() * hi <= x:
+            return rng.random() * x
+
+
+@dataclass(slots=True)
+class _Job:
+    """A migration or sync in progress on this agent."""
+
+    task_id: str
+    phase: Phase
+    subtasks: list[tuple[str, float]]  # (name, duration_s)
+    totalsize: int
+    index: int = 0
+    done_s: float = 0.0  # work done on the current subtask before `since`
+    since: float = 0.0  # model time the current stretch of work began
+    last_report: float = 0.0
+    fail_at_s: float | None = None  # seconds into the transfer subtask at which it fails
+    paused: bool = False
+
+    def done_now(self, t: float) -> float:
+        return self.done_s + (0.0 if self.paused else t - self.since)
+
+    def next_event(self, progress_interval_s: float) -> float:
+        name, duration = self.subtasks[self.index]
+        end = duration if self.fail_at_s is None or name not in TRANSFER_SUBTASKS else min(duration, self.fail_at_s)
+        return min(self.since + end - self.done_s, self.last_report + progress_interval_s)
+
+
+@dataclass(slots=True)
+class AgentStats:
+    commands: int = 0
+    redeliveries: int = 0
+    migrations_done: int = 0
+    failures_reported: int = 0
+
+
+class Agent:
+    """One migration agent. Drive `run()` with outcomes; read `source_id`, `stats`, `violations`."""
+
+    def __init__(self, spec: AgentSpec, rng: random.Random) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.t = 0.0
+        self.source_id: str | None = None
+        self.stats = AgentStats()
+        self.violations: list[str] = []
+        self.executed: list[tuple[str, str]] = []  # command keys in the order they were carried out
+        self._unacked: tuple[str, str] | None = None  # key of the command whose ack is not yet accepted
+        self._job: _Job | None = None
+        self._upload: tuple[Command, float] | None = None  # (command, model time it finishes)
+        self._deleted: set[str] = set()
+        self._task_types: dict[str, TaskType] = {}
+        self._next_poll = 0.0
+
+    # -- the main loop ------------------------------------------------------------------------
+
+    def run(self) -> Model:
+        yield from self._register()
+        if self.source_id is None:
+            return
+        spec = self.spec
+        self._next_poll = self.t + stationary_offset(spec.poll_interval_s, spec.poll_jitter_s, self.rng)
+        while True:
+            wake = self._next_poll
+            if self._job is not None and not self._job.paused:
+                wake = min(wake, self._job.next_event(spec.progress_interval_s))
+            if self._upload is not None:
+                wake = min(wake, self._upload[1])
+            if wake > self.t:
+                yield Sleep(wake - self.t)
+                self.t = wake
+            if self._upload is not None and self.t >= self._upload[1]:
+                command, _ = self._upload
+                self._upload = None
+                yield from self._acknowledge(command, success=True)
+            if self._job is not None and not self._job.paused and self.t >= self._job.next_event(spec.progress_interval_s):
+                yield from self._advance_job()
+            if self.t >= self._next_poll:
+                yield from self._poll()
+                self._next_poll = self.t + spec.poll_interval_s + self.rng.uniform(-spec.poll_jitter_s, spec.poll_jitter_s)
+
+    def _call(self, call: Call) -> _Steps:
+        """Make a call, retrying 5xx, timeouts and refused connections by the retry policy."""
+        retry = self.spec.retry
+        failures = 0
+        while True:
+            outcome = yield call
+            assert outcome is not None, "executors answer every Call with an Outcome"
+            self.t += outcome.latency_s
+            if not outcome.retryable:
+                return outcome
+            failures += 1
+            if failures >= retry.attempts():
+                return outcome
+            delay = retry.delay_s(failures, self.rng)
+            yield Sleep(delay)
+            self.t += delay
+
+    def _register(self) -> _Steps:
+        body = self.spec.registration()
+        while self.source_id is None:
+            outcome = yield from self._call(Call("register", body=body))
+            if outcome.ok and isinstance(outcome.body, dict) and isinstance(outcome.body.get("id"), str):
+                self.source_id = outcome.body["id"]
+            elif not outcome.retryable:
+                self.violations.append(f"registration refused: {outcome.status} {outcome.error_code}")
+                return
+            else:  # the server is still down: try again one poll interval later
+                yield Sleep(self.spec.poll_interval_s)
+                self.t += self.spec.poll_interval_s
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _poll(self) -> _Steps:
+        outcome = yield from self._call(Call(self.spec.poll_endpoint, {"source_id": self.source_id}))
+        if not outcome.ok:
+            return
+        try:
+            command = command_from_dict(outcome.body)
+        except CommandFormatError as exc:
+            self.violations.append(f"unparseable command: {exc.msg}")
+            return
+        if command is None:
+            return
+        if command.key == self._unacked:
+            # Re-delivered because our acknowledgement has not been accepted yet.
+            self.stats.redeliveries += 1
+            if self._upload is None or self._upload[0].key != command.key:
+                yield from self._acknowledge(command, success=True)
+            return
+        self.stats.commands += 1
+        self._unacked = command.key
+        self.executed.append(command.key)
+        if command.task_id is not None and command.task_id in self._deleted:
+            self.violations.append(f"{command.name.value} for task {command.task_id} after its DELETE")
+            yield from self._acknowledge(command, success=True)
+            return
+        handler = {
+            CommandName.START: self._on_start, CommandName.STOP: self._on_stop, CommandName.SYNC: self._on_sync,
+            CommandName.DELETE: self._on_delete, CommandName.UPLOAD_LOG: self._on_upload_log,
+        }[command.name]
+        yield from handler(command)
+
+    def _acknowledge(self, command: Command, success: bool) -> _Steps:
+        call = Call("command_result", {"source_id": self.source_id},
+                    body={"command_name": command.name.value, "result": "success" if success else "fail",
+                          "result_detail": {}},
+                    command_name=command.name.value, task_id=command.task_id or "")
+        outcome = yield from self._call(call)
+        # SMS.2009 means the server no longer has it pending: an earlier attempt got through.
+        if outcome.ok or outcome.error_code == "SMS.2009":
+            if self._unacked == command.key:
+                self._unacked = None
+
+    def _on_start(self, command: Command) -> _Steps:
+        job = self._job
+        if job is not None and job.task_id == command.task_id:
+            if job.paused:  # resume where we stopped, saying so at once
+                job.paused, job.since, job.last_report = False, self.t, _REPORT_NOW
+        else:
+            yield from self._begin(command.task_id or "", Phase.MIGRATE)
+        yield from self._acknowledge(command, success=True)
+
+    def _on_sync(self, command: Command) -> _Steps:
+        yield from self._begin(command.task_id or "", Phase.SYNC)
+        yield from self._acknowledge(command, success=True)
+
+    def _on_stop(self, command: Command) -> _Steps:
+        job = self._job
+        if job is not None and job.task_id == command.task_id and not job.paused:
+            job.done_s, job.paused = job.done_now(self.t), True
+        yield from self._acknowledge(command, success=True)
+
+    def _on_delete(self, command: Command) -> _Steps:
+        if self._job is not None and self._job.task_id == command.task_id:
+            self._job = None
+        self._deleted.add(command.task_id or "")
+        yield from self._acknowledge(command, success=True)
+
+    def _on_upload_log(self, command: Command) -> _Steps:
+        self._upload = (command, self.t + self.spec.upload_log_s.sample(self.rng))
+        return
+        yield  # a generator like the other handlers
+
+    # -- migration work -----------------------------------------------------------------------
+
+    def _begin(self, task_id: str, phase: Phase) -> _Steps:
+        """Start a migration or sync, picking up where the server says the task stands."""
+        outcome = yield from self._call(Call("get_task", {"task_id": task_id}, task_id=task_id))
+        view = outcome.body if outcome.ok and isinstance(outcome.body, dict) else {}
+        try:
+            task_type = TaskType(view.get("type"))
+        except ValueError:
+            task_type = self._task_types.get(task_id, TaskType.MIGRATE_BLOCK if self.spec.os_type is OsType.WINDOWS
+                                             else TaskType.MIGRATE_FILE)
+        self._task_types[task_id] = task_type
+        spec = self.spec
+        transfer_s = spec.disk_bytes * 8 / (spec.bandwidth_mbps * 1e6)
+        names = subtask_sequence(task_type, spec.os_type, phase)
+        subtasks = [(n, (transfer_s * (spec.sync_fraction if phase is Phase.SYNC else 1.0)) if n in TRANSFER_SUBTASKS
+                     else spec.subtask_s.sample(self.rng)) for n in names]
+        # Where the server says this phase stands: the last entries of sub_tasks are this phase's.
+        reported = view.get("sub_tasks") if isinstance(view.get("sub_tasks"), list) else []
+        progress = {s.get("name"): s.get("progress", 0) for s in reported[-len(names):] if isinstance(s, dict)}
+        index = next((i for i, (n, _) in enumerate(subtasks) if progress.get(n, 0) < 100), len(subtasks) - 1)
+        done = subtasks[index][1] * min(progress.get(subtasks[index][0], 0), 99) / 100
+        fail_at = None
+        if phase is Phase.MIGRATE and self.rng.random() < spec.failure_probability:
+            fail_at = transfer_s * self.rng.uniform(0.05, 0.95)
+        self._job = _Job(task_id, phase, subtasks, spec.disk_bytes, index=index, done_s=done, since=self.t,
+                         last_report=_REPORT_NOW, fail_at_s=fail_at)
+
+    def _advance_job(self) -> _Steps:
+        job = self._job
+        assert job is not None
+        name, duration = job.subtasks[job.index]
+        done = job.done_now(self.t)
+        if job.fail_at_s is not None and name in TRANSFER_SUBTASKS and done >= job.fail_at_s - 1e-9:
+            self._job = None
+            self.stats.failures_reported += 1
+            command = Command(CommandName.START if job.phase is Phase.MIGRATE else CommandName.SYNC, task_id=job.task_id)
+            yield from self._acknowledge(command, success=False)
+            return
+        if done >= duration - 1e-9:
+            yield from self._report(job, name, 100)
+            if job.index + 1 < len(job.subtasks):
+                job.index, job.done_s, job.since, job.last_report = job.index + 1, 0.0, self.t, _REPORT_NOW
+            else:
+                self._job = None
+                self.stats.migrations_done += 1
+            return
+        yield from self._report(job, name, min(99, int(100 * done / duration)))
+
+    def _report(self, job: _Job, name: str, progress: int) -> _Steps:
+        job.last_report = self.t
+        body: dict[str, Any] = {"subtask_name": name, "progress": progress, "totalsize": job.totalsize,
+                                "replicatesize": job.totalsize * progress // 100, "process_trace": ""}
+        if name in TRANSFER_SUBTASKS:
+            body["migrate_speed"] = self.spec.bandwidth_mbps
+        yield from self._call(Call("progress", {"task_id": job.task_id}, body=body, task_id=job.task_id))

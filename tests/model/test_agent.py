@@ -1,0 +1,246 @@
+"""The agent model stepped by hand: no engine, no clock, the real control plane in memory."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import replace
+from typing import Callable
+
+import pytest
+
+from sim.des.api import InMemoryApi
+from sim.model.agent import Agent, AgentSpec, stationary_offset
+from sim.model.commands import CommandName
+from sim.model.controlplane import TaskSpec
+from sim.model.distributions import Constant
+from sim.model.intents import Call, Outcome, Sleep
+from sim.model.lifecycle import Action, OsType, TaskState, TaskType
+from sim.model.retry import RetryPolicy, RetryPolicyName
+
+SPEC = AgentSpec(
+    index=7, os_type=OsType.LINUX, disk_bytes=10 * 10**9, bandwidth_mbps=800.0, poll_interval_s=5.0,
+    poll_jitter_s=0.5, progress_interval_s=2.0, subtask_s=Constant(1.0), failure_probability=0.0,
+    upload_log_s=Constant(3.0), sync_fraction=0.1,
+    retry=RetryPolicy(RetryPolicyName.EXPONENTIAL, base_s=1.0, cap_s=4.0, max_attempts=4),
+)
+TRANSFER_S = 10 * 10**9 * 8 / 800e6  # 100 s
+
+
+class Driver:
+    """Steps one agent generator against an API by hand: Sleep advances t, a Call is answered at once."""
+
+    def __init__(self, agent: Agent, api: InMemoryApi,
+                 fault: Callable[[Call, float], Outcome | None] = lambda call, t: None) -> None:
+        self.agent, self.api, self.fault = agent, api, fault
+        self.gen = agent.run()
+        self.t = 0.0
+        self.calls: list[tuple[float, Call, Outcome]] = []
+        self.sleeps: list[float] = []
+        self._intent = next(self.gen)
+
+    def run_until(self, t_end: float) -> None:
+        while self.t < t_end:
+            intent = self._intent
+            if isinstance(intent, Sleep):
+                self.sleeps.append(intent.seconds)
+                self.t += intent.seconds
+                self._intent = self.gen.send(None)
+            else:
+                outcome = self.fault(intent, self.t) or self.api.handle(intent, self.t)
+                self.calls.append((self.t, intent, outcome))
+                self._intent = self.gen.send(outcome)
+
+    def calls_to(self, endpoint: str) -> list[tuple[float, Call, Outcome]]:
+        return [c for c in self.calls if c[1].endpoint == endpoint]
+
+
+@pytest.fixture
+def api() -> InMemoryApi:
+    return InMemoryApi()
+
+
+def _task(api: InMemoryApi, source_id: str, task_type: TaskType = TaskType.MIGRATE_FILE) -> str:
+    return api.cp.create_task("default", TaskSpec("t", task_type, source_id), 0.0)
+
+
+def _state(api: InMemoryApi, task_id: str) -> TaskState:
+    return api.cp.get_task("default", task_id).state
+
+
+def test_registers_then_polls_at_the_interval(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(1)), api)
+    d.run_until(60)
+    assert d.calls[0][1].endpoint == "register"
+    src, _ = api.cp.get_source("default", d.agent.source_id)
+    assert src.name == "agent-0000007" and src.total_bytes == 10 * 10**9 and src.connected
+    polls = [t for t, call, _ in d.calls_to("poll")]
+    assert len(polls) >= 10
+    assert polls[0] <= SPEC.poll_interval_s + SPEC.poll_jitter_s
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert all(4.5 - 1e-9 <= g <= 5.5 + 1e-9 for g in gaps)
+    assert all(call.path == f"/v1/sms/sources/{d.agent.source_id}/command" for _, call, _ in d.calls_to("poll"))
+
+
+def test_stationary_first_poll_has_the_equilibrium_mean() -> None:
+    # Forward recurrence time of a renewal process: E = E[X^2] / (2 E[X]); X ~ U(T-j, T+j).
+    rng = random.Random(3)
+    T, j = 30.0, 10.0
+    samples = [stationary_offset(T, j, rng) for _ in range(40000)]
+    expected = (T * T + j * j / 3) / (2 * T)
+    assert abs(statistics.fmean(samples) - expected) < 4 * statistics.stdev(samples) / 200
+    assert max(samples) <= T + j and min(samples) >= 0
+
+
+def test_start_runs_every_subtask_in_order_to_migrate_success(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(2)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(200)
+    assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
+    reports = [(c.body["subtask_name"], c.body["progress"]) for _, c, o in d.calls_to("progress")]
+    assert all(o.ok for _, _, o in d.calls_to("progress"))
+    order = list(dict.fromkeys(name for name, _ in reports))
+    assert order == ["CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_LINUX_FILE",
+                     "MIGRATE_LINUX_FILE", "CONFIGURE_LINUX_FILE", "DETTACH_AGENT_IMAGE"]
+    transfer = [t for t, c, _ in d.calls_to("progress") if c.body["subtask_name"] == "MIGRATE_LINUX_FILE"]
+    assert transfer[-1] - transfer[0] == pytest.approx(TRANSFER_S, abs=1.0)
+    assert len(transfer) >= TRANSFER_S / SPEC.progress_interval_s - 2  # reported on its cadence
+    # The agent acknowledged START once and kept polling throughout the transfer.
+    acks = [c.body for _, c, _ in d.calls_to("command_result")]
+    assert acks == [{"command_name": "START", "result": "success", "result_detail": {}}]
+    polls_during = [t for t, _, _ in d.calls_to("poll") if transfer[0] < t < transfer[-1]]
+    assert len(polls_during) >= TRANSFER_S / 5.5 - 1
+
+
+def test_stop_pauses_mid_transfer_and_start_resumes(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(4)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(50)  # well into the transfer
+    api.cp.act("default", task_id, Action.STOP, d.t)
+    d.run_until(70)
+    assert _state(api, task_id) is TaskState.ABORT
+    stopped_at = max(t for t, c, _ in d.calls_to("command_result") if c.body["command_name"] == "STOP")
+    assert not [t for t, _, _ in d.calls_to("progress") if t > stopped_at]  # paused: no reports
+    progress_at_stop = api.cp.get_task("default", task_id).current_subtask.progress
+    assert 0 < progress_at_stop < 100
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(200)
+    assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
+    after = [c.body["progress"] for t, c, _ in d.calls_to("progress")
+             if t > stopped_at and c.body["subtask_name"] == "MIGRATE_LINUX_FILE"]
+    assert after[0] >= progress_at_stop  # resumed, not restarted
+    assert all(o.ok for _, _, o in d.calls_to("progress"))
+
+
+def test_sync_then_delete(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(5)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(200)
+    api.cp.act("default", task_id, Action.SYNC, d.t)
+    d.run_until(240)
+    assert _state(api, task_id) is TaskState.SYNC_SUCCESS
+    sync = [t for t, c, _ in d.calls_to("progress") if c.body["subtask_name"] == "SYNC_LINUX_FILE"]
+    assert sync[-1] - sync[0] == pytest.approx(TRANSFER_S * SPEC.sync_fraction, abs=1.0)
+    api.cp.act("default", task_id, Action.DELETE, d.t)
+    d.run_until(260)
+    with pytest.raises(Exception, match="not found"):
+        api.cp.get_task("default", task_id)
+    assert [k[0] for k in d.agent.executed] == ["START", "SYNC", "DELETE"]
+    assert d.agent.violations == []
+
+
+def test_upload_log_is_acknowledged_when_the_upload_is_done(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(6)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.COLLECT_LOG, d.t, log_bucket="logs")
+    d.run_until(30)
+    delivered = [t for t, c, o in d.calls_to("poll") if o.body.get("command_name") == "UPLOAD_LOG"]
+    acked = [t for t, c, _ in d.calls_to("command_result")]
+    assert len(acked) == 1 and acked[0] - delivered[0] == pytest.approx(3.0)
+    assert d.agent.executed == [("UPLOAD_LOG", d.agent.executed[0][1])]  # re-deliveries not re-run
+    assert api.cp.get_task("default", task_id).log_collect_status.value == "UPLOADED"
+
+
+def test_redelivered_command_is_not_run_twice(api: InMemoryApi) -> None:
+    lost = []
+
+    def lose_first_ack(call: Call, t: float) -> Outcome | None:
+        if call.endpoint == "command_result" and not lost:
+            lost.append(t)
+            return Outcome(400, {"error_code": "SMS.9999", "error_msg": "lost"})  # not retried, not accepted
+        return None
+
+    d = Driver(Agent(SPEC, random.Random(7)), api, fault=lose_first_ack)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(30)
+    start_polls = [t for t, _, o in d.calls_to("poll") if o.body.get("command_name") == "START"]
+    assert len(start_polls) == 2  # delivered again because the first ack was lost
+    assert d.agent.executed.count(("START", task_id)) == 1
+    assert d.agent.stats.redeliveries == 1
+    assert len(d.calls_to("get_task")) == 1  # the migration began once
+
+
+def test_failure_is_reported_and_restart_runs_again(api: InMemoryApi) -> None:
+    d = Driver(Agent(replace(SPEC, failure_probability=1.0), random.Random(8)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(120)
+    assert _state(api, task_id) is TaskState.MIGRATE_FAIL
+    fails = [c.body for _, c, o in d.calls_to("command_result") if c.body["result"] == "fail"]
+    assert fails == [{"command_name": "START", "result": "fail", "result_detail": {}}]
+    d.agent.spec = replace(SPEC, failure_probability=0.0)
+    api.cp.act("default", task_id, Action.RESTART, d.t)
+    d.run_until(300)
+    assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
+
+
+def test_retries_follow_the_policy_on_5xx(api: InMemoryApi) -> None:
+    down_until = 20.0
+
+    def outage(call: Call, t: float) -> Outcome | None:
+        return Outcome(503, {"error_code": "SMS.2007", "error_msg": "down"}) if 1 < t < down_until else None
+
+    d = Driver(Agent(SPEC, random.Random(9)), api, fault=outage)
+    d.run_until(40)
+    failed = [t for t, c, o in d.calls_to("poll") if o.status == 503]
+    first = failed[0]
+    # exponential: 1, 2, 4 seconds between the four attempts of one poll
+    assert [round(b - a, 6) for a, b in zip(failed, failed[1:4])] == [1.0, 2.0, 4.0]
+    assert any(o.ok for t, _, o in d.calls_to("poll") if t >= down_until)
+    assert first < down_until
+
+
+def test_no_retry_policy_tries_once(api: InMemoryApi) -> None:
+    spec = replace(SPEC, retry=RetryPolicy(RetryPolicyName.NONE))
+
+    def refused(call: Call, t: float) -> Outcome | None:
+        return Outcome(0, None, error="refused") if call.endpoint == "poll" else None
+
+    d = Driver(Agent(spec, random.Random(10)), api, fault=refused)
+    d.run_until(30)
+    polls = [t for t, _, _ in d.calls_to("poll")]
+    assert all(4.5 - 1e-9 <= b - a <= 5.5 + 1e-9 for a, b in zip(polls, polls[1:]))
+
+
+def test_command_after_delete_is_a_violation(api: InMemoryApi) -> None:
+    d = Driver(Agent(SPEC, random.Random(11)), api)
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.DELETE, d.t)
+    d.run_until(12)
+    # A broken server re-queues START for the deleted task: the agent notices.
+    from sim.model.entities import CommandRecord
+    with api.cp.store.write() as tx:
+        tx.add_command(CommandRecord(d.agent.source_id, task_id, CommandName.START, {"task_id": task_id}, d.t))
+    d.run_until(24)
+    assert d.agent.violations == [f"START for task {task_id} after its DELETE"]
