@@ -1,0 +1,241 @@
+"""The embedded SQLite store: the reference server's default.
+
+Sources and tasks are JSON documents (`to_doc`/`from_doc`) beside the few columns the
+filters and the poll need; commands and task events have tables of their own. The poll's two
+look-ups (`source_brief`, `head_command`) are single indexed queries over plain columns, with
+no document decoding, because a poll is the request the whole fleet sends all the time.
+
+Concurrency: WAL (readers never wait for the writer), `synchronous=NORMAL` (WAL makes that
+durable except for the last commits on power loss, which a load-test server can afford) and a
+busy timeout so writers of other processes queue instead of failing. Each process has ONE
+connection, opened lazily and re-opened after a fork: a SQLite connection must not be used
+across `fork()`. Inside a process a lock makes transactions take turns, because sharing one
+connection between threads would otherwise mix their statements into one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sim.model.commands import CommandName
+from sim.model.entities import CommandRecord, Source, Task, TaskEvent
+
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,
+    connected INTEGER NOT NULL, registered_at REAL NOT NULL, doc TEXT NOT NULL);
+-- Covering index: the poll's source_brief is answered from the index alone.
+CREATE INDEX IF NOT EXISTS sources_brief ON sources (id, project_id, connected);
+CREATE INDEX IF NOT EXISTS sources_project ON sources (project_id, registered_at, id);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
+    source_id TEXT NOT NULL, create_date REAL NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project_id, create_date, id);
+CREATE INDEX IF NOT EXISTS tasks_source ON tasks (source_id);
+CREATE TABLE IF NOT EXISTS commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, source_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    name TEXT NOT NULL, param TEXT NOT NULL, enqueued_at REAL NOT NULL,
+    delivered_at REAL, acked_at REAL, result TEXT);
+-- Only pending commands are indexed: head_command is one short index seek, however long the history.
+CREATE INDEX IF NOT EXISTS commands_pending ON commands (source_id, seq) WHERE acked_at IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, task_id TEXT NOT NULL,
+    source_id TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL,
+    trigger TEXT NOT NULL, subtask TEXT NOT NULL, progress INTEGER NOT NULL);
+"""
+
+_BRIEF = "SELECT project_id, connected FROM sources WHERE id = ?"
+_HEAD = ("SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
+         " WHERE source_id = ? AND acked_at IS NULL ORDER BY seq LIMIT 1")
+_COMMAND_COLS = "source_id, task_id, name, param, enqueued_at, seq, delivered_at, acked_at, result"
+_EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, progress"
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _command(row: tuple) -> CommandRecord:
+    return CommandRecord(row[0], row[1], CommandName(row[2]), json.loads(row[3]), *row[4:])
+
+
+def _value(x: Any) -> Any:
+    """A filter value as stored: enum members (TaskState) by their value."""
+    return getattr(x, "value", x)
+
+
+class SqliteTx:
+    """The Tx operations over one connection; `SqliteStore` decides where transactions begin and end."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of any read-only query (for the store's history views and for tests)."""
+        return self._db.execute(sql, args).fetchall()
+
+    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+        row = self._db.execute(_BRIEF, (source_id,)).fetchone()
+        return None if row is None else (row[0], row[1] == 1)
+
+    def get_source(self, source_id: str, lock: bool = False) -> Source | None:
+        # No row locks in SQLite: a write transaction (BEGIN IMMEDIATE) already excludes other writers.
+        row = self._db.execute("SELECT doc FROM sources WHERE id = ?", (source_id,)).fetchone()
+        return None if row is None else Source.from_doc(json.loads(row[0]))
+
+    def insert_source(self, source: Source) -> None:
+        self._db.execute(
+            "INSERT INTO sources (id, project_id, name, connected, registered_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            (source.id, source.project_id, source.name, source.connected, source.registered_at,
+             _dumps(source.to_doc())))
+
+    def update_source(self, source: Source) -> None:
+        self._db.execute("UPDATE sources SET name = ?, connected = ?, doc = ? WHERE id = ?",
+                         (source.name, source.connected, _dumps(source.to_doc()), source.id))
+
+    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
+                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]:
+        filters = {"project_id": project_id, "name": name, "connected": connected}
+        return self._page("sources", filters, "registered_at, id", limit, offset, Source)
+
+    def get_task(self, task_id: str, lock: bool = False) -> Task | None:
+        row = self._db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else Task.from_doc(json.loads(row[0]))
+
+    def insert_task(self, task: Task) -> None:
+        self._db.execute(
+            "INSERT INTO tasks (id, project_id, name, state, source_id, create_date, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (task.id, task.project_id, task.name, task.state.value, task.source_id, task.create_date,
+             _dumps(task.to_doc())))
+
+    def update_task(self, task: Task) -> None:
+        self._db.execute("UPDATE tasks SET name = ?, state = ?, doc = ? WHERE id = ?",
+                         (task.name, task.state.value, _dumps(task.to_doc()), task.id))
+
+    def delete_task(self, task_id: str) -> None:
+        self._db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
+                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]:
+        filters = {"project_id": project_id, "state": state, "name": name, "source_id": source_id}
+        return self._page("tasks", filters, "create_date, id", limit, offset, Task)
+
+    def _page(self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int,
+              cls: type[Source] | type[Task]) -> tuple[int, list[Any]]:
+        """One page of a listing; `filters` maps column -> value, None meaning "any"."""
+        used = {column: _value(value) for column, value in filters.items() if value is not None}
+        where = " AND ".join(f"{column} = ?" for column in used)
+        args = list(used.values())
+        total = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone()[0]
+        limit = limit or 200  # the API's paging, as `sim.model.store.page`: 0 means the default
+        rows = self._db.execute(f"SELECT doc FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                                [*args, limit, offset]).fetchall()
+        return total, [cls.from_doc(json.loads(r[0])) for r in rows]
+
+    def head_command(self, source_id: str) -> CommandRecord | None:
+        row = self._db.execute(_HEAD, (source_id,)).fetchone()
+        if row is None:
+            return None
+        # Decoding `param` happens only when a command is pending, which is rare per poll.
+        return CommandRecord(source_id, row[0], CommandName(row[1]), json.loads(row[2]), row[3], row[4], row[5])
+
+    def add_command(self, command: CommandRecord) -> int:
+        cur = self._db.execute(
+            "INSERT INTO commands (source_id, task_id, name, param, enqueued_at, delivered_at, acked_at, result)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (command.source_id, command.task_id, command.name.value, _dumps(command.param), command.enqueued_at,
+             command.delivered_at, command.acked_at, command.result))
+        command.seq = cur.lastrowid or 0
+        return command.seq
+
+    def update_command(self, command: CommandRecord) -> None:
+        self._db.execute("UPDATE commands SET delivered_at = ?, acked_at = ?, result = ? WHERE seq = ?",
+                         (command.delivered_at, command.acked_at, command.result, command.seq))
+
+    def add_event(self, event: TaskEvent) -> None:
+        self._db.execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (event.t, event.task_id, event.source_id, event.from_state, event.to_state,
+                          event.trigger, event.subtask, event.progress))
+
+
+class SqliteStore:
+    """The SQLite store in the file at `path` (created with its schema on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._db: sqlite3.Connection | None = None
+        self._tx: SqliteTx | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        # Connections inherited over fork(): kept referenced so the child never closes (and so
+        # never checkpoints or unlocks) the parent's connection; SQLite forbids using it here.
+        self._inherited: list[sqlite3.Connection] = []
+
+    def _connect(self) -> SqliteTx:
+        if self._db is not None:
+            self._inherited.append(self._db)
+            self._lock = threading.Lock()  # a lock held at fork time would never be released here
+        # isolation_level=None: the module issues no implicit BEGINs; write() says exactly where they go.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=256)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")  # persistent in the file; waits on busy_timeout if contended
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")  # one process creates the schema while the others wait
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("COMMIT")
+        self._db, self._tx, self._pid = db, SqliteTx(db), os.getpid()
+        return self._tx
+
+    def _conn(self) -> SqliteTx:
+        if self._pid != os.getpid():
+            return self._connect()
+        return self._tx  # type: ignore[return-value]
+
+    @contextmanager
+    def read(self) -> Iterator[SqliteTx]:
+        # No BEGIN: each look-up reads the latest commit on its own (WAL), which is all a poll
+        # needs, and saves two statements per poll; anything that must be consistent is a write.
+        tx = self._conn()
+        with self._lock:
+            yield tx
+
+    @contextmanager
+    def write(self) -> Iterator[SqliteTx]:
+        tx = self._conn()
+        with self._lock:
+            db = self._db
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write (no upgrade deadlocks)
+            try:
+                yield tx
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # some errors (disk full) have rolled back already
+                    db.execute("ROLLBACK")
+                raise
+
+    def commands(self) -> list[CommandRecord]:
+        with self.read() as tx:
+            rows = tx.query(f"SELECT {_COMMAND_COLS} FROM commands ORDER BY seq")
+        return [_command(r) for r in rows]
+
+    def events(self) -> list[TaskEvent]:
+        with self.read() as tx:
+            rows = tx.query(f"SELECT {_EVENT_COLS} FROM events ORDER BY id")
+        return [TaskEvent(*r) for r in rows]
+
+    def close(self) -> None:
+        if self._db is not None and self._pid == os.getpid():
+            self._db.close()
+        self._db, self._tx, self._pid = None, None, 0
