@@ -301,7 +301,11 @@ class ControlPlane:
               log_bucket: str | None = None, subtask: str = "", progress: int = -1) -> None:
         """Apply a legal move: set the state, queue its command, record the transition."""
         before = task.state
-        if move.to is PREVIOUS:
+        if move.to is PREVIOUS and before is TaskState.ABORT:
+            # A resume goes back to the run that was stopped. Not prev_state: a failed delete
+            # since the stop has overwritten it with ABORT.
+            after = TaskState.SYNCING if task.phase is Phase.SYNC else TaskState.RUNNING
+        elif move.to is PREVIOUS:
             after = task.prev_state or TaskState.RUNNING
         elif move.to == GONE:
             after = GONE
