@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union, get_args
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, model_validator
 from sim.model.distributions import Constant, Distribution, Exponential, LogNormal, Uniform
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
+from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
 from sim.scenario_fields import (
     Fraction, FrozenModel, NonNegative, NonNegativeDist, Positive, PositiveDist, RetryField, ScenarioError,
     by_kind, problems_from, rules,
@@ -29,10 +30,10 @@ from sim.scenario_fields import (
 
 __all__ = ["ENDPOINTS", "Scenario", "ScenarioError", "load_scenario", "parse_scenario", "validate_scenario"]
 
-# Keys of `server.service_ms`: the endpoint names of the records schema, and `default` for the rest.
-ServiceKey = Literal["default", "register", "poll", "command_result", "progress", "create_task", "action",
-                     "collect_log", "delete_task", "get_task"]
-ENDPOINTS: tuple[str, ...] = tuple(k for k in get_args(ServiceKey) if k != "default")
+# Keys of `server.service_ms`: the endpoint names the models use (sim.model.intents), and `default`.
+ENDPOINTS: tuple[str, ...] = tuple(_MODEL_ENDPOINTS)
+ServiceKey = Literal[("default", *ENDPOINTS)]  # type: ignore[valid-type]
+
 
 class AllAtOnce(FrozenModel):
     """Every agent starts at t=0."""

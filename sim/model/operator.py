@@ -28,6 +28,7 @@ _PAGE = 200
 class OperatorSpec:
     waves: tuple[tuple[float, int], ...] = ()  # (at_s, count)
     rate_per_s: float = 0.0  # Poisson task arrivals, instead of or besides waves
+    rate_start_s: float = 0.0
     check_interval_s: float = 5.0
     sync_after_s: float | None = 5.0  # None: no sync
     stop_probability: float = 0.0
@@ -81,7 +82,7 @@ class Operator:
 
     def run(self) -> Model:
         arrivals = sorted(self.spec.waves)
-        next_rate = self._next_arrival(0.0)
+        next_rate = self._next_arrival(self.spec.rate_start_s)
         next_check = self.spec.check_interval_s
         while True:
             due = [next_check]

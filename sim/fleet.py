@@ -1,0 +1,70 @@
+"""From a Scenario to the agents and the operator that both executors run.
+
+Agent `index` gets the same draws (OS, disk size, bandwidth) in the simulation and in the
+load test: its spec comes from a generator seeded by (scenario seed, index), so a load test
+and a simulation of one scenario model the same fleet.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from sim.model.agent import AgentSpec
+from sim.model.lifecycle import OsType
+from sim.model.operator import OperatorSpec
+from sim.scenario import Ramp, Scenario, TaskRate, TaskWaves, Waves
+
+
+def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
+    """The fixed parameters of agent `index` (0-based) in this scenario."""
+    rng = random.Random(f"{scenario.seed}:agent:{index}")
+    fleet, agent = scenario.fleet, scenario.agent
+    os_type = _pick(fleet.os_mix, rng)
+    return AgentSpec(
+        index=index, os_type=os_type, disk_bytes=int(fleet.disk_gb.sample(rng) * 1e9),
+        bandwidth_mbps=agent.bandwidth_mbps.sample(rng), poll_interval_s=agent.poll_interval_s,
+        poll_jitter_s=agent.poll_jitter_s, progress_interval_s=agent.progress_interval_s,
+        subtask_s=agent.subtask_s, failure_probability=agent.failure_probability,
+        upload_log_s=agent.upload_log_s, sync_fraction=agent.sync_fraction, retry=agent.retry,
+    )
+
+
+def _pick(mix: dict[OsType, float], rng: random.Random) -> OsType:
+    u, acc = rng.random(), 0.0
+    for os_type, share in sorted(mix.items(), key=lambda kv: kv[0].value):
+        acc += share
+        if u < acc:
+            return os_type
+    return max(mix, key=lambda k: mix[k])
+
+
+def arrival_s(scenario: Scenario, index: int) -> float:
+    """When agent `index` starts (registers), in seconds from the run's start."""
+    arrival, n = scenario.fleet.arrival, scenario.fleet.agents
+    if isinstance(arrival, Ramp):
+        return arrival.duration_s * index / n
+    if isinstance(arrival, Waves):
+        per_wave = math.ceil(n / arrival.waves)
+        return arrival.interval_s * (index // per_wave)
+    return 0.0
+
+
+def operator_spec(scenario: Scenario) -> OperatorSpec:
+    op = scenario.operator
+    tasks = op.tasks
+    return OperatorSpec(
+        waves=tuple((w.at_s, w.count) for w in tasks.waves) if isinstance(tasks, TaskWaves) else (),
+        rate_per_s=tasks.per_s if isinstance(tasks, TaskRate) else 0.0,
+        rate_start_s=tasks.start_s if isinstance(tasks, TaskRate) else 0.0,
+        check_interval_s=op.check_interval_s, sync_after_s=op.sync_after_s,
+        stop_probability=op.stop_probability, resume_after_s=op.resume_after_s,
+        restart_probability=op.restart_probability, log_collect_probability=op.log_collect_probability,
+        log_bucket=op.log_bucket, delete_at_end=op.delete_at_end,
+        linux_block_fraction=scenario.fleet.linux_block_fraction,
+    )
+
+
+def has_operator_work(scenario: Scenario) -> bool:
+    tasks = scenario.operator.tasks
+    return isinstance(tasks, TaskRate) or bool(tasks.waves)
