@@ -16,6 +16,7 @@ from sim import __version__
 _SUBCOMMANDS = [
     "sim.server.cli",
     "sim.scenario_cli",
+    "sim.des.cli",
 ]
 
 
