@@ -98,7 +98,8 @@ def test_task_insert_get_update_list_delete(store: Store) -> None:
         assert [t.id for t in tx.list_tasks(P, state=TaskState.RUNNING)[1]] == ["t1"]
         assert [t.id for t in tx.list_tasks(P, name="task-1")[1]] == ["t1", "t3"]
         assert [t.id for t in tx.list_tasks(P, source_id="s2")[1]] == ["t3"]
-        assert tx.list_tasks(P, limit=3, offset=2)[0] == 4 and [t.id for t in tx.list_tasks(P, limit=3, offset=2)[1]] == ["t2", "t3"]
+        total, page = tx.list_tasks(P, limit=3, offset=2)
+        assert total == 4 and [t.id for t in page] == ["t2", "t3"]
     with store.write() as tx:
         task = tx.get_task("t0", lock=True)
         task.state, task.phase, task.prev_state = TaskState.ABORTING, Phase.SYNC, TaskState.RUNNING
@@ -144,7 +145,7 @@ def test_commands_are_fifo_per_source_and_acknowledged_ones_leave_the_queue(stor
     assert [(c.name, c.delivered_at, c.acked_at, c.result) for c in history] == [
         (CommandName.START, 5.0, 6.0, "success"), (CommandName.START, None, None, None),
         (CommandName.STOP, 7.0, 7.5, "fail"), (CommandName.UPLOAD_LOG, None, None, None)]
-    assert history[3].param == {"bucket": "bk", "object": "o/1.tgz"}
+    assert history[1].param == {"task_id": "tb"} and history[3].param == {"bucket": "bk", "object": "o/1.tgz"}
 
 
 def test_seq_keeps_increasing_across_transactions(store: Store) -> None:
@@ -310,7 +311,7 @@ def test_deleting_a_finished_task(control_plane: ControlPlane, now: Clock) -> No
     _ack(cp, sid, Command(CommandName.DELETE, task_id=tid), now)
     with pytest.raises(NotFound):
         cp.get_task(P, tid)
-    assert cp.list_tasks(P) == (0, []) and cp.get_source(P, sid) [1] is None
+    assert cp.list_tasks(P) == (0, []) and cp.get_source(P, sid)[1] is None
     assert cp.store.events()[-1].to_state == "DELETED"
     # The source is free for a new task.
     cp.create_task(P, TaskSpec(name="again", type=TaskType.MIGRATE_FILE, source_id=sid), now())

@@ -57,6 +57,8 @@ _COMMAND_COLS = "source_id, task_id, name, param, enqueued_at, seq, delivered_at
 _EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, progress"
 
 
+_OPENING = threading.Lock()
+
 def _value(x: Any) -> Any:
     """A filter value as stored: enum members (TaskState) by their value."""
     return getattr(x, "value", x)
@@ -132,7 +134,7 @@ class PostgresTx:
         where = " AND ".join(f"{column} = %s" for column in used)
         args = list(used.values())
         # Table and column names come from this module only; values are always parameters.
-        total = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone()[0]  # type: ignore[index]
+        (total,) = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone() or (0,)
         limit = limit or 200  # the API's paging, as `sim.model.store.page`: 0 means the default
         rows = self._db.execute(f"SELECT doc FROM {table} WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
                                 [*args, limit, offset]).fetchall()
@@ -196,7 +198,9 @@ class PostgresStore:
 
     def _conn(self) -> psycopg.Connection[Any]:
         if self._pid != os.getpid():
-            return self._connect()
+            with _OPENING:  # two threads' first requests must not open two connections
+                if self._pid != os.getpid():
+                    self._connect()
         return self._db  # type: ignore[return-value]
 
     @contextmanager
@@ -224,4 +228,6 @@ class PostgresStore:
     def close(self) -> None:
         if self._db is not None and self._pid == os.getpid():
             self._db.close()
+        elif self._db is not None:
+            self._inherited.append(self._db)  # the parent's: never closed here (see __init__)
         self._db, self._reader, self._pid = None, None, 0

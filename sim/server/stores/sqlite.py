@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -31,8 +32,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,
     connected INTEGER NOT NULL, registered_at REAL NOT NULL, doc TEXT NOT NULL);
--- Covering index: the poll's source_brief is answered from the index alone.
-CREATE INDEX IF NOT EXISTS sources_brief ON sources (id, project_id, connected);
 CREATE INDEX IF NOT EXISTS sources_project ON sources (project_id, registered_at, id);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
@@ -41,8 +40,9 @@ CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project_id, create_date, id);
 CREATE INDEX IF NOT EXISTS tasks_source ON tasks (source_id);
 CREATE TABLE IF NOT EXISTS commands (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, source_id TEXT NOT NULL, task_id TEXT NOT NULL,
-    name TEXT NOT NULL, param TEXT NOT NULL, enqueued_at REAL NOT NULL,
+    name TEXT NOT NULL, param TEXT, enqueued_at REAL NOT NULL,
     delivered_at REAL, acked_at REAL, result TEXT);
+-- param is NULL for the common {"task_id": task_id}: the poll then builds it without decoding JSON.
 -- Only pending commands are indexed: head_command is one short index seek, however long the history.
 CREATE INDEX IF NOT EXISTS commands_pending ON commands (source_id, seq) WHERE acked_at IS NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -58,13 +58,46 @@ _COMMAND_COLS = "source_id, task_id, name, param, enqueued_at, seq, delivered_at
 _EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, progress"
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL (a setting kept in the file), waiting for a concurrent opener.
+
+    The switch needs a moment of exclusive access, and SQLite reports a clash with another
+    process doing the same as "database is locked" at once, without the busy handler.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+    if mode != "wal":
+        raise sqlite3.OperationalError(f"cannot use WAL for this database (journal_mode stays {mode!r})")
+
+
 def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def _command(row: tuple) -> CommandRecord:
-    return CommandRecord(row[0], row[1], CommandName(row[2]), json.loads(row[3]), *row[4:])
+_NAMES = {c.value: c for c in CommandName}  # a dict look-up is cheaper than CommandName(value)
 
+
+def _param_text(command: CommandRecord) -> str | None:
+    """The stored `param`: NULL when it is just the command's task id (see the schema)."""
+    if command.param == {"task_id": command.task_id}:
+        return None
+    return _dumps(command.param)
+
+
+def _command(row: tuple[Any, ...]) -> CommandRecord:
+    source_id, task_id, name, param = row[:4]
+    return CommandRecord(source_id, task_id, _NAMES[name],
+                         {"task_id": task_id} if param is None else json.loads(param), *row[4:])
+
+
+_OPENING = threading.Lock()
 
 def _value(x: Any) -> Any:
     """A filter value as stored: enum members (TaskState) by their value."""
@@ -145,14 +178,16 @@ class SqliteTx:
         row = self._db.execute(_HEAD, (source_id,)).fetchone()
         if row is None:
             return None
-        # Decoding `param` happens only when a command is pending, which is rare per poll.
-        return CommandRecord(source_id, row[0], CommandName(row[1]), json.loads(row[2]), row[3], row[4], row[5])
+        task_id, name, param, enqueued_at, seq, delivered_at = row
+        return CommandRecord(source_id, task_id, _NAMES[name],
+                             {"task_id": task_id} if param is None else json.loads(param),
+                             enqueued_at, seq, delivered_at)
 
     def add_command(self, command: CommandRecord) -> int:
         cur = self._db.execute(
             "INSERT INTO commands (source_id, task_id, name, param, enqueued_at, delivered_at, acked_at, result)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (command.source_id, command.task_id, command.name.value, _dumps(command.param), command.enqueued_at,
+            (command.source_id, command.task_id, command.name.value, _param_text(command), command.enqueued_at,
              command.delivered_at, command.acked_at, command.result))
         command.seq = cur.lastrowid or 0
         return command.seq
@@ -179,6 +214,7 @@ class SqliteStore:
         # Connections inherited over fork(): kept referenced so the child never closes (and so
         # never checkpoints or unlocks) the parent's connection; SQLite forbids using it here.
         self._inherited: list[sqlite3.Connection] = []
+        self._reading = _Reading(self)
 
     def _connect(self) -> SqliteTx:
         if self._db is not None:
@@ -187,7 +223,7 @@ class SqliteStore:
         # isolation_level=None: the module issues no implicit BEGINs; write() says exactly where they go.
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=256)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")  # persistent in the file; waits on busy_timeout if contended
+        _enable_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")  # one process creates the schema while the others wait
         for statement in _SCHEMA.split(";"):
@@ -199,16 +235,15 @@ class SqliteStore:
 
     def _conn(self) -> SqliteTx:
         if self._pid != os.getpid():
-            return self._connect()
+            with _OPENING:  # two threads' first requests must not open two connections
+                if self._pid != os.getpid():
+                    self._connect()
         return self._tx  # type: ignore[return-value]
 
-    @contextmanager
-    def read(self) -> Iterator[SqliteTx]:
+    def read(self) -> "_Reading":
         # No BEGIN: each look-up reads the latest commit on its own (WAL), which is all a poll
         # needs, and saves two statements per poll; anything that must be consistent is a write.
-        tx = self._conn()
-        with self._lock:
-            yield tx
+        return self._reading
 
     @contextmanager
     def write(self) -> Iterator[SqliteTx]:
@@ -238,4 +273,23 @@ class SqliteStore:
     def close(self) -> None:
         if self._db is not None and self._pid == os.getpid():
             self._db.close()
+        elif self._db is not None:
+            self._inherited.append(self._db)  # the parent's: never closed here (see __init__)
         self._db, self._tx, self._pid = None, None, 0
+
+
+class _Reading:
+    """`SqliteStore.read()`: a plain class, not @contextmanager, as it runs on every poll."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> SqliteTx:
+        tx = self._store._conn()  # (re)opens first, so the lock taken next is this process's
+        self._store._lock.acquire()
+        return tx
+
+    def __exit__(self, *exc: object) -> None:
+        self._store._lock.release()

@@ -1,0 +1,84 @@
+"""PostgreSQL store specifics: concurrent schema creation, and the head of a queue under concurrent writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from sim.model.commands import CommandName
+from sim.model.entities import CommandRecord, Source
+from sim.model.lifecycle import OsType
+from sim.server.stores.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+
+def test_stores_starting_at_once_create_the_schema_once(pg_url: str) -> None:
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        store = PostgresStore(pg_url)
+        try:
+            with store.read() as tx:
+                tx.source_brief("x")
+        except BaseException as exc:  # reported below: a thread's exception would otherwise vanish
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _wait_until_blocked(admin: psycopg.Connection[Any], pid: int, worker: threading.Thread) -> None:
+    """Return once backend `pid` waits for a lock; fail if the worker finished without waiting."""
+    deadline = time.monotonic() + 60  # a guard against hanging, not a timing assertion
+    while time.monotonic() < deadline:
+        row = admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        if row and row[0] == "Lock":
+            return
+        assert worker.is_alive(), "the second transaction read the head without waiting for the first"
+        time.sleep(0.01)
+    pytest.fail(f"backend {pid} never waited for the source row lock")
+
+
+def test_head_command_in_a_write_waits_for_a_concurrent_acknowledgement(pg_url: str) -> None:
+    first, second = PostgresStore(pg_url), PostgresStore(pg_url)
+    try:
+        with first.write() as tx:
+            tx.insert_source(Source(id="s1", project_id="p", name="h", os_type=OsType.LINUX, registered_at=1.0))
+            for name in (CommandName.START, CommandName.STOP):
+                tx.add_command(CommandRecord("s1", "t1", name, {"task_id": "t1"}, 1.0))
+        with second.read() as tx:
+            pid = tx.query("SELECT pg_backend_pid()")[0][0]
+        seen: list[CommandRecord | None] = []
+
+        def second_write() -> None:
+            with second.write() as tx2:
+                seen.append(tx2.head_command("s1"))
+
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            with first.write() as tx:
+                head = tx.head_command("s1")
+                assert head is not None and head.name is CommandName.START
+                head.acked_at, head.result = 2.0, "success"
+                tx.update_command(head)
+                worker = threading.Thread(target=second_write)
+                worker.start()
+                _wait_until_blocked(admin, pid, worker)
+            worker.join()
+        # The second transaction decided on the head only after the first committed its acknowledgement.
+        assert [c.name for c in seen if c is not None] == [CommandName.STOP]
+    finally:
+        first.close()
+        second.close()

@@ -1,0 +1,99 @@
+"""SQLite store specifics: the pragmas it promises, the indexes the poll uses, processes sharing a file."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from sim.model.commands import Command, CommandName
+from sim.model.controlplane import ControlPlane, Registration, TaskSpec
+from sim.model.lifecycle import Action, OsType, TaskState, TaskType
+from sim.server.stores.sqlite import BUSY_TIMEOUT_MS, SqliteStore
+
+P = "proj"
+PER_PROCESS = 200
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "sms.db")
+    yield store
+    store.close()
+
+
+def test_wal_normal_sync_and_busy_timeout_are_set(sqlite_store: SqliteStore) -> None:
+    with sqlite_store.read() as tx:
+        assert tx.query("PRAGMA journal_mode") == [("wal",)]
+        assert tx.query("PRAGMA synchronous") == [(1,)]  # 1 = NORMAL
+        assert tx.query("PRAGMA busy_timeout") == [(BUSY_TIMEOUT_MS,)]
+
+
+def test_the_poll_lookups_are_single_index_searches(sqlite_store: SqliteStore) -> None:
+    from sim.server.stores.sqlite import _BRIEF, _HEAD
+
+    with sqlite_store.read() as tx:
+        brief = " ".join(str(r[-1]) for r in tx.query(f"EXPLAIN QUERY PLAN {_BRIEF}", ("s",)))
+        head = " ".join(str(r[-1]) for r in tx.query(f"EXPLAIN QUERY PLAN {_HEAD}", ("s",)))
+    assert "SEARCH sources USING" in brief and "(id=?)" in brief
+    assert "INDEX commands_pending" in head and "TEMP B-TREE" not in head  # no sort step
+
+
+def _register_and_start(path: str, worker: int, barrier: mp.synchronize.Barrier) -> None:
+    """One process of the concurrency test: its own store object, opened at the same moment as the other's."""
+    barrier.wait()
+    store = SqliteStore(path)
+    cp = ControlPlane(store)
+    for i in range(PER_PROCESS):
+        sid = cp.register(P, Registration(name=f"w{worker}-{i}", os_type=OsType.LINUX), float(i))
+        tid = cp.create_task(P, TaskSpec(name=f"w{worker}-{i}", type=TaskType.MIGRATE_BLOCK, source_id=sid), float(i))
+        cp.act(P, tid, Action.START, float(i))
+    store.close()
+
+
+def test_two_processes_writing_one_file_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")  # not created yet: both processes also race to create the schema
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    workers = [ctx.Process(target=_register_and_start, args=(path, w, barrier)) for w in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=240)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+    store = SqliteStore(path)
+    try:
+        cp = ControlPlane(store)
+        total, sources = cp.list_sources(P, limit=1000)
+        assert total == 2 * PER_PROCESS and len({s.name for s in sources}) == 2 * PER_PROCESS
+        total, tasks = cp.list_tasks(P, limit=1000)
+        assert total == 2 * PER_PROCESS and all(t.state is TaskState.RUNNING for t in tasks)
+        commands = store.commands()
+        assert len(commands) == 2 * PER_PROCESS and len({c.seq for c in commands}) == 2 * PER_PROCESS
+        assert {c.task_id for c in commands} == {t.id for t in tasks}
+        assert len(store.events()) == 2 * 2 * PER_PROCESS  # create + start per task
+        for task in tasks[::50]:
+            assert cp.poll(P, task.source_id, 1e6) == Command(CommandName.START, task_id=task.id)
+    finally:
+        store.close()
+
+
+def _child_registers(store: SqliteStore) -> None:
+    ControlPlane(store).register(P, Registration(name="from-child", os_type=OsType.LINUX), 2.0)
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork()")
+def test_a_forked_worker_reopens_its_own_connection(sqlite_store: SqliteStore) -> None:
+    # The server may create the store, use it, then fork workers: each must open its own connection.
+    cp = ControlPlane(sqlite_store)
+    cp.register(P, Registration(name="from-parent", os_type=OsType.LINUX), 1.0)
+    child = mp.get_context("fork").Process(target=_child_registers, args=(sqlite_store,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    # The parent's connection still works and sees the child's commit.
+    cp.register(P, Registration(name="parent-again", os_type=OsType.LINUX), 3.0)
+    assert [s.name for s in cp.list_sources(P)[1]] == ["from-parent", "from-child", "parent-again"]
