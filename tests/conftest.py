@@ -23,7 +23,7 @@ PG_TEST_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:543
 def _pg_unavailable(why: str) -> NoReturn:
     msg = f"PostgreSQL at {PG_TEST_URL} is unreachable ({why})"
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{msg}; CI=true requires it (start it, or set PG_TEST_URL)")
+        pytest.fail(f"{msg}; CI=true requires it (start it, or set PG_TEST_URL)", pytrace=False)
     pytest.skip(f"{msg}; set PG_TEST_URL or start it to run the PostgreSQL tests")
 
 
@@ -36,7 +36,10 @@ def pg_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_TEST_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        _pg_unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        admin = None
+    if admin is None:  # outside the except block: the report shows our message, not a chained traceback
+        _pg_unavailable(why)
     with admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
