@@ -208,7 +208,7 @@ def _build() -> dict[tuple[TaskState, Trigger], Move | Reject]:
     # Operator actions.
     row(T.START, _RESUME_ONLY_PAUSED,
         READY=Move(S.RUNNING, CommandName.START),
-        ABORT=Move(PREVIOUS, CommandName.START))  # resume; the control plane queues SYNC for a stopped sync
+        ABORT=Move(PREVIOUS, CommandName.START))  # resume: back to RUNNING, or SYNCING for a stopped sync
     row(T.STOP, _PAUSE_ONLY_RUNNING,
         RUNNING=Move(S.ABORTING, CommandName.STOP),
         SYNCING=Move(S.ABORTING, CommandName.STOP))

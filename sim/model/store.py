@@ -1,12 +1,13 @@
 """The store interface the control plane works over, and the in-memory store.
 
 A store only keeps records; every rule lives in `ControlPlane`. Work happens in a
-transaction: `store.read()` for look-ups, `store.write()` for changes (all or nothing).
+transaction: `store.read()` for look-ups, `store.write()` for changes (all or nothing in the
+SQL stores, which roll back on an exception).
 The SQLite and PostgreSQL stores in `sim.server.stores` implement the same interface and
-pass the same contract tests (`tests/model/store_contract.py`).
+pass the same contract tests (`tests/model/test_store_contract.py`).
 
-`MemoryStore` hands out its live records: the control plane checks every rule before it
-changes a record, so a rejected request leaves nothing half-changed. It is single-threaded
+`MemoryStore` hands out its live records and has no rollback: the control plane checks every
+rule before it changes a record, so a rejected request leaves nothing half-changed there either. It is single-threaded
 (the simulation is) and keeps command queues as deques, so a poll is two dict look-ups.
 """
 
