@@ -17,6 +17,7 @@ _SUBCOMMANDS = [
     "sim.server.cli",
     "sim.scenario_cli",
     "sim.des.cli",
+    "sim.demo",
 ]
 
 
@@ -51,4 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m sim.cli` runs this file as `__main__`; call main() of the module `sim.cli` so that
+    # the UsageError the subcommands import from `sim.cli` is the class main() catches.
+    from sim.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,146 @@
+"""The reference SMS server: a Starlette app over the control plane.
+
+`create_app(store_url, tokens)` builds the app; `app_from_env` is the factory the server's
+worker processes call (`smsload serve` passes the store URL and tokens through the
+environment, so every worker builds the same app). Each worker opens its own store
+connection at startup and closes it at shutdown.
+
+Request path, outermost first: `ServerTiming` (Server-Timing header, last-resort 500) ->
+`TokenAuth` (401 unless the token is known; /healthz is open) -> `PollFastPath` (the agents'
+`GET .../command`) -> Starlette's routing and exception handlers -> `endpoints.Api`.
+Every error is `{"error_code": "SMS.xxxx", "error_msg": ...}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from importlib import resources
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sim.model.controlplane import ControlPlane
+from sim.model.errors import NotFound, SmsError
+from sim.server.endpoints import Api
+from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
+from sim.server.stores import open_store
+
+# How `smsload serve` hands its configuration to the worker processes.
+ENV_DB = "SMSLOAD_SERVE_DB"
+ENV_TOKENS = "SMSLOAD_SERVE_TOKENS"  # JSON object: token -> project
+
+
+class _LazyPlane:
+    """The worker's control plane, opened at startup (or on first use when nothing ran the lifespan)."""
+
+    def __init__(self, store_url: str) -> None:
+        self.store_url = store_url
+        self._plane: ControlPlane | None = None
+
+    def __call__(self) -> ControlPlane:
+        if self._plane is None:
+            self._plane = ControlPlane(open_store(self.store_url))
+        return self._plane
+
+    def close(self) -> None:
+        if self._plane is not None:
+            self._plane.store.close()
+            self._plane = None
+
+
+def _routes(api: Api) -> list[Route]:
+    """The route table; `sim/server/openapi.json` documents exactly these (path, method) pairs."""
+    return [
+        # The poll routes first: they are the most frequent (when PollFastPath does not answer).
+        Route("/v1/sms/sources/{source_id}/command", api.poll, methods=["GET"]),
+        Route("/v3/sources/{source_id}/command", api.poll, methods=["GET"]),
+        Route("/v1/sms/sources/{source_id}/command_result", api.command_result, methods=["POST"]),
+        Route("/v3/sources/{source_id}/command_result", api.command_result, methods=["POST"]),
+        Route("/v1/sms/tasks/{task_id}/progress", api.progress_v1, methods=["PUT"]),
+        Route("/v3/tasks/{task_id}/progress", api.progress_v3, methods=["PUT"]),
+        Route("/v3/sources", api.register, methods=["POST"]),
+        Route("/v3/sources", api.list_sources, methods=["GET"]),
+        Route("/v3/sources/{source_id}", api.show_source, methods=["GET"]),
+        Route("/v3/tasks", api.create_task, methods=["POST"]),
+        Route("/v3/tasks", api.list_tasks, methods=["GET"]),
+        Route("/v3/tasks/{task_id}", api.show_task, methods=["GET"]),
+        Route("/v3/tasks/{task_id}", api.delete_task, methods=["DELETE"]),
+        Route("/v3/tasks/{task_id}/action", api.task_action, methods=["POST"]),
+        Route("/v3/tasks/{task_id}/log", api.collect_log, methods=["POST"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+    ]
+
+
+def _error_response(exc: SmsError) -> Response:
+    return Response(error_json(exc), exc.http_status, media_type="application/json")
+
+
+async def _sms_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SmsError)
+    return _error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors in SMS terms: no route is SMS.9802, a wrong method SMS.2003."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401.
+        return _error_response(SmsError(f"invalid HTTP method: {where} (allowed: {allowed})",
+                                        code="SMS.2003", http_status=401))
+    if exc.status_code == 404:
+        return _error_response(NotFound(f"no such resource: {where}"))
+    return _error_response(SmsError(f"{where}: {exc.detail}", code="SMS.9801", http_status=exc.status_code))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """An unexpected exception: 500 SMS.2007 with no detail (the server's log has the traceback)."""
+    return _error_response(SmsError("backend exception"))
+
+
+class SmsApp(Starlette):
+    """Starlette with the reference server's own ASGI layers outside Starlette's middleware
+    stack, so that the poll fast path skips it and every response, a 500 from Starlette's
+    ServerErrorMiddleware included, passes through ServerTiming."""
+
+    def __init__(self, api: Api, tokens: dict[str, str], **kwargs: Any) -> None:
+        self._api, self._tokens = api, tokens
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return ServerTiming(TokenAuth(PollFastPath(inner, self._api.poll_body), self._tokens))
+
+
+def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:
+    """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project."""
+    plane = _LazyPlane(store_url)
+    api = Api(plane, resources.files("sim.server").joinpath("openapi.json").read_bytes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        plane()  # open the store now, in the worker, so the first request does not pay for it
+        try:
+            yield
+        finally:
+            plane.close()
+
+    app = SmsApp(api, tokens, routes=_routes(api), lifespan=lifespan,
+                 exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error})
+    # `/v3/tasks/` is an unknown route (404), not a redirect to `/v3/tasks`.
+    app.router.redirect_slashes = False
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app factory for server workers: the store URL and tokens come from the environment."""
+    tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens)

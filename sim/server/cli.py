@@ -1,0 +1,165 @@
+"""`smsload serve`: run the reference SMS server.
+
+The server runs on granian (ASGI) with `--workers` processes; uvicorn is the fallback when
+granian cannot be imported. Workers build the app with `sim.server.app:app_from_env`, so the
+store URL and the tokens travel to them in environment variables. The store is opened once
+here first: a bad URL or an unreachable database is one line on stderr and exit code 2, and
+the schema is created before several workers could race to create it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import socket
+from urllib.parse import urlsplit, urlunsplit
+
+from sim.cli import UsageError
+from sim.server.app import ENV_DB, ENV_TOKENS
+
+DEFAULT_DB = "sqlite:///sms.sqlite3"
+DEFAULT_PROJECT = "default"
+TOKEN_ENV = "SMS_AUTH_TOKEN"
+APP_FACTORY = "sim.server.app:app_from_env"
+_PROJECT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_TOKEN = re.compile(r"[!-~]{1,16384}")  # visible ASCII: what an HTTP header value can carry as is
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the reference SMS server",
+        description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL).")
+    p.add_argument("--db", default=DEFAULT_DB,
+                   help=f"store URL: sqlite:///PATH, postgresql://... or memory:// (default {DEFAULT_DB})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", default="8080", help="port to listen on; 0 picks a free one (default 8080)")
+    p.add_argument("--token", action="append", default=[], metavar="TOKEN[=PROJECT]",
+                   help=f"accept this X-Auth-Token, for PROJECT (default {DEFAULT_PROJECT!r}); repeatable. "
+                        f"Without --token: ${TOKEN_ENV}, else a generated token (printed)")
+    p.add_argument("--workers", default="1", help="worker processes (default 1)")
+    p.set_defaults(func=serve)
+
+
+def parse_token(spec: str) -> tuple[str, str]:
+    """`TOKEN` or `TOKEN=PROJECT` (split at the last `=`; a trailing `=` is token padding)."""
+    token, sep, project = spec.rpartition("=")
+    if not sep or not project:
+        token, project = spec, DEFAULT_PROJECT
+    if not _TOKEN.fullmatch(token):
+        raise UsageError("--token: a token is 1-16384 visible ASCII characters (no spaces)")
+    if not _PROJECT.fullmatch(project):
+        raise UsageError(f"--token: bad project name {project!r} (letters, digits, _ . : -)")
+    return token, project
+
+
+def resolve_tokens(specs: list[str]) -> tuple[dict[str, str], str | None]:
+    """token -> project from --token, else $SMS_AUTH_TOKEN, else one generated (also returned)."""
+    tokens: dict[str, str] = {}
+    for spec in specs:
+        token, project = parse_token(spec)
+        if tokens.get(token, project) != project:
+            raise UsageError("--token: the same token is given for two projects")
+        tokens[token] = project
+    if tokens:
+        return tokens, None
+    env = os.environ.get(TOKEN_ENV, "")
+    if env:  # a bare token: clients send this very value as their X-Auth-Token
+        if not _TOKEN.fullmatch(env):
+            raise UsageError(f"${TOKEN_ENV}: a token is 1-16384 visible ASCII characters (no spaces)")
+        return {env: DEFAULT_PROJECT}, None
+    generated = secrets.token_urlsafe(24)
+    return {generated: DEFAULT_PROJECT}, generated
+
+
+def _count(value: str, name: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise UsageError(f"{name}: expected an integer {low}..{high}, got {value!r}")
+    return int(value)
+
+
+def redact(url: str) -> str:
+    """The store URL without its password, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_store(url: str) -> None:
+    """Open (creating the schema on first use) and close the store, or raise UsageError."""
+    from sim.server.stores import open_store
+
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "10")  # an unreachable PostgreSQL fails in seconds
+    try:
+        store = open_store(url)
+        try:
+            with store.read() as tx:  # stores connect lazily: make this one connect now
+                tx.source_brief("")
+        finally:
+            store.close()
+    except Exception as exc:  # any failure to open the store is the user's configuration to fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--db {redact(url)}: cannot open the store: {first}") from None
+
+
+def check_listen(host: str, port: int) -> int:
+    """Bind (host, port) once to report a bad address here; port 0 becomes a free port.
+
+    A free port found this way could in principle be taken before the server binds it; on a
+    loopback test port that is not a practical concern, and the server then fails loudly."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            return sock.getsockname()[1]
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    port = _count(args.port, "--port", 0, 65535)
+    workers = _count(args.workers, "--workers", 1, 64)
+    tokens, generated = resolve_tokens(args.token)
+    db = args.db
+    if db in ("memory", "memory://") and workers > 1:
+        raise UsageError("--db memory:// keeps its data in one process; use --workers 1 or a database")
+    check_store(db)
+    port = check_listen(args.host, port)
+
+    os.environ[ENV_DB] = db
+    os.environ[ENV_TOKENS] = json.dumps(tokens)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    plural = "s" if workers > 1 else ""
+    print(f"smsload serve: listening on http://{host}:{port} (db {redact(db)}, {workers} worker{plural})", flush=True)
+    if generated:
+        print(f"smsload serve: generated token {generated} (project {DEFAULT_PROJECT})", flush=True)
+    try:
+        import granian  # noqa: F401  (only to choose the server)
+    except ImportError:
+        _run_uvicorn(args.host, port, workers)
+    else:
+        _run_granian(args.host, port, workers)
+    return 0
+
+
+def _run_granian(host: str, port: int, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    # granian's main process handles SIGINT/SIGTERM itself: it stops the workers and returns.
+    Granian(APP_FACTORY, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+            factory=True, log_level=LogLevels.warning).serve()
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning",
+                lifespan="on")

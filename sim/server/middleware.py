@@ -1,0 +1,133 @@
+"""Pure ASGI middleware of the reference server: timing, token auth, and the poll fast path.
+
+These wrap the Starlette app as plain ASGI callables (not `BaseHTTPMiddleware`, which runs
+the app in a task and costs far more per request than the poll itself). The poll,
+`GET .../command`, is the request every agent sends every few seconds, so it is answered
+here without Starlette's routing, Request object or pydantic; every other request goes on to
+Starlette.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from time import perf_counter
+from typing import Any, Callable
+
+from sim.model.errors import SmsError, Unauthorized
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+ASGIApp = Callable[..., Any]
+
+log = logging.getLogger("sim.server")
+
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+# Paths anyone may call without a token (a load balancer's health check has none).
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def error_json(exc: SmsError) -> bytes:
+    return json.dumps(exc.body(), separators=(",", ":")).encode()
+
+
+async def send_json(send: Callable[[Message], Any], status: int, body: bytes) -> None:
+    """Send a complete JSON response in the two ASGI messages."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServerTiming:
+    """Adds `Server-Timing: app;dur=<ms>` (the app's own time until the response starts) to
+    every response. An exception that escapes before a response started (from the layers
+    outside Starlette's own 500 handler) becomes 500 SMS.2007 here, logged, never shown to
+    the client, so that even those responses carry the header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = perf_counter()
+        started = False
+
+        async def timed_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                timing = b"app;dur=%.3f" % ((perf_counter() - t0) * 1000.0)
+                # A new list: the app may hand over a list it shares between responses.
+                message["headers"] = [*message.get("headers", ()), (b"server-timing", timing)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        except Exception:
+            if started:  # Starlette answered already (500 SMS.2007); the server logs the traceback
+                raise
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            await send_json(timed_send, 500, error_json(SmsError("backend exception")))
+
+
+class TokenAuth:
+    """Maps `X-Auth-Token` to the caller's project (`scope["sms.project"]`), or answers 401 SMS.9803."""
+
+    def __init__(self, app: ASGIApp, projects: dict[str, str]) -> None:
+        self.app = app
+        # Header values arrive as bytes; keying by bytes saves a decode per request.
+        self.projects = {token.encode("latin-1"): project for token, project in projects.items()}
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        project = None
+        for name, value in scope["headers"]:
+            if name == b"x-auth-token":
+                project = self.projects.get(value)
+                break
+        if project is None:
+            await send_json(send, 401, error_json(Unauthorized("X-Auth-Token missing or not valid")))
+            return
+        scope["sms.project"] = project
+        await self.app(scope, receive, send)
+
+
+def poll_source_id(path: str) -> str | None:
+    """The source id in a poll path (`/v3/sources/{id}/command`, `/v1/sms/sources/{id}/command`)."""
+    if not path.endswith("/command"):
+        return None
+    if path.startswith("/v3/sources/"):
+        source_id = path[12:-8]
+    elif path.startswith("/v1/sms/sources/"):
+        source_id = path[16:-8]
+    else:
+        return None
+    # The same rule as the Starlette routes' `{source_id}`: one non-empty path segment.
+    return source_id if source_id and "/" not in source_id else None
+
+
+class PollFastPath:
+    """Answers `GET .../command` directly with `poll_body(project, source_id) -> bytes`.
+
+    The Starlette routes for the poll stay in place (for HEAD, wrong methods and the route
+    table the OpenAPI document is checked against); this only short-cuts the hot GET."""
+
+    def __init__(self, app: ASGIApp, poll_body: Callable[[str, str], bytes]) -> None:
+        self.app = app
+        self.poll_body = poll_body
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            source_id = poll_source_id(scope["path"])
+            if source_id is not None:
+                try:
+                    status, body = 200, self.poll_body(scope["sms.project"], source_id)
+                except SmsError as exc:
+                    status, body = exc.http_status, error_json(exc)
+                await send_json(send, status, body)
+                return
+        await self.app(scope, receive, send)
