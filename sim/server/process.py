@@ -59,7 +59,7 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or "(no output)"
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path, deadline: float) -> str:
+def wait_ready(proc: subprocess.Popen[bytes], log_path: Path, deadline: float) -> str:
     """The server's URL once it answers /healthz."""
     url = None
     while time.monotonic() < deadline:
@@ -98,7 +98,7 @@ def run_server(db: str, tokens: list[str], log_path: Path, *, workers: int = 1,
                                 stdin=subprocess.DEVNULL, env=_child_env())
     server = None
     try:
-        server = RunningServer(_wait_ready(proc, log_path, time.monotonic() + timeout_s), proc.pid, log_path)
+        server = RunningServer(wait_ready(proc, log_path, time.monotonic() + timeout_s), proc.pid, log_path)
         yield server
     finally:
         code = stop_process(proc)
