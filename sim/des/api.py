@@ -35,6 +35,7 @@ class InMemoryApi:
         }
 
     def handle(self, call: Call, now: float, latency_s: float = 0.0) -> Outcome:
+        """Apply `call` at time `now`; the outcome carries `latency_s` as its latency."""
         try:
             body = self._handlers[call.endpoint](call, now)
         except SmsError as exc:

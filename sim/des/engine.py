@@ -63,13 +63,17 @@ class SimServer:
         self.rtt = rtt_ms
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
-    def request(self, call: Call) -> Generator[simpy.Event, Any, tuple[Outcome, float, float]]:
-        """Serve one call; returns (outcome, queue wait s, service s). Use with `yield from`."""
-        env, rng = self.env, self.rng
-        t0 = env.now
-        half = self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(rng) / 2000.0
-        if half > 0:
-            yield env.timeout(half)
+    def half_rtt_s(self) -> float:
+        return self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(self.rng) / 2000.0
+
+    def serve(self, call: Call, sent_at: float, half_back_s: float
+              ) -> Generator[simpy.Event | None, Any, tuple[Outcome, float, float]]:
+        """Serve a call that reaches the server now; returns (outcome, queue wait s, service s).
+
+        Use with `yield from`. The outcome's latency counts the way back (`half_back_s`), which
+        the caller waits out itself, merged with the model's next sleep.
+        """
+        env = self.env
         arrived = env.now
         wait = self.workers.acquire()
         if wait is not None:
@@ -80,16 +84,15 @@ class SimServer:
             if wait is not None:
                 yield wait
         started = env.now
-        service = self.service[call.endpoint].sample(rng) / 1000.0
+        service = self.service[call.endpoint].sample(self.rng) / 1000.0
         if service > 0:
             yield env.timeout(service)
-        outcome = self.api.handle(call, env.now)
+        # The control plane applies the request at the end of its service.
+        outcome = self.api.handle(call, env.now, env.now + half_back_s - sent_at)
         if lock is not None:
             lock.release()
         self.workers.release()
-        if half > 0:
-            yield env.timeout(half)
-        return Outcome(outcome.status, outcome.body, env.now - t0, outcome.error), started - arrived, service
+        return outcome, started - arrived, service
 
 
 def _annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
@@ -114,24 +117,34 @@ class Simulation:
         self.env.process(self._drive(agent_id, model, start_s))
 
     def _drive(self, agent_id: int, model: Model, start_s: float) -> _Proc:
-        env, request, add = self.env, self.server.request, self.log.add
-        if start_s > 0:
-            yield env.timeout(start_s)
+        """Step one model. Its next intent after a Sleep cannot depend on anything that happens
+        during the sleep (a model learns only from outcomes), so sleeps, the way out to the
+        server and the way back are merged into one timeout: two events per request, not four."""
+        env, server, add = self.env, self.server, self.log.add
         send = model.send
         intent = next(model)
+        delay = start_s
         while True:
             if intent.__class__ is Sleep:
-                yield env.timeout(intent.seconds)
+                delay += intent.seconds
                 intent = send(None)
+                if intent.__class__ is Sleep:  # sleep after sleep (an idle operator): let time pass now
+                    yield env.timeout(delay)
+                    delay = 0.0
                 continue
-            t = env.now
-            outcome, wait_s, service_s = yield from request(intent)
+            half_out = server.half_rtt_s()
+            half_back = server.half_rtt_s()
+            if delay + half_out > 0:
+                yield env.timeout(delay + half_out)
+            sent_at = env.now - half_out
+            outcome, wait_s, service_s = yield from server.serve(intent, sent_at, half_back)
             name, task_id = _annotations(intent, outcome)
             method, template = ENDPOINTS[intent.endpoint]
-            add(agent_id, template, method, t, t, outcome.latency_s * 1000.0, outcome.status,
+            add(agent_id, template, method, sent_at, sent_at, outcome.latency_s * 1000.0, outcome.status,
                 outcome.error_code or outcome.error, name, task_id, wait_s * 1000.0, service_s * 1000.0)
             if self._on_chunk is not None and len(self.log) >= self._chunk_rows:
                 self._on_chunk()
+            delay = half_back
             intent = send(outcome)
 
 

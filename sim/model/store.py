@@ -14,8 +14,7 @@ rule before it changes a record, so a rejected request leaves nothing half-chang
 from __future__ import annotations
 
 from collections import deque
-from contextlib import contextmanager
-from typing import ContextManager, Iterator, Protocol
+from typing import ContextManager, Protocol
 
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
@@ -67,19 +66,34 @@ def page(items: list, limit: int, offset: int) -> tuple[int, list]:
     return len(items), items[offset:offset + limit]
 
 
+class _Unit:
+    """`with store.read() as tx`: a class, not @contextmanager, since a poll enters it every time."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: "MemoryStore") -> None:
+        self.store = store
+
+    def __enter__(self) -> "MemoryStore":
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class MemoryStore:
     """The in-memory store: for the simulation and for unit tests."""
 
     def __init__(self) -> None:
+        self._unit = _Unit(self)
         self._sources: dict[str, Source] = {}
         self._tasks: dict[str, Task] = {}
         self._queues: dict[str, deque[CommandRecord]] = {}
         self._commands: list[CommandRecord] = []
         self._events: list[TaskEvent] = []
 
-    @contextmanager
-    def read(self) -> Iterator["MemoryStore"]:
-        yield self
+    def read(self) -> "_Unit":
+        return self._unit
 
     # No rollback is needed: the control plane raises only before it changes anything.
     write = read
