@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
@@ -158,8 +159,16 @@ def _run_granian(host: str, port: int, workers: int) -> None:
             factory=True, log_level=LogLevels.warning).serve()
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _run_uvicorn(host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    # After its graceful shutdown uvicorn restores the handlers it found and raises the stop
+    # signal again (to die by it); with these handlers a requested stop is exit code 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning",
                 lifespan="on")

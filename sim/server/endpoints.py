@@ -69,10 +69,13 @@ async def read_body(request: Request, model: type[B]) -> B:
     return schemas.parse_body(model, bytes(raw))
 
 
+MAX_COUNT = 2**31 - 1  # limit/offset beyond this cannot be a real page (and would overflow SQLite)
+
+
 def _count_param(request: Request, name: str) -> int:
     value = request.query_params.get(name, "0")
-    if not value.isdigit():
-        raise InvalidRequest(f"{name}: must be a non-negative integer, got {value!r}")
+    if not value.isdigit() or int(value) > MAX_COUNT:
+        raise InvalidRequest(f"{name}: must be an integer 0..{MAX_COUNT}, got {value!r}")
     return int(value)
 
 

@@ -164,3 +164,4 @@ def test_source_view_and_lists(sms):
     assert sms.call("GET", "/v3/tasks", params={"state": "SYNC_F_ROLLBACKING"})["count"] == 0
     assert sms.call("GET", "/v3/tasks", params={"state": "FLYING"}, expect=400)["error_code"] == "SMS.9801"
     assert sms.call("GET", "/v3/tasks", params={"limit": "-1"}, expect=400)["error_code"] == "SMS.9801"
+    assert sms.call("GET", "/v3/sources", params={"offset": "9" * 30}, expect=400)["error_code"] == "SMS.9801"

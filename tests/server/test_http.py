@@ -9,6 +9,8 @@ import re
 import httpx
 import pytest
 
+from sim.server.process import run_server
+
 SERVER_TIMING = re.compile(r"^app;dur=\d+\.\d{3}$")
 
 
@@ -176,3 +178,21 @@ def test_server_timing_is_on_success_and_error_responses(reference_server, sms):
 def test_openapi_document_is_served(sms):
     doc = sms.call("GET", "/openapi.json")
     assert doc["openapi"].startswith("3.") and "/v3/sources/{source_id}/command" in doc["paths"]
+
+
+def test_a_broken_database_is_500_sms_2007_with_no_details_for_the_client(tmp_path):
+    """A real failure inside the server: its SQLite files overwritten while it runs."""
+    with run_server(f"sqlite:///{tmp_path / 'sms.sqlite3'}", ["tok"], tmp_path / "serve.log") as server:
+        client = httpx.Client(base_url=server.base_url, headers={"X-Auth-Token": "tok"})
+        body = {"name": "doomed", "os_type": "LINUX", "ip": "10.0.0.1"}
+        source_id = client.post("/v3/sources", json=body).json()["id"]
+        for path in tmp_path.glob("sms.sqlite3*"):
+            path.write_bytes(b"\xff" * 4096)
+        for response in (client.get(f"/v3/sources/{source_id}/command"), client.get(f"/v3/sources/{source_id}"),
+                         client.post("/v3/sources", json=body)):
+            assert_sms_error(response, 500, "SMS.2007")
+            assert response.json()["error_msg"] == "backend exception"
+            assert SERVER_TIMING.match(response.headers["server-timing"])
+        client.close()
+    assert "Traceback" in server.log()  # the details go to the server's log
+    assert server.exit_code == 0

@@ -15,6 +15,7 @@ import pytest
 from sim.server.process import run_server, serve_command, stop_process, wait_ready
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+SERVER_TIMING_HEADER = "server-timing"
 
 
 def _smsload(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -81,3 +82,23 @@ def test_demo_runs_end_to_end():
     assert '"command_name": "START"' in done.stdout
     assert "RUNNING" in done.stdout and "MIGRATE_SUCCESS" in done.stdout
     assert "server stopped (exit code 0)" in done.stdout
+
+
+def test_without_granian_serve_falls_back_to_uvicorn(tmp_path):
+    # A child in which `import granian` fails, as on a machine without it.
+    code = ("import sys; sys.modules['granian'] = None; from sim.cli import main; "
+            "sys.exit(main(['serve', '--db', 'memory://', '--port', '0', '--token', 'tok']))")
+    log_path = tmp_path / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
+    try:
+        url = wait_ready(proc, log_path, time.monotonic() + 30)
+        response = httpx.get(f"{url}/v3/sources", headers={"X-Auth-Token": "tok"})
+        assert response.headers["server"] == "uvicorn"
+        assert response.json() == {"count": 0, "source_servers": []}
+        assert SERVER_TIMING_HEADER in response.headers
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0, log_path.read_text()
+    finally:
+        stop_process(proc)
