@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -82,7 +82,7 @@ def _count_param(request: Request, name: str) -> int:
 class Api:
     """The endpoints, bound to one control plane (through `plane()`, which opens it on first use)."""
 
-    def __init__(self, plane: Any, openapi: bytes) -> None:
+    def __init__(self, plane: Callable[[], ControlPlane], openapi: bytes) -> None:
         self._plane = plane
         self._openapi = openapi
 
