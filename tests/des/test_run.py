@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from sim.des.run import run_des
-from sim.model.lifecycle import GONE, PREVIOUS, Move, TaskState, Trigger, transition
+from sim.model.lifecycle import GONE
+from sim.model.oracles import illegal_transitions
 from sim.records import REQUEST_SCHEMA, load_run
 from sim.scenario import load_scenario
 
@@ -66,36 +66,11 @@ def test_another_seed_gives_another_run(tmp_path: Path) -> None:
     assert load_run(tmp_path / "c").manifest["seed"] == 7
 
 
-def _legal(rows: pd.DataFrame) -> list[str]:
-    """Every transition row of one task, checked against the transition table."""
-    problems = []
-    prev_state = None  # what the task was in before ABORTING/DELETING, as the control plane keeps it
-    for row in rows.itertuples():
-        if row.trigger == "create":
-            continue
-        state = TaskState(row.from_state)
-        move = transition(state, Trigger(row.trigger))
-        if not isinstance(move, Move):
-            problems.append(f"{row.trigger} in {state.value} is illegal")
-            continue
-        if move.to is PREVIOUS:
-            ok = row.to_state in ("RUNNING", "SYNCING") if state is TaskState.ABORT else row.to_state == prev_state
-        elif move.to == GONE:
-            ok = row.to_state == GONE
-        else:
-            ok = row.to_state == move.to.value
-        if not ok:
-            problems.append(f"{row.trigger} in {state.value} went to {row.to_state}")
-        if row.to_state in ("ABORTING", "DELETING") and row.from_state != row.to_state:
-            prev_state = row.from_state
-    return problems
-
-
 def test_every_task_ends_through_legal_transitions_only(quickstart_runs: tuple[Path, Path]) -> None:
     tasks = load_run(quickstart_runs[0]).tasks
     assert tasks["task_id"].nunique() == 20
     for task_id, rows in tasks.groupby("task_id", sort=False):
-        assert _legal(rows) == [], task_id
+        assert illegal_transitions(rows.itertuples()) == [], task_id
         assert rows["to_state"].iloc[-1] == GONE, f"{task_id} ended in {rows['to_state'].iloc[-1]}"
         states = set(rows["to_state"])
         assert {"RUNNING", "MIGRATE_SUCCESS", "SYNCING", "SYNC_SUCCESS", "DELETING"} <= states
@@ -123,7 +98,7 @@ def test_failures_are_restarted_through_legal_transitions(tmp_path: Path) -> Non
     triggers = tasks["trigger"].value_counts()
     assert triggers.get("result:START:fail", 0) >= 3 and triggers.get("restart", 0) >= 3
     for task_id, rows in tasks.groupby("task_id", sort=False):
-        assert _legal(rows) == [], task_id
+        assert illegal_transitions(rows.itertuples()) == [], task_id
 
 
 @pytest.mark.parametrize(("content", "field"), [
