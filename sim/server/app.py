@@ -5,9 +5,10 @@ worker processes call (`smsload serve` passes the store URL and tokens through t
 environment, so every worker builds the same app). Each worker opens its own store
 connection at startup and closes it at shutdown.
 
-Request path, outermost first: `ServerTiming` (Server-Timing header, last-resort 500) ->
-`TokenAuth` (401 unless the token is known; /healthz is open) -> `PollFastPath` (the agents'
-`GET .../command`) -> Starlette's routing and exception handlers -> `endpoints.Api`.
+Request path, outermost first: `PollFastPath` (answers the agents' `GET .../command` itself,
+token and Server-Timing included) -> `ServerTiming` (Server-Timing header, last-resort 500) ->
+`TokenAuth` (401 unless the token is known; /healthz is open) -> Starlette's routing and
+exception handlers -> `endpoints.Api`.
 Every error is `{"error_code": "SMS.xxxx", "error_msg": ...}`.
 """
 
@@ -108,8 +109,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 class SmsApp(Starlette):
     """Starlette with the reference server's own ASGI layers outside Starlette's middleware
-    stack, so that the poll fast path skips it and every response, a 500 from Starlette's
-    ServerErrorMiddleware included, passes through ServerTiming."""
+    stack, so that the poll fast path skips it and every other response, a 500 from
+    Starlette's ServerErrorMiddleware included, passes through ServerTiming."""
 
     def __init__(self, api: Api, tokens: dict[str, str], **kwargs: Any) -> None:
         self._api, self._tokens = api, tokens
@@ -117,7 +118,7 @@ class SmsApp(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return ServerTiming(TokenAuth(PollFastPath(inner, self._api.poll_body), self._tokens))
+        return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
 
 
 def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 from pathlib import Path
 from typing import Iterator
@@ -32,13 +33,36 @@ def test_wal_normal_sync_and_busy_timeout_are_set(sqlite_store: SqliteStore) -> 
 
 
 def test_the_poll_lookups_are_single_index_searches(sqlite_store: SqliteStore) -> None:
-    from sim.server.stores.sqlite import _BRIEF, _HEAD
+    from sim.server.stores.sqlite import _BRIEF_AND_HEAD, _HEAD
 
     with sqlite_store.read() as tx:
-        brief = " ".join(str(r[-1]) for r in tx.query(f"EXPLAIN QUERY PLAN {_BRIEF}", ("s",)))
+        both = " ".join(str(r[-1]) for r in tx.query(f"EXPLAIN QUERY PLAN {_BRIEF_AND_HEAD}", ("s",)))
         head = " ".join(str(r[-1]) for r in tx.query(f"EXPLAIN QUERY PLAN {_HEAD}", ("s",)))
-    assert "SEARCH sources USING" in brief and "(id=?)" in brief
+    assert "SEARCH s USING" in both and "(id=?)" in both and "INTEGER PRIMARY KEY (rowid=?)" in both
+    assert "INDEX commands_pending" in both and "SCAN" not in both and "TEMP B-TREE" not in both
     assert "INDEX commands_pending" in head and "TEMP B-TREE" not in head  # no sort step
+
+
+def test_the_head_fetched_with_the_brief_is_never_stale(sqlite_store: SqliteStore) -> None:
+    cp = ControlPlane(sqlite_store)
+    sid = cp.register(P, Registration(name="h", os_type=OsType.LINUX), 1.0)
+    tid = cp.create_task(P, TaskSpec(name="t", type=TaskType.MIGRATE_BLOCK, source_id=sid), 1.0)
+    with sqlite_store.read() as tx:
+        assert tx.source_brief(sid) == (P, True)  # fetches the (empty) head along
+    cp.act(P, tid, Action.START, 2.0)
+    with sqlite_store.read() as tx:  # a new block asks again
+        assert tx.head_command(sid).command() == Command(CommandName.START, task_id=tid)
+    with sqlite_store.write() as tx:  # a command written after the brief, in the same block
+        assert tx.source_brief(sid) == (P, True)
+        head = tx.head_command(sid)
+        head.acked_at = 3.0
+        tx.update_command(head)
+        tx.source_brief(sid)
+        tx.add_command(dataclasses.replace(head, seq=0, acked_at=None, enqueued_at=4.0))
+        assert tx.head_command(sid).enqueued_at == 4.0
+    with sqlite_store.read() as tx:
+        tx.source_brief("another")
+        assert tx.head_command(sid).enqueued_at == 4.0  # another source's fetch is not used
 
 
 def _register_and_start(path: str, worker: int, barrier: mp.synchronize.Barrier) -> None:
