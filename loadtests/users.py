@@ -1,0 +1,96 @@
+"""Locust users that step the `sim.model` agent and operator over real HTTP.
+
+Each user drives one model generator with `loadtests.driver.drive`: a `Sleep` is a gevent
+sleep until the scheduled time, a `Call` one `self.client.request` named by its path
+template (so Locust's statistics group by endpoint, as the records do). The response becomes
+the `Outcome` the model reads. A request is a Locust failure exactly when it is not a 2xx,
+the `ok` of the records; redirects are not followed, so no request leaves the given host.
+"""
+
+from __future__ import annotations
+
+import gevent
+from locust import FastHttpUser, constant, task
+from locust.contrib.fasthttp import LocustBadStatusCode
+from locust.env import Environment
+from locust.exception import StopUser
+
+from loadtests.driver import Note, annotations, decode, drive, request_path
+from loadtests.hooks import LoadTest
+from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec
+from sim.model.agent import Agent
+from sim.model.intents import Call, Outcome
+from sim.model.operator import Operator
+from sim.records import OPERATOR_ID
+
+
+class ModelUser(FastHttpUser):
+    """A user whose behaviour is a sans-I/O model; `send` is its one seam to HTTP."""
+
+    abstract = True
+    wait_time = constant(0)  # the model decides every wait itself
+
+    def __init__(self, environment: Environment) -> None:
+        test = LoadTest.of(environment)
+        assert test.scenario is not None, "users start only after the test has started"
+        # FastHttpSession reads these when the user is built: the scenario's timeout, per request.
+        self.network_timeout = self.connection_timeout = test.scenario.agent.request_timeout_s
+        super().__init__(environment)
+        self.test = test
+        self.agent_id = OPERATOR_ID
+        self._headers = {"X-Auth-Token": test.token}
+
+    def send(self, call: Call, t_sched: float) -> Outcome:
+        """Make one request; the request event (and so the row) fires as the `with` block ends."""
+        note = Note(self.agent_id, t_sched, call.command_name, call.task_id)
+        with self.client.request(call.method, request_path(call), name=call.template, json=call.body,
+                                 headers=self._headers, context={"sms": note}, catch_response=True,
+                                 allow_redirects=False) as response:
+            meta = response.request_meta
+            exc = meta["exception"]
+            transport = exc is not None and not isinstance(exc, LocustBadStatusCode)
+            status = 0 if transport else response.status_code
+            outcome = decode(status, None if transport else response.content, meta["response_time"] / 1000.0, exc)
+            note.command_name, note.task_id = annotations(call, outcome)
+            note.error = outcome.error_code or outcome.error
+            if not outcome.ok:
+                # One short, bounded message per kind of failure (the raw URL would make one per agent).
+                response.failure(f"{status} {note.error}".strip() if status else note.error)
+        return outcome
+
+
+class AgentUser(ModelUser):
+    """One migration agent (`sim.model.agent.Agent`) with a fleet-wide unique id."""
+
+    def on_start(self) -> None:
+        self.agent_id = self.test.next_agent_index()
+
+    def send(self, call: Call, t_sched: float) -> Outcome:
+        outcome = super().send(call, t_sched)
+        if len(self.agent.violations) > self._seen:  # the agent saw a lifecycle rule broken
+            self.test.add_violations(self.agent_id, self.agent.violations[self._seen:])
+            self._seen = len(self.agent.violations)
+        return outcome
+
+    @task
+    def run_agent(self) -> None:
+        test = self.test
+        assert test.scenario is not None and test.t0 is not None
+        self.agent = Agent(agent_spec(test.scenario, self.agent_id), test.rng)
+        self._seen = 0
+        drive(self.agent.run(), self.send, test.t0 + arrival_s(test.scenario, self.agent_id), sleep=gevent.sleep)
+        raise StopUser()  # the model ended (its registration was refused): no second agent with this id
+
+
+class OperatorUser(ModelUser):
+    """The operator (`sim.model.operator.Operator`): exactly one in the whole test."""
+
+    fixed_count = 1
+
+    @task
+    def run_operator(self) -> None:
+        test = self.test
+        assert test.scenario is not None and test.t0 is not None
+        if has_operator_work(test.scenario):
+            drive(Operator(operator_spec(test.scenario), test.rng).run(), self.send, test.t0, sleep=gevent.sleep)
+        raise StopUser()
