@@ -18,6 +18,7 @@ _SUBCOMMANDS = [
     "sim.scenario_cli",
     "sim.des.cli",
     "sim.demo",
+    "loadtests.cli",
 ]
 
 
