@@ -11,9 +11,10 @@ id and the agent-id stride, and hands them, with the resolved scenario, to its w
 Locust's own spawn message (custom options travel with it), so workers on other machines need
 only this code, not the scenario file. Agent ids: a process with worker index `w` gives its
 k-th agent the id `w + k * stride`, `stride` being the number of worker indexes the master
-had handed out when the test started; ids are unique across workers, and with Locust's even
-dispatch they are 0..N-1, so agent i is the same agent as in the simulation. A worker that
-joins after the start has no ids of its own and runs no agents.
+had handed out when the test started. Ids are unique across workers; they are 0..N-1 when
+the workers run equal numbers of agents (Locust balances them to within one), and agent i
+is the same agent as in the simulation. A worker that joins after the start has no ids of
+its own and runs no agents.
 """
 
 from __future__ import annotations
@@ -169,8 +170,10 @@ class LoadTest:
         """Once a second: sample this process; flush to disk (standalone); report progress (owner)."""
         last_progress = time.time()
         while True:
+            asleep = time.monotonic()
             gevent.sleep(SAMPLE_EVERY_S)
-            self.recorder.sample(self.environment.runner.user_count)
+            lag = max(0.0, time.monotonic() - asleep - SAMPLE_EVERY_S)
+            self.recorder.sample(self.environment.runner.user_count, lag)
             if self.role != "worker":
                 self._flush()
                 if time.time() - last_progress >= PROGRESS_EVERY_S:
@@ -211,7 +214,7 @@ class LoadTest:
         run, self._run = self._run, None
         if run is None or self.t0 is None:
             return
-        self.recorder.sample(self.environment.runner.user_count)
+        self.recorder.sample(self.environment.runner.user_count, 0.0)
         self._flush()
         end = self.t_end or time.time()
         total = self.environment.stats.total

@@ -36,6 +36,8 @@ GENERATOR_SCHEMA = pa.schema([
     ("cpu_percent", pa.float64()),  # of one core, so a busy process shows ~100 whatever the machine
     ("rss_mb", pa.float64()),
     ("users", pa.int32()),  # Locust users running in that process
+    ("loop_lag_ms", pa.float64()),  # how late the process's once-a-second timer fired: it could not run
+    ("host_cpu_percent", pa.float64()),  # the whole machine (all cores): other load competes for the CPU
 ])
 
 
@@ -47,9 +49,10 @@ class Recorder:
         self.t0 = 0.0  # epoch seconds of the run's start, set when the test starts
         self.run_id = ""
         self.log = RequestLog()
-        self._samples: list[tuple[float, str, float, float, int]] = []
+        self._samples: list[tuple[float, str, float, float, int, float, float]] = []
         self._ps = psutil.Process()
-        self._ps.cpu_percent(None)  # the first reading only starts the measurement
+        self._ps.cpu_percent(None)  # the first readings only start the measurements
+        psutil.cpu_percent(None)
 
     def on_request(self, request_type: str, name: str, response_time: float, response: Any = None,
                    context: dict[str, Any] | None = None, exception: BaseException | None = None,
@@ -69,10 +72,11 @@ class Recorder:
             self.log.add(OTHER_USER_ID, name, request_type, start - t0, start - t0, float(response_time),
                          status, error, "", "", math.nan, server_ms(timing))
 
-    def sample(self, users: int) -> None:
-        """Record this process's CPU (since the last sample) and resident memory now."""
+    def sample(self, users: int, loop_lag_s: float) -> None:
+        """Record this process's CPU (since the last sample), resident memory and timer lag now."""
         self._samples.append((time.time() - self.t0, self.process, self._ps.cpu_percent(None),
-                              self._ps.memory_info().rss / 1e6, users))
+                              self._ps.memory_info().rss / 1e6, users, loop_lag_s * 1000.0,
+                              psutil.cpu_percent(None)))
 
     def take_requests(self) -> pa.Table:
         return self.log.take(self.run_id, EXECUTOR)

@@ -81,6 +81,7 @@ def test_run_directory_has_the_simulation_schema(quickstart: Run, tmp_path: Path
     assert (requests["t_start_s"] >= requests["t_sched_s"]).all()
     generator = pq.read_table(quickstart.path / "generator.parquet").to_pandas()
     assert set(generator["process"]) == {"local"} and len(generator) >= 30 and (generator["rss_mb"] > 0).all()
+    assert (generator["loop_lag_ms"] >= 0).all() and generator["host_cpu_percent"].between(0, 100).all()
     _no_token_in(quickstart.path, TOKEN)
 
 
@@ -113,7 +114,7 @@ def test_tasks_live_their_whole_life_over_http_by_the_rules(quickstart: Run) -> 
 @pytest.mark.slow
 def test_workers_merge_into_one_table_without_losing_a_row(tmp_path: Path) -> None:
     out = tmp_path / "workers"
-    done = smsload(str(QUICKSTART), "--out", str(out), "--workers", "2", "--duration-s", "20", "--token", TOKEN,
+    done = smsload(str(QUICKSTART), "--out", str(out), "--workers", "2", "--duration-s", "16", "--token", TOKEN,
                    "--quiet")
     assert done.returncode == 0, done.stderr
     run = load_run(out)
@@ -122,7 +123,8 @@ def test_workers_merge_into_one_table_without_losing_a_row(tmp_path: Path) -> No
     assert len(r) == run.manifest["locust_requests"] > 500
     assert not r.duplicated(["agent_id", "t_start_s", "endpoint"]).any()
     registered = r[(r["endpoint"] == REGISTER) & (r["method"] == "POST") & r["ok"]]
-    assert sorted(registered["agent_id"]) == list(range(200))  # unique across the two workers
+    # Unique across the two workers; 100 agents each (the operator goes first), so exactly 0..199.
+    assert sorted(registered["agent_id"]) == list(range(200))
     assert set(pd.read_parquet(out / "generator.parquet")["process"]) == {"master", "worker-0", "worker-1"}
     _no_token_in(out, TOKEN)
 
