@@ -36,6 +36,7 @@ from sim.model.lifecycle import TRANSFER_SUBTASKS, OsType, Phase, TaskType, subt
 from sim.model.retry import RetryPolicy
 
 _Steps = Generator[Call | Sleep, Outcome | None, Any]
+_NOTHING: frozenset[str] = frozenset()
 _REPORT_NOW = float("-inf")  # last_report of a subtask just begun: report its progress at once
 
 
@@ -63,10 +64,10 @@ class AgentSpec:
 
     def registration(self) -> dict[str, Any]:
         """The RegisterServer body this agent sends."""
-        i = self.index
+        i, name = self.index, self.name
         return {
-            "name": self.name,
-            "hostname": self.name,
+            "name": name,
+            "hostname": name,
             "ip": f"198.18.{(i >> 8) & 255}.{i & 255}",  # RFC 2544 benchmark range: data only, never contacted
             "os_type": self.os_type.value,
             "os_version": "CENTOS_7_9_64BIT" if self.os_type is OsType.LINUX else "WINDOWS2019_64BIT",
@@ -130,20 +131,46 @@ class AgentStats:
 class Agent:
     """One migration agent. Drive `run()` with outcomes; read `source_id`, `stats`, `violations`."""
 
+    # Slots, and containers made only when first needed: a simulation holds 10^5 idle agents.
+    __slots__ = ("spec", "rng", "t", "source_id", "_stats", "_violations", "_executed", "_unacked", "_job",
+                 "_upload", "_deleted", "_task_types", "_next_poll", "_poll_call")
+
     def __init__(self, spec: AgentSpec, rng: random.Random) -> None:
         self.spec = spec
         self.rng = rng
         self.t = 0.0
         self.source_id: str | None = None
-        self.stats = AgentStats()
-        self.violations: list[str] = []
-        self.executed: list[tuple[str, str]] = []  # command keys in the order they were carried out
+        self._stats: AgentStats | None = None
+        self._violations: list[str] | None = None
+        self._executed: list[tuple[str, str]] | None = None
+        self._poll_call: Call | None = None  # the same request every time: made once
         self._unacked: tuple[str, str] | None = None  # key of the command whose ack is not yet accepted
         self._job: _Job | None = None
         self._upload: tuple[Command, float] | None = None  # (command, model time it finishes)
-        self._deleted: set[str] = set()
-        self._task_types: dict[str, TaskType] = {}
+        self._deleted: frozenset[str] | set[str] = _NOTHING
+        self._task_types: dict[str, TaskType] | None = None
         self._next_poll = 0.0
+
+    @property
+    def stats(self) -> AgentStats:
+        if self._stats is None:
+            self._stats = AgentStats()
+        return self._stats
+
+    @property
+    def violations(self) -> list[str]:
+        """Lifecycle rules this agent saw broken, in order."""
+        return self._violations or []
+
+    @property
+    def executed(self) -> list[tuple[str, str]]:
+        """The keys of the commands carried out, in order (re-deliveries are not carried out again)."""
+        return self._executed or []
+
+    def _violation(self, message: str) -> None:
+        if self._violations is None:
+            self._violations = []
+        self._violations.append(message)
 
     # -- the main loop ------------------------------------------------------------------------
 
@@ -169,25 +196,45 @@ class Agent:
             if self._job is not None and not self._job.paused and self.t >= self._job.next_event(spec.progress_interval_s):
                 yield from self._advance_job()
             if self.t >= self._next_poll:
-                yield from self._poll()
+                # The poll is inlined (no sub-generator unless it fails or brings a command): an
+                # idle agent waits here with one frame, not three.
+                if self._poll_call is None:
+                    self._poll_call = Call(spec.poll_endpoint, {"source_id": self.source_id})
+                outcome = yield self._poll_call
+                assert outcome is not None
+                self.t += outcome.latency_s
+                if outcome.retryable:
+                    outcome = yield from self._retry(self._poll_call, outcome)
+                if outcome.ok and (outcome.body or outcome.error):  # `{}`: nothing pending
+                    yield from self._on_poll(outcome)
+                outcome = None  # not kept alive while the agent sleeps
                 self._next_poll = self.t + spec.poll_interval_s + self.rng.uniform(-spec.poll_jitter_s, spec.poll_jitter_s)
 
     def _call(self, call: Call) -> _Steps:
         """Make a call, retrying 5xx, timeouts and refused connections by the retry policy."""
+        outcome = yield call
+        assert outcome is not None, "executors answer every Call with an Outcome"
+        self.t += outcome.latency_s
+        if outcome.retryable:
+            outcome = yield from self._retry(call, outcome)
+        return outcome
+
+    def _retry(self, call: Call, outcome: Outcome) -> _Steps:
+        """Retry a call that failed with `outcome` (5xx, timeout, refused) by the retry policy."""
         retry = self.spec.retry
         failures = 0
         while True:
-            outcome = yield call
-            assert outcome is not None, "executors answer every Call with an Outcome"
-            self.t += outcome.latency_s
-            if not outcome.retryable:
-                return outcome
             failures += 1
             if failures >= retry.attempts():
                 return outcome
             delay = retry.delay_s(failures, self.rng)
             yield Sleep(delay)
             self.t += delay
+            outcome = yield call
+            assert outcome is not None
+            self.t += outcome.latency_s
+            if not outcome.retryable:
+                return outcome
 
     def _register(self) -> _Steps:
         body = self.spec.registration()
@@ -196,7 +243,7 @@ class Agent:
             if outcome.ok and isinstance(outcome.body, dict) and isinstance(outcome.body.get("id"), str):
                 self.source_id = outcome.body["id"]
             elif not outcome.retryable:
-                self.violations.append(f"registration refused: {outcome.status} {outcome.error_code}")
+                self._violation(f"registration refused: {outcome.status} {outcome.error_code}")
                 return
             else:  # the server is still down: try again one poll interval later
                 yield Sleep(self.spec.poll_interval_s)
@@ -204,14 +251,15 @@ class Agent:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def _poll(self) -> _Steps:
-        outcome = yield from self._call(Call(self.spec.poll_endpoint, {"source_id": self.source_id}))
-        if not outcome.ok:
+    def _on_poll(self, outcome: Outcome) -> _Steps:
+        """Act on a successful poll's answer: nothing, a re-delivery, or a new command."""
+        if outcome.error:  # a 200 whose body the executor could not decode
+            self._violation(f"unparseable command: {outcome.error}")
             return
         try:
             command = command_from_dict(outcome.body)
         except CommandFormatError as exc:
-            self.violations.append(f"unparseable command: {exc.msg}")
+            self._violation(f"unparseable command: {exc.msg}")
             return
         if command is None:
             return
@@ -223,9 +271,11 @@ class Agent:
             return
         self.stats.commands += 1
         self._unacked = command.key
-        self.executed.append(command.key)
+        if self._executed is None:
+            self._executed = []
+        self._executed.append(command.key)
         if command.task_id is not None and command.task_id in self._deleted:
-            self.violations.append(f"{command.name.value} for task {command.task_id} after its DELETE")
+            self._violation(f"{command.name.value} for task {command.task_id} after its DELETE")
             yield from self._acknowledge(command, success=True)
             return
         handler = {
@@ -267,6 +317,8 @@ class Agent:
     def _on_delete(self, command: Command) -> _Steps:
         if self._job is not None and self._job.task_id == command.task_id:
             self._job = None
+        if not self._deleted:
+            self._deleted = set()
         self._deleted.add(command.task_id or "")
         yield from self._acknowledge(command, success=True)
 
@@ -283,9 +335,11 @@ class Agent:
         view = outcome.body if outcome.ok and isinstance(outcome.body, dict) else {}
         try:
             task_type = TaskType(view.get("type"))
-        except ValueError:
-            task_type = self._task_types.get(task_id, TaskType.MIGRATE_BLOCK if self.spec.os_type is OsType.WINDOWS
-                                             else TaskType.MIGRATE_FILE)
+        except ValueError:  # the view is unavailable: what we learnt before, else the OS's usual type
+            guess = TaskType.MIGRATE_BLOCK if self.spec.os_type is OsType.WINDOWS else TaskType.MIGRATE_FILE
+            task_type = (self._task_types or {}).get(task_id, guess)
+        if self._task_types is None:
+            self._task_types = {}
         self._task_types[task_id] = task_type
         spec = self.spec
         transfer_s = spec.disk_bytes * 8 / (spec.bandwidth_mbps * 1e6)

@@ -106,8 +106,7 @@ class MemoryStore:
         return self._sources.get(source_id)
 
     def insert_source(self, source: Source) -> None:
-        self._sources[source.id] = source
-        self._queues.setdefault(source.id, deque())
+        self._sources[source.id] = source  # its queue is made on its first command (a deque is ~600 B)
 
     def update_source(self, source: Source) -> None:
         self._sources[source.id] = source
