@@ -9,6 +9,7 @@ itself never sends, sleeps or reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generator, Mapping
 from urllib.parse import urlencode
 
@@ -44,7 +45,7 @@ class Call:
     endpoint: str
     params: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
-    query: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, Any] = MappingProxyType({})  # shared and read-only: most calls have none
     command_name: str = ""
     task_id: str = ""
 
