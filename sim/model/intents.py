@@ -30,6 +30,7 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "collect_log": ("POST", "/v3/tasks/{task_id}/log"),
     "delete_task": ("DELETE", "/v3/tasks/{task_id}"),
 }
+_NO_QUERY: Mapping[str, Any] = MappingProxyType({})
 WRITE_ENDPOINTS = frozenset(
     {"register", "command_result", "progress", "create_task", "action", "collect_log", "delete_task"})
 
@@ -45,7 +46,7 @@ class Call:
     endpoint: str
     params: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
-    query: Mapping[str, Any] = MappingProxyType({})  # shared and read-only: most calls have none
+    query: Mapping[str, Any] = field(default_factory=lambda: _NO_QUERY)  # one shared, read-only empty mapping
     command_name: str = ""
     task_id: str = ""
 
