@@ -86,14 +86,21 @@ class Task:
         return "" if sub is None else f"{sub.name}:{sub.progress}"
 
     def to_doc(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["type"] = self.type.value
-        doc["os_type"] = self.os_type.value
-        doc["state"] = self.state.value
-        doc["phase"] = self.phase.value
-        doc["prev_state"] = self.prev_state.value if self.prev_state else None
-        doc["log_collect_status"] = self.log_collect_status.value if self.log_collect_status else None
-        return doc
+        # Written out rather than dataclasses.asdict, whose deep copy was half the cost of a
+        # progress write on the reference server.
+        return {
+            "id": self.id, "project_id": self.project_id, "name": self.name, "type": self.type.value,
+            "os_type": self.os_type.value, "source_id": self.source_id, "create_date": self.create_date,
+            "state": self.state.value, "phase": self.phase.value,
+            "prev_state": self.prev_state.value if self.prev_state else None,
+            "log_collect_status": self.log_collect_status.value if self.log_collect_status else None,
+            "sub_tasks": [{"id": s.id, "name": s.name, "progress": s.progress, "start_date": s.start_date,
+                           "end_date": s.end_date} for s in self.sub_tasks],
+            "current": self.current, "phase_start": self.phase_start, "start_date": self.start_date,
+            "finish_date": self.finish_date, "migrate_speed": self.migrate_speed,
+            "replicatesize": self.replicatesize, "totalsize": self.totalsize,
+            "remain_seconds": self.remain_seconds, "process_trace": self.process_trace, "extra": dict(self.extra),
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Task":

@@ -108,3 +108,22 @@ def test_windows_file_level_is_unsupported() -> None:
 def test_result_triggers_map_from_command_results() -> None:
     assert Trigger.for_result(CommandName.STOP, True) is Trigger.STOP_OK
     assert Trigger.for_result(CommandName.UPLOAD_LOG, False) is Trigger.LOG_FAIL
+
+
+def test_task_document_round_trips_every_field() -> None:
+    from dataclasses import asdict, fields
+
+    from sim.model.entities import Subtask, Task
+    from sim.model.lifecycle import LogCollectStatus
+
+    task = Task(id="t", project_id="p", name="n", type=TaskType.MIGRATE_BLOCK, os_type=OsType.WINDOWS,
+                source_id="s", create_date=1.5, state=TaskState.ABORTING, phase=Phase.SYNC,
+                prev_state=TaskState.SYNCING, log_collect_status=LogCollectStatus.UPLOADING,
+                sub_tasks=[Subtask(1, "CREATE_CLOUD_SERVER", 100, 2.0, 3.0), Subtask(2, "SYNC_WINDOWS_BLOCK", 40, 4.0)],
+                current=1, phase_start=1, start_date=2.0, finish_date=None, migrate_speed=12.5,
+                replicatesize=10, totalsize=20, remain_seconds=7, process_trace="x", extra={"priority": 2})
+    doc = task.to_doc()
+    assert set(doc) == {f.name for f in fields(Task)}
+    assert Task.from_doc(doc) == task
+    assert doc == {**asdict(task), "type": "MIGRATE_BLOCK", "os_type": "WINDOWS", "state": "ABORTING",
+                   "phase": "sync", "prev_state": "SYNCING", "log_collect_status": "UPLOADING"}
