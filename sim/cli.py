@@ -17,6 +17,7 @@ _SUBCOMMANDS = [
     "sim.server.cli",
     "sim.scenario_cli",
     "sim.des.cli",
+    "sim.report.cli",
     "sim.demo",
     "loadtests.cli",
 ]
