@@ -93,19 +93,6 @@ def decode(status: int, content: bytes | None, latency_s: float, exc: BaseExcept
         return Outcome(status, None, latency_s, "invalid_json")
 
 
-def annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
-    """(command_name, task_id) for the records: from the poll's answer, else from the call.
-
-    The same rule as the simulation's (sim/des/engine.py), so both tables annotate alike.
-    """
-    body = outcome.body
-    if call.endpoint in ("poll", "poll_v3") and body and isinstance(body, dict):
-        param = body.get("command_param")
-        task_id = param.get("task_id") if isinstance(param, dict) else None
-        return str(body.get("command_name") or ""), str(task_id or "")
-    return call.command_name, call.task_id
-
-
 def server_ms(header: str | None) -> float:
     """The `app` duration of a `Server-Timing` header (`app;dur=1.234`), NaN when absent."""
     if not header:

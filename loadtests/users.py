@@ -15,11 +15,11 @@ from locust.contrib.fasthttp import LocustBadStatusCode
 from locust.env import Environment
 from locust.exception import StopUser
 
-from loadtests.driver import Note, annotations, decode, drive, request_path
+from loadtests.driver import Note, decode, drive, request_path
 from loadtests.hooks import LoadTest
 from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec
 from sim.model.agent import Agent
-from sim.model.intents import Call, Outcome
+from sim.model.intents import Call, Outcome, annotations
 from sim.model.operator import Operator
 from sim.records import OPERATOR_ID
 

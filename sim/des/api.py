@@ -54,7 +54,7 @@ class InMemoryApi:
         return {"id": self.cp.register(self.project, reg, now)}
 
     def _poll(self, call: Call, now: float) -> Any:
-        command = self.cp.poll(self.project, call.params["source_id"], now)
+        command = self.cp.poll(self.project, call.source_id, now)
         return _EMPTY if command is None else command.to_dict()
 
     def _result(self, call: Call, now: float) -> Any:
@@ -66,7 +66,7 @@ class InMemoryApi:
                            http_status=400) from None
         if b["result"] not in ("success", "fail"):
             raise InvalidRequest(f"result must be success or fail, got {b['result']!r}")
-        self.cp.report_result(self.project, call.params["source_id"], name, b["result"] == "success", now)
+        self.cp.report_result(self.project, call.source_id, name, b["result"] == "success", now)
         return _EMPTY
 
     def _progress(self, call: Call, now: float) -> Any:
@@ -75,12 +75,12 @@ class InMemoryApi:
                           replicatesize=b.get("replicatesize"), totalsize=b.get("totalsize"),
                           migrate_speed=b.get("migrate_speed"), remain_time=b.get("remain_time"),
                           process_trace=b.get("process_trace"))
-        self.cp.report_progress(self.project, call.params["task_id"], report, now)
+        self.cp.report_progress(self.project, call.task_id, report, now)
         return _EMPTY
 
     # Operator side.
     def _get_source(self, call: Call, now: float) -> Any:
-        src, task = self.cp.get_source(self.project, call.params["source_id"])
+        src, task = self.cp.get_source(self.project, call.source_id)
         return source_view(src, task)
 
     def _list_sources(self, call: Call, now: float) -> Any:
@@ -106,7 +106,7 @@ class InMemoryApi:
         return task_view(task, src.name, src.connected)
 
     def _get_task(self, call: Call, now: float) -> Any:
-        return self._task_view(call.params["task_id"])
+        return self._task_view(call.task_id)
 
     def _list_tasks(self, call: Call, now: float) -> Any:
         q = call.query
@@ -117,13 +117,13 @@ class InMemoryApi:
         action = Action(call.body["operation"])
         if action in (Action.COLLECT_LOG, Action.DELETE):
             raise InvalidRequest(f"operation {action.value} is not a task action here")
-        self.cp.act(self.project, call.params["task_id"], action, now)
+        self.cp.act(self.project, call.task_id, action, now)
         return _EMPTY
 
     def _collect_log(self, call: Call, now: float) -> Any:
-        self.cp.act(self.project, call.params["task_id"], Action.COLLECT_LOG, now, log_bucket=call.body["log_bucket"])
+        self.cp.act(self.project, call.task_id, Action.COLLECT_LOG, now, log_bucket=call.body["log_bucket"])
         return _EMPTY
 
     def _delete_task(self, call: Call, now: float) -> Any:
-        self.cp.act(self.project, call.params["task_id"], Action.DELETE, now)
+        self.cp.act(self.project, call.task_id, Action.DELETE, now)
         return _EMPTY

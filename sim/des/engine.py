@@ -21,7 +21,7 @@ import simpy
 
 from sim.des.api import InMemoryApi
 from sim.model.distributions import Constant, Distribution
-from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
+from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep, annotations
 from sim.records import OPERATOR_ID, RequestLog
 
 _Proc = Generator[simpy.Event, Any, Any]
@@ -95,16 +95,6 @@ class SimServer:
         return outcome, started - arrived, service
 
 
-def _annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
-    """(command_name, task_id) for the records: from the poll's answer, else from the call."""
-    body = outcome.body
-    if call.endpoint in ("poll", "poll_v3") and body and isinstance(body, dict):
-        name = body.get("command_name") or ""
-        param = body.get("command_param") or {}
-        return name, param.get("task_id") or ""
-    return call.command_name, call.task_id
-
-
 class Simulation:
     """Runs models as SimPy processes against a SimServer, recording every request into `log`."""
 
@@ -138,7 +128,7 @@ class Simulation:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out
             outcome, wait_s, service_s = yield from server.serve(intent, sent_at, half_back)
-            name, task_id = _annotations(intent, outcome)
+            name, task_id = annotations(intent, outcome)
             method, template = ENDPOINTS[intent.endpoint]
             log.add(agent_id, template, method, sent_at, sent_at, outcome.latency_s * 1000.0, outcome.status,
                 outcome.error_code or outcome.error, name, task_id, wait_s * 1000.0, service_s * 1000.0)

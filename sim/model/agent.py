@@ -199,7 +199,7 @@ class Agent:
                 # The poll is inlined (no sub-generator unless it fails or brings a command): an
                 # idle agent waits here with one frame, not three.
                 if self._poll_call is None:
-                    self._poll_call = Call(spec.poll_endpoint, {"source_id": self.source_id})
+                    self._poll_call = Call(spec.poll_endpoint, source_id=self.source_id)
                 outcome = yield self._poll_call
                 assert outcome is not None
                 self.t += outcome.latency_s
@@ -285,7 +285,7 @@ class Agent:
         yield from handler(command)
 
     def _acknowledge(self, command: Command, success: bool) -> _Steps:
-        call = Call("command_result", {"source_id": self.source_id},
+        call = Call("command_result", source_id=self.source_id,
                     body={"command_name": command.name.value, "result": "success" if success else "fail",
                           "result_detail": {}},
                     command_name=command.name.value, task_id=command.task_id or "")
@@ -331,7 +331,7 @@ class Agent:
 
     def _begin(self, task_id: str, phase: Phase) -> _Steps:
         """Start a migration or sync, picking up where the server says the task stands."""
-        outcome = yield from self._call(Call("get_task", {"task_id": task_id}, task_id=task_id))
+        outcome = yield from self._call(Call("get_task", task_id=task_id))
         view = outcome.body if outcome.ok and isinstance(outcome.body, dict) else {}
         try:
             task_type = TaskType(view.get("type"))
@@ -384,4 +384,4 @@ class Agent:
                                 "replicatesize": job.totalsize * progress // 100, "process_trace": ""}
         if name in TRANSFER_SUBTASKS:
             body["migrate_speed"] = self.spec.bandwidth_mbps
-        yield from self._call(Call("progress", {"task_id": job.task_id}, body=body, task_id=job.task_id))
+        yield from self._call(Call("progress", task_id=job.task_id, body=body))

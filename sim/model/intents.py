@@ -39,16 +39,18 @@ WRITE_ENDPOINTS = frozenset(
 class Call:
     """One API request an agent or operator wants made.
 
-    `command_name` and `task_id` annotate the request for the records (the command reported,
-    or the task acted on); a poll's command is read from its response instead.
+    `source_id` and `task_id` fill the path template's parameters; they also annotate the
+    request for the records (the task acted on or reported about, even when the path does not
+    name it), as `command_name` does (the command reported). A poll's command is read from its
+    response instead (`annotations`). Plain fields, not a dict: an idle agent holds its next poll.
     """
 
     endpoint: str
-    params: Mapping[str, str] = field(default_factory=dict)
+    source_id: str = ""
+    task_id: str = ""
     body: Any = None
     query: Mapping[str, Any] = field(default_factory=lambda: _NO_QUERY)  # one shared, read-only empty mapping
     command_name: str = ""
-    task_id: str = ""
 
     @property
     def method(self) -> str:
@@ -57,6 +59,11 @@ class Call:
     @property
     def template(self) -> str:
         return ENDPOINTS[self.endpoint][1]
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Values for the path template's parameters."""
+        return {"source_id": self.source_id, "task_id": self.task_id}
 
     @property
     def path(self) -> str:
@@ -100,3 +107,16 @@ class Outcome:
 
 Intent = Call | Sleep
 Model = Generator[Intent, Outcome | None, None]
+
+
+def annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
+    """(command_name, task_id) of a request for the records: from a poll's answer, else from the call.
+
+    Both executors use this, so simulated and measured tables annotate alike.
+    """
+    body = outcome.body
+    if call.endpoint in ("poll", "poll_v3") and body and isinstance(body, dict):
+        param = body.get("command_param")
+        task_id = param.get("task_id") if isinstance(param, dict) else None
+        return str(body.get("command_name") or ""), str(task_id or "")
+    return call.command_name, call.task_id

@@ -171,11 +171,11 @@ class Operator:
 
     def _act(self, task_id: str, operation: str) -> _Steps:
         if operation == "collect_log":
-            call = Call("collect_log", {"task_id": task_id}, body={"log_bucket": self.spec.log_bucket}, task_id=task_id)
+            call = Call("collect_log", task_id=task_id, body={"log_bucket": self.spec.log_bucket})
         elif operation == "delete":
-            call = Call("delete_task", {"task_id": task_id}, task_id=task_id)
+            call = Call("delete_task", task_id=task_id)
         else:
-            call = Call("action", {"task_id": task_id}, body={"operation": operation}, task_id=task_id)
+            call = Call("action", task_id=task_id, body={"operation": operation})
         outcome = yield from self._call(call)
         if outcome.ok:
             self.stats.actions[operation] = self.stats.actions.get(operation, 0) + 1

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from gevent import Timeout
 
-from loadtests.driver import annotations, decode, drive, request_path, server_ms, transport_error
+from loadtests.driver import decode, drive, request_path, server_ms, transport_error
 from loadtests.timeline import agents_due
 from sim.fleet import arrival_s
-from sim.model.intents import Call, Model, Outcome, Sleep
+from sim.model.intents import Call, Model, Outcome, Sleep, annotations
 from sim.scenario import load_scenario
 
 QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
@@ -43,8 +43,8 @@ def test_drive_sends_each_call_when_its_sleeps_end_and_hands_back_outcomes() -> 
         seen.append(first.status)
         yield Sleep(2.0)
         yield Sleep(0.5)  # consecutive sleeps add up
-        yield Call("poll", {"source_id": "s1"})
-        yield Call("poll", {"source_id": "s1"})  # straight after: due as soon as the last answer came
+        yield Call("poll", source_id="s1")
+        yield Call("poll", source_id="s1")  # straight after: due as soon as the last answer came
 
     sent: list[tuple[str, float, float]] = []
 
@@ -64,7 +64,7 @@ def test_a_late_send_does_not_push_every_later_request_late() -> None:
     def model() -> Model:
         for _ in range(3):
             yield Sleep(5.0)
-            yield Call("poll", {"source_id": "s1"})
+            yield Call("poll", source_id="s1")
 
     sched: list[float] = []
 
@@ -78,8 +78,8 @@ def test_a_late_send_does_not_push_every_later_request_late() -> None:
 
 
 def test_request_path_keeps_every_request_on_the_given_host() -> None:
-    assert request_path(Call("poll", {"source_id": "abc"})) == "/v1/sms/sources/abc/command"
-    hostile = request_path(Call("get_source", {"source_id": "@evil.example/../x?y#z"}))
+    assert request_path(Call("poll", source_id="abc")) == "/v1/sms/sources/abc/command"
+    hostile = request_path(Call("get_source", source_id="@evil.example/../x?y#z"))
     assert hostile == "/v3/sources/%40evil.example%2F..%2Fx%3Fy%23z"
     assert request_path(Call("list_tasks", query={"limit": 200, "offset": 0})) == "/v3/tasks?limit=200&offset=0"
 
@@ -102,12 +102,12 @@ def test_decode_names_transport_failures_and_bad_bodies() -> None:
 
 
 def test_annotations_read_the_poll_answer_and_the_call() -> None:
-    poll = Call("poll", {"source_id": "s"})
+    poll = Call("poll", source_id="s")
     got = Outcome(200, {"command_name": "START", "command_param": {"task_id": "t1"}})
     assert annotations(poll, got) == ("START", "t1")
     assert annotations(poll, Outcome(200, {})) == ("", "")
     assert annotations(poll, Outcome(200, {"command_name": "UPLOAD_LOG", "command_param": {"bucket": "b"}})) == ("UPLOAD_LOG", "")
-    ack = Call("command_result", {"source_id": "s"}, command_name="SYNC", task_id="t2")
+    ack = Call("command_result", source_id="s", command_name="SYNC", task_id="t2")
     assert annotations(ack, Outcome(200, {})) == ("SYNC", "t2")
 
 
