@@ -18,6 +18,7 @@ _SUBCOMMANDS = [
     "sim.scenario_cli",
     "sim.des.cli",
     "sim.report.cli",
+    "sim.report.calibrate_cli",
     "sim.demo",
     "loadtests.cli",
 ]

@@ -1,0 +1,281 @@
+"""Calibration: fit the simulated server (`server:` of a scenario) to a measured run.
+
+`calibrate_run(run, base)` returns `base` (by default the run's own scenario, from its
+manifest) with its `server:` section replaced by a fit to the run; `calibrate` returns the
+same with the details of every fit (`Calibration`), which `smsload calibrate` writes as
+comments. The simulated server (`sim/des/engine.py`) is `workers` FIFO servers, a service
+time per endpoint, an optional write lock and a round trip split in two halves that occupy
+no server; the fit fills exactly those:
+
+- **service_ms** per endpoint (names of `sim.model.intents.ENDPOINTS`; endpoints with fewer
+  than `min_samples` rows share `default`): from `server_ms` (the `Server-Timing` handler
+  time of a load test, the service time of a simulation) plus `overhead_ms`, the server's
+  time per request OUTSIDE the handler (HTTP parsing, ASGI glue, writing the response),
+  which occupies the one worker as much as the handler does. Without `server_ms` (a server
+  without the header, or `from_latency=True`): latency at low load minus the round trip.
+- **overhead_ms**: the option when given (the fidelity benchmark measures it: server CPU
+  per request minus the mean handler time); 0 for a simulation (its service time is the
+  whole occupancy); else `DEFAULT_OVERHEAD_MS`, granian's own CPU per request for a plain
+  ASGI app measured by `benchmarks/server` (about 50 µs of the ~100 µs a poll costs). It is
+  not estimated from the run: that needs the server saturated, and a Locust run on the
+  server's machine saturates the generator first.
+- **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)` of the requests
+  sent while the server was nearly idle (0.1 s bins whose summed service time is under
+  `idle_busy` of one worker), so it holds the network and everything the client spends on a
+  request (Locust's own send and receive, gevent scheduling, the kernel), but no queueing.
+  The engine draws the two halves independently, so the simulated round trip is the MEAN
+  of two draws: the fitted distribution is deconvolved so that this mean has the measured
+  quantiles (without it the simulated p95 comes out low).
+- **workers**: 1 for a load test (`smsload serve` runs one granian worker whose handlers run
+  one at a time on one event loop), or `server_workers` from the manifest, or the option;
+  a simulation keeps its own. `write_lock` is kept from the base scenario.
+
+Family: a lognormal (median, sigma: least squares on log quantiles) when its quantiles at
+`CHECK_P` and its mean are all within `tolerance` of the data, else `empirical` values at
+`GRID` evenly spaced quantiles (the shape as measured, the extreme tail beyond ~p99.9 cut).
+
+Limits: the simulation then reproduces throughput (set by the agents' pacing) and latency at
+loads like the calibration run's. It cannot reproduce what the model leaves out: the client
+as a bottleneck (Locust's CPU and event-loop lag grow with load; calibrated at low load the
+round trip stays at its low-load value), CPU contention between server and generator on
+the same cores and with other users of the machine, GC pauses and SQLite checkpoints
+(only as far as they show in the fitted tails), granian's I/O threads that overlap work
+with the Python worker, and correlations (a slow second slows every request in it; the
+simulation draws each independently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
+from sim.model.intents import ENDPOINTS
+from sim.records import Run, load_run
+from sim.scenario import Scenario, validate_scenario
+
+__all__ = ["Calibration", "CalibrationError", "Fit", "calibrate", "calibrate_run", "DEFAULT_OVERHEAD_MS"]
+
+DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per request on granian, 49.9 µs
+CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
+RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
+GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
+_NAME_OF = {(method, template): name for name, (method, template) in ENDPOINTS.items()}
+
+
+class CalibrationError(ValueError):
+    """The run cannot be calibrated from (no successful requests, ...); the message says why."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One fitted distribution (ms): from what, how many values, and its worst relative misfit."""
+
+    dist: Distribution
+    n: int
+    source: str
+    error: float  # max relative error of its quantiles at CHECK_P and its mean (service), at RTT_P (rtt)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated scenario and how each part of its `server:` section was found."""
+
+    scenario: Scenario
+    run_path: Path
+    run_id: str
+    executor: str
+    service: dict[str, Fit]  # "default" and the endpoints with enough rows
+    rtt: Fit
+    overhead_ms: float
+    overhead_source: str
+    workers: int
+    workers_source: str
+    idle_rows: int  # requests sent while the server was nearly idle (the round trip's sample)
+    notes: list[str] = field(default_factory=list)
+
+
+def _lognormal(values: np.ndarray) -> LogNormal:
+    """Median from the data, sigma by least squares of log quantiles against normal scores."""
+    from scipy.stats import norm
+
+    median = float(np.median(values))
+    z = norm.ppf(CHECK_P)
+    logs = np.log(np.quantile(values, CHECK_P)) - np.log(median)
+    return LogNormal(median, max(float(np.dot(z, logs) / np.dot(z, z)), 0.0))
+
+
+def _misfit(dist: Distribution, values: np.ndarray, with_mean: bool) -> float:
+    want = np.quantile(values, CHECK_P)
+    got = np.array([dist.quantile(p) for p in CHECK_P])
+    errors = list(np.abs(got / want - 1))
+    if with_mean:
+        errors.append(abs(dist.mean / float(values.mean()) - 1))
+    return float(max(errors))
+
+
+def _grid(values: np.ndarray) -> np.ndarray:
+    return np.quantile(values, (np.arange(GRID) + 0.5) / GRID)
+
+
+def fit_service(values: np.ndarray, source: str, tolerance: float) -> Fit:
+    """A lognormal if it fits within `tolerance` (quantiles and mean), else the empirical quantiles."""
+    values = np.maximum(values, 1e-4)  # lognormal needs > 0; 0.1 µs is below any handler's time
+    if np.ptp(values) < 1e-6:
+        return Fit(Constant(round(float(values[0]), 6)), len(values), source, 0.0)
+    ln = _lognormal(values)
+    ln_error = _misfit(ln, values, with_mean=True)
+    if ln_error <= tolerance:
+        return Fit(LogNormal(round(ln.median, 6), round(ln.sigma, 4)), len(values), source, ln_error)
+    emp = Empirical(tuple(np.round(_grid(values), 4)))
+    return Fit(emp, len(values), source, _misfit(emp, values, with_mean=True))
+
+
+def _pair_means(grid: np.ndarray) -> np.ndarray:
+    """Every mean of two grid points: the distribution of (X1 + X2) / 2 for X on the grid."""
+    return ((grid[:, None] + grid[None, :]) / 2).ravel()
+
+
+def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
+    """A round-trip distribution X whose mean of two draws, (X1 + X2) / 2 as the engine adds the
+    two halves, has the quantiles of `values` from the median up (`RTT_P`; a mean of two draws is
+    narrower than one, so a wide measured body cannot be matched everywhere): lognormal if that
+    fits within `tolerance`, else the better of it and an empirical fixed-point deconvolution."""
+    values = np.maximum(values, 0.0)
+    want = np.quantile(values, RTT_P)
+    if np.ptp(values) < 1e-6 or want[0] <= 0:
+        return Fit(Constant(round(float(np.median(values)), 4)), len(values), source, 0.0)
+    probs = (np.arange(GRID // 2) + 0.5) / (GRID // 2)  # 200 points: 40,000 pairs per evaluation
+    weights = np.array([10.0 if p in (0.5, 0.95) else 1.0 for p in RTT_P])  # the reported p50 and p95 first
+
+    def misses(grid: np.ndarray) -> np.ndarray:
+        return np.quantile(_pair_means(grid), RTT_P) / want - 1
+
+    def ln_grid(params: np.ndarray) -> np.ndarray:
+        ln = LogNormal(float(np.exp(params[0])), float(np.exp(params[1])))
+        return np.array([ln.quantile(p) for p in probs])
+
+    start = _lognormal(np.maximum(values, 1e-4))
+    best = minimize(lambda x: float(np.sum(weights * np.log1p(misses(ln_grid(x))) ** 2)),
+                    [np.log(start.median), np.log(max(start.sigma, 0.05))], method="Nelder-Mead",
+                    options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 400})
+    ln = LogNormal(round(float(np.exp(best.x[0])), 5), round(float(np.exp(best.x[1])), 4))
+    ln_err = float(np.max(np.abs(misses(np.array([ln.quantile(p) for p in probs])))))
+    label = ", deconvolved: the engine adds two independent halves"
+    if ln_err <= tolerance:
+        return Fit(ln, len(values), source + label, ln_err)
+    # Fixed point: scale each grid quantile by how far the pair-mean quantile at the same
+    # probability misses the data (damped, in logs); it settles within a few dozen steps.
+    target = np.maximum(np.quantile(values, probs), 1e-6)
+    grid = target.copy()
+    for _ in range(60):
+        grid = np.sort(grid * (target / np.maximum(np.quantile(_pair_means(grid), probs), 1e-6)) ** 0.7)
+    emp_err = float(np.max(np.abs(misses(grid))))
+    if emp_err >= ln_err:
+        return Fit(ln, len(values), source + label, ln_err)
+    return Fit(Empirical(tuple(np.round(grid, 4))), len(values), source + label, emp_err)
+
+
+def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
+    keys = list(zip(requests["method"], requests["endpoint"]))
+    return np.array([_NAME_OF.get(k, "") for k in keys], dtype=object)
+
+
+def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: float, min_rows: int) -> np.ndarray:
+    """Requests sent in 0.1 s bins where the server's summed service time stayed under `idle_busy`
+    of its workers (no burst to queue behind); the quietest quarter of bins if too few are that idle."""
+    cells = np.floor(np.maximum(t_s, 0) / 0.1).astype(np.int64)
+    load = np.bincount(cells, weights=busy_ms) / (100.0 * workers)
+    mask = load[cells] <= idle_busy
+    if mask.sum() < min_rows:
+        mask = load[cells] <= np.quantile(load[np.unique(cells)], 0.25)
+    return mask
+
+
+def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_ms: float | None = None,
+              workers: int | None = None, rtt_ms: float | None = None, from_latency: bool = False,
+              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.2) -> Calibration:
+    """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario."""
+    run = run if isinstance(run, Run) else load_run(run)
+    manifest = run.manifest
+    executor = str(manifest.get("executor", "?"))
+    if base is None:
+        if not isinstance(manifest.get("scenario"), dict):
+            raise CalibrationError(f"{run.path}: the manifest holds no scenario; pass the base scenario")
+        base = validate_scenario(manifest["scenario"], source=f"{run.path}/manifest.json")
+    req = run.requests
+    req = req[req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))]
+    if len(req) < min_samples:
+        raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
+    names = _endpoint_names(req)
+    latency = req["latency_ms"].to_numpy(dtype=float)
+    server = req["server_ms"].to_numpy(dtype=float, na_value=np.nan)
+    wait = np.nan_to_num(req["queue_wait_ms"].to_numpy(dtype=float, na_value=np.nan))
+    has_server = not from_latency and np.isfinite(server).mean() > 0.9
+    notes: list[str] = []
+
+    if workers is not None:
+        n_workers, workers_source = workers, "given (--workers)"
+    elif executor == "des":
+        n_workers, workers_source = base.server.workers, "the simulated server's own"
+    elif isinstance(manifest.get("server_workers"), int):
+        n_workers, workers_source = int(manifest["server_workers"]), "the manifest's server_workers"
+    else:
+        n_workers, workers_source = 1, "smsload serve runs one granian worker: one request at a time"
+
+    if not has_server:
+        overhead, overhead_source = 0.0, "none: without server time the service time is all of latency above the round trip"
+    elif overhead_ms is not None:
+        overhead, overhead_source = float(overhead_ms), "given (--overhead-ms)"
+    elif executor == "des":
+        overhead, overhead_source = 0.0, "0: a simulation's service time is the worker's whole occupancy"
+    else:
+        overhead, overhead_source = DEFAULT_OVERHEAD_MS, ("default: granian's CPU per plain ASGI request "
+                                                          "(benchmarks/server), not measured in this run")
+
+    busy = (np.where(np.isfinite(server), server, 0.0) + overhead) if has_server else latency
+    idle = _idle_mask(req["t_start_s"].to_numpy(dtype=float), busy, n_workers, idle_busy, min_samples)
+    if has_server:
+        service_ms = np.where(np.isfinite(server), server, np.nanmedian(server)) + overhead
+        rest = latency - service_ms - wait
+        rtt = fit_rtt(rest[idle] if rtt_ms is None else np.array([rtt_ms]),
+                      "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)", tolerance)
+        what = "server_ms + overhead" if overhead else "server_ms"
+    else:
+        r0 = float(np.quantile(latency[idle], 0.01)) if rtt_ms is None else float(rtt_ms)
+        rtt = Fit(Constant(round(r0, 4)), int(idle.sum()),
+                  "p1 of low-load latency (a constant)" if rtt_ms is None else "given (--rtt-ms)", 0.0)
+        service_ms = np.where(idle, latency - r0, np.nan)
+        what = "low-load latency - rtt"
+        notes.append("No server time in this run: each request's service time is its low-load latency minus a "
+                     "constant round trip, so the client's own variation counts as service and the simulated "
+                     "server saturates earlier than the real one.")
+
+    service: dict[str, Fit] = {}
+    usable = np.isfinite(service_ms)
+    for name in sorted(set(names[usable]) - {""}):
+        rows = usable & (names == name)
+        if rows.sum() >= min_samples:
+            service[name] = fit_service(service_ms[rows], f"{what}, {name}", tolerance)
+    rest_rows = usable & ~np.isin(names, list(service))
+    pool = rest_rows if rest_rows.sum() >= 10 else usable
+    service = {"default": fit_service(service_ms[pool], f"{what}, {'other endpoints' if pool is rest_rows else 'all'}",
+                                      tolerance), **service}
+
+    server_section: dict[str, Any] = {
+        "workers": n_workers, "write_lock": base.server.write_lock, "rtt_ms": rtt.dist.to_spec(),
+        "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
+    }
+    scenario = base.with_overrides(fields={"server": server_section})
+    return Calibration(scenario, run.path, str(manifest.get("run_id", run.path.name)), executor, service, rtt,
+                       overhead, overhead_source, n_workers, workers_source, int(idle.sum()), notes)
+
+
+def calibrate_run(run: Run | str | Path, base: Scenario | None = None, **options: Any) -> Scenario:
+    """`base` (default: the run's scenario) with `server:` fitted to `run`; options as `calibrate`."""
+    return calibrate(run, base, **options).scenario
