@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.cli import UsageError
-from sim.report.hist import N_BOOT
+
+N_BOOT = 1000  # = sim.report.hist.N_BOOT, not imported: registering a subcommand must not import pandas
 
 
 def register(sub: Any) -> None:
