@@ -18,7 +18,8 @@ from sim.scenario import Ramp, Scenario, TaskRate, TaskWaves, Waves
 
 def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
     """The fixed parameters of agent `index` (0-based) in this scenario."""
-    rng = random.Random(f"{scenario.seed}:agent:{index}")
+    # An integer seed (a string seed costs a SHA-512 per agent); distinct for every (seed, index).
+    rng = random.Random((scenario.seed << 40) + index)
     fleet, agent = scenario.fleet, scenario.agent
     os_type = _pick(fleet.os_mix, rng)
     return AgentSpec(
@@ -32,7 +33,7 @@ def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
 
 def _pick(mix: dict[OsType, float], rng: random.Random) -> OsType:
     u, acc = rng.random(), 0.0
-    for os_type, share in sorted(mix.items(), key=lambda kv: kv[0].value):
+    for os_type, share in sorted(mix.items()):  # OsType is a str enum: sorts by name, no .value lookups
         acc += share
         if u < acc:
             return os_type
