@@ -8,11 +8,15 @@ time per endpoint, an optional write lock and a round trip split in two halves t
 no server; the fit fills exactly those:
 
 - **service_ms** per endpoint (names of `sim.model.intents.ENDPOINTS`; endpoints with fewer
-  than `min_samples` rows share `default`): from `server_ms` (the `Server-Timing` handler
-  time of a load test, the service time of a simulation) plus `overhead_ms`, the server's
-  time per request OUTSIDE the handler (HTTP parsing, ASGI glue, writing the response),
-  which occupies the one worker as much as the handler does. Without `server_ms` (a server
-  without the header, or `from_latency=True`): latency at low load minus the round trip.
+  than `min_samples` usable rows share `default`): from `server_ms` (the `Server-Timing`
+  handler time of a load test, the service time of a simulation) plus `overhead_ms`, the
+  server's time per request OUTSIDE the handler (HTTP parsing, ASGI glue, writing the
+  response), which occupies the one worker as much as the handler does. In a load test only
+  requests that no other request overlapped count: the handlers await (reading a body), the
+  event loop runs other requests meanwhile, and their time lands in the waiting handler's
+  Server-Timing (a registration burst showed 7 ms medians for a 1 ms write). Without
+  `server_ms` (a server without the header, or `from_latency=True`): latency at low load
+  minus the round trip.
 - **overhead_ms**: the option when given (the fidelity benchmark measures it: server CPU
   per request minus the mean handler time); 0 for a simulation (its service time is the
   whole occupancy); else `DEFAULT_OVERHEAD_MS`, granian's own CPU per request for a plain
@@ -24,8 +28,10 @@ no server; the fit fills exactly those:
   `idle_busy` of one worker), so it holds the network and everything the client spends on a
   request (Locust's own send and receive, gevent scheduling, the kernel), but no queueing.
   The engine draws the two halves independently, so the simulated round trip is the MEAN
-  of two draws: the fitted distribution is deconvolved so that this mean has the measured
-  quantiles (without it the simulated p95 comes out low).
+  of two draws, narrower than one: the fitted distribution is deconvolved so that this mean
+  has the measured median and p95 exactly (the figures reports lead with); its p99 then
+  comes out low (about half, with this machine's heavy tail), as a mean of two draws cannot
+  have both the measured body and the measured tail.
 - **workers**: 1 for a load test (`smsload serve` runs one granian worker whose handlers run
   one at a time on one event loop), or `server_workers` from the manifest, or the option;
   a simulation keeps its own. `write_lock` is kept from the base scenario.
@@ -48,11 +54,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+from scipy.optimize import brentq
+from scipy.stats import norm
 
 from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
 from sim.model.intents import ENDPOINTS
@@ -65,6 +72,7 @@ DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per 
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
+_RTT_GRID = 300  # the round trip's grid: 90,000 pair means per evaluation
 _NAME_OF = {(method, template): name for name, (method, template) in ENDPOINTS.items()}
 
 
@@ -102,8 +110,6 @@ class Calibration:
 
 def _lognormal(values: np.ndarray) -> LogNormal:
     """Median from the data, sigma by least squares of log quantiles against normal scores."""
-    from scipy.stats import norm
-
     median = float(np.median(values))
     z = norm.ppf(CHECK_P)
     logs = np.log(np.quantile(values, CHECK_P)) - np.log(median)
@@ -141,44 +147,51 @@ def _pair_means(grid: np.ndarray) -> np.ndarray:
     return ((grid[:, None] + grid[None, :]) / 2).ravel()
 
 
+def _matched(shape: Callable[[float], np.ndarray], bracket: tuple[float, float], want: np.ndarray) -> np.ndarray:
+    """The grid `k * shape(a)` whose pair means have exactly the median want[0] and the p95 want[3]:
+    the p95/p50 ratio grows with the spread `a` (found by root finding), the scale `k` is then exact."""
+    def log_ratio(a: float) -> float:
+        q50, q95 = np.quantile(_pair_means(shape(a)), [0.5, 0.95])
+        return float(np.log(q95 / q50) - np.log(want[3] / want[0]))
+
+    lo, hi = bracket
+    a = brentq(log_ratio, lo, hi, xtol=1e-4) if log_ratio(lo) * log_ratio(hi) < 0 else (
+        lo if abs(log_ratio(lo)) < abs(log_ratio(hi)) else hi)
+    grid = shape(a)
+    return grid * want[0] / float(np.quantile(_pair_means(grid), 0.5))
+
+
 def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
-    """A round-trip distribution X whose mean of two draws, (X1 + X2) / 2 as the engine adds the
-    two halves, has the quantiles of `values` from the median up (`RTT_P`; a mean of two draws is
-    narrower than one, so a wide measured body cannot be matched everywhere): lognormal if that
-    fits within `tolerance`, else the better of it and an empirical fixed-point deconvolution."""
+    """A round trip X whose mean of two draws, (X1 + X2) / 2 as the engine adds the two halves,
+    has the measured median and p95 exactly (the figures reports lead with), and the other
+    quantiles of `RTT_P` as near as the family allows (a mean of two draws is narrower than one
+    draw). Two families, each two parameters (scale, spread): a lognormal, and the measured
+    quantiles raised to a power (the data's own shape, written as `empirical`). The lognormal
+    when it fits within `tolerance`, else the one that misses least."""
     values = np.maximum(values, 0.0)
     want = np.quantile(values, RTT_P)
     if np.ptp(values) < 1e-6 or want[0] <= 0:
         return Fit(Constant(round(float(np.median(values)), 4)), len(values), source, 0.0)
-    probs = (np.arange(GRID // 2) + 0.5) / (GRID // 2)  # 200 points: 40,000 pairs per evaluation
-    weights = np.array([10.0 if p in (0.5, 0.95) else 1.0 for p in RTT_P])  # the reported p50 and p95 first
+    probs = (np.arange(_RTT_GRID) + 0.5) / _RTT_GRID
+    z = norm.ppf(probs)
+    shape = np.maximum(np.quantile(values, probs), want[0] * 1e-3) / want[0]
+    label = ", deconvolved (the engine adds two independent halves)"
 
-    def misses(grid: np.ndarray) -> np.ndarray:
-        return np.quantile(_pair_means(grid), RTT_P) / want - 1
+    def misfit(grid: np.ndarray) -> float:
+        return float(np.max(np.abs(np.quantile(_pair_means(grid), RTT_P) / want - 1)))
 
-    def ln_grid(params: np.ndarray) -> np.ndarray:
-        ln = LogNormal(float(np.exp(params[0])), float(np.exp(params[1])))
-        return np.array([ln.quantile(p) for p in probs])
-
-    start = _lognormal(np.maximum(values, 1e-4))
-    best = minimize(lambda x: float(np.sum(weights * np.log1p(misses(ln_grid(x))) ** 2)),
-                    [np.log(start.median), np.log(max(start.sigma, 0.05))], method="Nelder-Mead",
-                    options={"xatol": 1e-3, "fatol": 1e-7, "maxiter": 400})
-    ln = LogNormal(round(float(np.exp(best.x[0])), 5), round(float(np.exp(best.x[1])), 4))
-    ln_err = float(np.max(np.abs(misses(np.array([ln.quantile(p) for p in probs])))))
-    label = ", deconvolved: the engine adds two independent halves"
+    ln_grid = _matched(lambda s: np.exp(s * z), (0.01, 4.0), want)
+    sigma = float(np.log(ln_grid[-1] / ln_grid[0]) / (z[-1] - z[0]))
+    ln = LogNormal(round(float(np.exp(np.log(ln_grid).mean())), 5), round(sigma, 4))  # z is symmetric
+    ln_err = misfit(np.array([ln.quantile(p) for p in probs]))
     if ln_err <= tolerance:
-        return Fit(ln, len(values), source + label, ln_err)
-    # Fixed point: scale each grid quantile by how far the pair-mean quantile at the same
-    # probability misses the data (damped, in logs); it settles within a few dozen steps.
-    target = np.maximum(np.quantile(values, probs), 1e-6)
-    grid = target.copy()
-    for _ in range(60):
-        grid = np.sort(grid * (target / np.maximum(np.quantile(_pair_means(grid), probs), 1e-6)) ** 0.7)
-    emp_err = float(np.max(np.abs(misses(grid))))
+        return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
+    emp_grid = _matched(lambda g: shape ** g, (0.2, 5.0), want)
+    emp_err = misfit(emp_grid)
     if emp_err >= ln_err:
-        return Fit(ln, len(values), source + label, ln_err)
-    return Fit(Empirical(tuple(np.round(grid, 4))), len(values), source + label, emp_err)
+        return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
+    return Fit(Empirical(tuple(np.round(np.sort(emp_grid), 4))), len(values),
+               source + ", measured shape to a power" + label, emp_err)
 
 
 def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
@@ -197,6 +210,17 @@ def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: fl
     return mask
 
 
+def _alone(requests: pd.DataFrame) -> np.ndarray:
+    """Requests no other request overlapped, from send to answer (as the client saw them). Only
+    for these is `server_ms` the handler's own time: the handlers await (reading the body), and
+    while one waits the event loop runs others, whose time then counts in its Server-Timing."""
+    start = requests["t_start_s"].to_numpy(dtype=float)
+    end = start + np.nan_to_num(requests["latency_ms"].to_numpy(dtype=float)) / 1000.0
+    started_before_end = np.searchsorted(np.sort(start), end, side="left")
+    ended_before_start = np.searchsorted(np.sort(end), start, side="right")
+    return started_before_end - ended_before_start - 1 == 0  # minus the request itself
+
+
 def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_ms: float | None = None,
               workers: int | None = None, rtt_ms: float | None = None, from_latency: bool = False,
               min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.2) -> Calibration:
@@ -209,7 +233,9 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
             raise CalibrationError(f"{run.path}: the manifest holds no scenario; pass the base scenario")
         base = validate_scenario(manifest["scenario"], source=f"{run.path}/manifest.json")
     req = run.requests
-    req = req[req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))]
+    keep = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+    alone = _alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
+    req = req[keep]
     if len(req) < min_samples:
         raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
     names = _endpoint_names(req)
@@ -257,7 +283,7 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
                      "server saturates earlier than the real one.")
 
     service: dict[str, Fit] = {}
-    usable = np.isfinite(service_ms)
+    usable = np.isfinite(service_ms) & (alone if has_server and alone.sum() >= min_samples else True)
     for name in sorted(set(names[usable]) - {""}):
         rows = usable & (names == name)
         if rows.sum() >= min_samples:
