@@ -162,7 +162,7 @@ def check_limits(table: pd.DataFrame, limits: list[Limit], a: RunAnalysis, b: Ru
             change = float(r["rel"] if limit.relative else r["diff"])
             if not np.isfinite(change) and not (np.isinf(change) and change > 0):
                 rows.append((limit.spec, endpoint, limit.metric, change, limit.limit, True, False, "-",
-                             f"cannot check {limit.metric} of {endpoint}: it has no requests in run "
+                             f"FAIL: cannot check {limit.metric} of {endpoint}: it has no requests in run "
                              f"{'A' if np.isnan(r['a']) else 'B'}"))
                 continue
             breached = limit.breached(change)

@@ -21,8 +21,9 @@ import yaml
 from matplotlib.figure import Figure
 
 from sim import __version__
+from sim.report import figures as F
 from sim.report.analysis import RunAnalysis, report_figures
-from sim.report.figures import data_uri, title_of
+from sim.report.compare import Comparison
 from sim.report.hist import QUANTILES, min_samples
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -127,7 +128,7 @@ def quantile_rows(table: pd.DataFrame, lead: list[str]) -> list[list[Cell]]:
 
 
 def _figures(figs: list[Figure]) -> list[Picture]:
-    pictures = [Picture(title_of(f), data_uri(f)) for f in figs]
+    pictures = [Picture(F.title_of(f), F.data_uri(f)) for f in figs]
     for f in figs:
         f.clear()  # the PNG is all we keep; large runs would otherwise hold every figure's artists
     return pictures
@@ -215,10 +216,8 @@ def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]
     return rows
 
 
-def render_compare(c: Any, metrics: Iterable[str]) -> str:
-    """The comparison page of a `sim.report.compare.Comparison` (HTML string), showing `metrics`."""
-    from sim.report import figures as F
-
+def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
+    """The comparison page of two runs (HTML string), showing `metrics` side by side."""
     labels = c.labels()
     figs = [F.throughput_overlay(c.a.throughput, c.b.throughput, labels),
             F.percentiles_overlay(c.a.latency, c.b.latency, labels),

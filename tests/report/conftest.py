@@ -2,8 +2,8 @@
 
 `smsload sim scenarios/quickstart.yaml` runs once per session (about a second); each copy
 changes one thing a report must notice: the run marked incomplete, 5 % of requests failed,
-every latency 1.5 times longer, or the run dressed as a load test whose generator was
-saturated (CPU at 95 %, lag growing).
+every latency 1.5 times longer, the run dressed as a load test whose generator was saturated
+(CPU at 95 %, lag growing), or no requests at all.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _edit(src: Path, dst: Path, requests: Callable[[pd.DataFrame], pd.DataFrame]
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """name -> run directory: sim, incomplete, errors, slow, saturated."""
+    """name -> run directory: sim, incomplete, errors, slow, saturated, empty (no requests, incomplete)."""
     base = tmp_path_factory.mktemp("report-runs")
     sim = base / "sim"
     done = smsload("sim", str(QUICKSTART), "--out", str(sim), "--quiet")
@@ -83,6 +83,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "errors": _edit(sim, base / "errors", failing, {"run_id": f"{run_id}-errors"}),
         "slow": _edit(sim, base / "slow", slower, {"run_id": f"{run_id}-slow"}),
         "saturated": _edit(sim, base / "saturated", load_test, {"run_id": f"{run_id}-locust", "executor": "locust"}),
+        "empty": _edit(sim, base / "empty", lambda r: r.iloc[:0], {"run_id": f"{run_id}-empty", "complete": False}),
     }
     t = np.arange(1.0, 61.0)
     pq.write_table(pa.table({"t_s": t, "process": ["local"] * len(t), "cpu_percent": np.full(len(t), 95.0),

@@ -70,6 +70,12 @@ def test_a_bad_limit_exits_2_naming_it(runs: dict[str, Path], spec: str, message
     assert f"--fail-on {spec!r}" in line and message in line
 
 
+def test_a_limit_that_cannot_be_checked_fails(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(runs["sim"]), str(runs["empty"]), "--fail-on", f"{POLL}:p99:+10%"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL: cannot check p99 of {POLL}: it has no requests in run B" in out
+
+
 def test_a_missing_run_exits_2(runs: dict[str, Path], tmp_path: Path) -> None:
     done = smsload("compare", str(runs["sim"]), str(tmp_path / "nope"))
     assert done.returncode == 2 and "not a run directory" in done.stderr

@@ -89,6 +89,14 @@ def test_saturated_generator_on_a_load_test_run(runs: dict[str, Path], capsys: p
     assert_self_contained(page)
 
 
+def test_a_run_without_requests_still_reports(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    page = report(runs["empty"], capsys)
+    box = warnings_box(page)
+    assert "Run incomplete" in box and "No requests were recorded" in box
+    assert page.count(IMG) == len(SIM_FIGURES) - 1  # no queue wait without requests
+    assert_self_contained(page)
+
+
 @pytest.mark.parametrize("make", ["missing", "file", "empty-dir"])
 def test_not_a_run_directory_is_one_line_and_exit_2(make: str, tmp_path: Path) -> None:
     target = tmp_path / "nothing"
