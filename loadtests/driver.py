@@ -50,6 +50,10 @@ def drive(model: Model, send: Send, start_at: float, *, clock: Callable[[], floa
         while True:
             if intent.__class__ is Sleep:
                 due += intent.seconds
+                # Wait out each sleep before the next intent: a model that only sleeps (the operator
+                # once its tasks are gone) must still hand the loop to the other users, not spin.
+                while (wait := due - clock()) > 0:
+                    sleep(wait)
                 intent = model.send(None)
                 continue
             # A timer may fire a little early on a cached loop clock: wait until really due.

@@ -77,6 +77,21 @@ def test_a_late_send_does_not_push_every_later_request_late() -> None:
     assert sched == [5.0, 12.0, 17.1]  # each counts from when the previous answer came
 
 
+def test_a_model_that_only_sleeps_waits_out_each_sleep() -> None:
+    # The operator with nothing left to do yields sleeps only: each must really be slept, or a
+    # Locust process would spin in one greenlet and starve every agent.
+    clock = Clock(0.0)
+    woke: list[float] = []
+
+    def model() -> Model:
+        for _ in range(3):
+            yield Sleep(1.0)
+            woke.append(clock.now)
+
+    drive(model(), lambda call, t: Outcome(200, {}, 0.0), 0.0, clock=clock, sleep=clock.sleep)
+    assert woke == [1.0, 2.0, 3.0]
+
+
 def test_request_path_keeps_every_request_on_the_given_host() -> None:
     assert request_path(Call("poll", source_id="abc")) == "/v1/sms/sources/abc/command"
     hostile = request_path(Call("get_source", source_id="@evil.example/../x?y#z"))
