@@ -25,6 +25,7 @@ DEFAULT_DB = "sqlite:///sms.sqlite3"
 DEFAULT_PROJECT = "default"
 TOKEN_ENV = "SMS_AUTH_TOKEN"
 APP_FACTORY = "sim.server.app:app_from_env"
+MAX_CONNECTIONS_PER_WORKER = 16384  # open connections a granian worker accepts (see _run_granian)
 _PROJECT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _TOKEN = re.compile(r"[!-~]{1,16384}")  # visible ASCII: what an HTTP header value can carry as is
 
@@ -155,8 +156,11 @@ def _run_granian(host: str, port: int, workers: int) -> None:
     from granian.log import LogLevels
 
     # granian's main process handles SIGINT/SIGTERM itself: it stops the workers and returns.
+    # granian's backpressure caps the connections a worker accepts (default backlog / workers =
+    # 1024); every agent keeps a keep-alive connection, so a fleet of a few thousand would find
+    # the rest never accepted (connect timeouts). Cap it at what a process can hold instead.
     Granian(APP_FACTORY, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
-            factory=True, log_level=LogLevels.warning).serve()
+            backpressure=MAX_CONNECTIONS_PER_WORKER, factory=True, log_level=LogLevels.warning).serve()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
