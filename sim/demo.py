@@ -1,116 +1,243 @@
-"""`smsload demo`: start the reference server and drive one migration through its API.
+"""`smsload demo`: load-test the reference server, calibrate the simulation from it, predict a 10x fleet.
 
-The demo plays both sides over real HTTP: the operator (register sources, create and start a
-task) and one agent (poll, acknowledge, report progress), and shows what each side sees. The
-server runs as a child process (`smsload serve`) on a free loopback port with a temporary
-SQLite database and a generated token, and is stopped on the way out, also on error or Ctrl-C.
+The whole harness in one command, in five steps:
+
+1. a load test of the quickstart scenario (`smsload load`, run in this process: it starts
+   the reference server and Locust as child processes and stops both, also on Ctrl-C);
+2. calibration of the simulated server from that run (`sim.report.calibrate`);
+3. a simulation of the same scenario with the calibrated server;
+4. a simulation of a fleet ten times larger, the prediction a load generator on this
+   machine could not measure;
+5. a report page per run and the comparison of the simulation with the load test.
+
+Everything goes under one directory (`runs/demo-TIMESTAMP`); the last lines printed are
+the pages' paths and the poll endpoint's throughput, p50 and p95, predicted vs measured.
+Ctrl-C leaves what was written (an interrupted run is marked incomplete) with the server
+and Locust stopped.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
-import tempfile
+import contextlib
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
-from rich.console import Console
-from rich.json import JSON
-from rich.panel import Panel
-from rich.table import Table
-
-from sim.model.lifecycle import OsType, Phase, TaskType, subtask_sequence
-from sim.server.process import ServerStartError, run_server
-
-SOURCES = [("web-01", "LINUX", "10.0.0.11", 40), ("db-01", "LINUX", "10.0.0.12", 120),
-           ("win-01", "WINDOWS", "10.0.0.13", 80)]  # name, os_type, ip, disk GiB
+QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+POLL = "GET /v1/sms/sources/{source_id}/command"  # the endpoint the demo's summary lines are about
+STEPS = 5
 
 
-class DemoError(Exception):
-    """The server answered something the demo did not expect."""
+@dataclass(frozen=True)
+class Plan:
+    """How big the demo is: the measured fleet, how long each run lasts, and the report's resamples."""
+
+    agents: int
+    load_s: float  # wall-clock seconds of the load test, and virtual seconds of the same-size simulation
+    scale: int  # the predicted fleet is `scale` times the measured one
+    big_s: float  # virtual seconds of the large simulation
+    resamples: int  # bootstrap resamples behind every interval on the pages
+
+
+# 2,000 agents polling every 5 s (400 polls/s) keep one granian worker and one Locust process
+# on a shared 2-core machine well inside their capacity: no failures, no generator lag trend.
+FULL = Plan(agents=2000, load_s=60.0, scale=10, big_s=60.0, resamples=1000)
+QUICK = Plan(agents=200, load_s=10.0, scale=10, big_s=10.0, resamples=200)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="start the reference server and drive one migration through it",
-                              description=__doc__.splitlines()[0] if __doc__ else None)
+    p = subparsers.add_parser(
+        "demo", help="load-test the reference server, calibrate the simulation, predict a 10x fleet, write reports",
+        description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a small demo, under 30 s: {QUICK.agents} agents, a {QUICK.load_s:g} s load test")
+    p.add_argument("--out", type=Path, help="directory for everything the demo writes (default: runs/demo-TIMESTAMP)")
     p.set_defaults(func=run_demo)
 
 
-def _call(client: httpx.Client, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    response = client.request(method, path, json=body)
-    if response.status_code != 200:
-        raise DemoError(f"{method} {path} -> {response.status_code} {response.text}")
-    return response.json()
+def _step(n: int, text: str, t0: float) -> None:
+    print(f"[{time.perf_counter() - t0:4.0f} s] {n}/{STEPS} {text}", flush=True)
 
 
-def _task_table(task: dict[str, Any]) -> Table:
-    table = Table(title=f"task {task['name']}: {task['state']}  (subtask_info {task['subtask_info']!r})")
-    for column in ("subtask", "progress", "started", "ended"):
-        table.add_column(column)
-    for sub in task["sub_tasks"]:
-        table.add_row(sub["name"], f"{sub['progress']}%", "yes" if sub["start_date"] else "",
-                      "yes" if sub["end_date"] else "")
-    return table
+def _warm_imports() -> None:
+    """Import what steps 2-5 need while the load test runs: this process only waits for its
+    children then, and the imports (pandas, matplotlib, SimPy) take seconds on a busy machine."""
+    import importlib
+
+    for name in ("sim.report.calibrate_cli", "sim.des.run", "sim.report.html", "sim.report.compare"):
+        importlib.import_module(name)
 
 
-def drive(client: httpx.Client, console: Console) -> dict[str, Any]:
-    """The demo's story over the API; returns the final task view."""
-    ids = {}
-    for name, os_type, ip, gib in SOURCES:
-        body = {"name": name, "os_type": os_type, "ip": ip, "agent_version": "demo",
-                "disks": [{"name": "disk0", "size": gib << 30}]}
-        ids[name] = _call(client, "POST", "/v3/sources", body)["id"]
-    listed = _call(client, "GET", "/v3/sources")
-    table = Table(title=f"{listed['count']} source servers registered")
-    for column in ("name", "id", "os_type", "connected"):
-        table.add_column(column)
-    for src in listed["source_servers"]:
-        table.add_row(src["name"], src["id"], src["os_type"], str(src["connected"]))
-    console.print(table)
+def shortened(scenario: Any, duration_s: float) -> Any:
+    """The scenario lasting `duration_s`, its task waves and arrival ramp squeezed in proportion.
 
-    source = ids["web-01"]
-    task_id = _call(client, "POST", "/v3/tasks", {"name": "migrate-web-01", "type": "MIGRATE_FILE",
-                                                  "source_server": {"id": source}})["id"]
-    _call(client, "POST", f"/v3/tasks/{task_id}/action", {"operation": "start"})
-    console.print(f"operator: created task [bold]{task_id}[/] for web-01 and started it")
+    The quickstart starts tasks at 5 s and 15 s; a 10 s run must start them before it ends
+    (the scenario's own rule), and in the same proportion keeps the same story.
+    """
+    from sim.scenario import Ramp, TaskWaves
 
-    command = _call(client, "GET", f"/v1/sms/sources/{source}/command")
-    console.print(Panel(JSON(json.dumps(command)), title=f"agent web-01 polls GET /v1/sms/sources/{source}/command"))
-    console.print(_task_table(_call(client, "GET", f"/v3/tasks/{task_id}")))
+    factor = min(1.0, duration_s / scenario.duration_s)
+    fields: dict[str, Any] = {}
+    if isinstance(scenario.operator.tasks, TaskWaves):
+        fields["operator.tasks.waves"] = [{"at_s": w.at_s * factor, "count": w.count}
+                                          for w in scenario.operator.tasks.waves]
+    if isinstance(scenario.fleet.arrival, Ramp):
+        fields["fleet.arrival.duration_s"] = scenario.fleet.arrival.duration_s * factor
+    return scenario.with_overrides(duration_s=duration_s, fields=fields)
 
-    _call(client, "POST", f"/v3/sources/{source}/command_result",
-          {"command_name": command["command_name"], "result": "success", "result_detail": {}})
-    again = _call(client, "GET", f"/v3/sources/{source}/command")
-    console.print(f"agent: acknowledged {command['command_name']}; the next poll returns {json.dumps(again)}")
 
-    for subtask in subtask_sequence(TaskType.MIGRATE_FILE, OsType.LINUX, Phase.MIGRATE):
-        for progress in (50, 100):
-            _call(client, "PUT", f"/v3/tasks/{task_id}/progress",
-                  {"subtask_name": subtask, "progress": progress, "replicatesize": 0,
-                   "totalsize": 40 << 30, "process_trace": f"{subtask} {progress}%"})
-    task = _call(client, "GET", f"/v3/tasks/{task_id}")
-    console.print("agent: reported progress through every subtask")
-    console.print(_task_table(task))
-    return task
+def _write_scenario(scenario: Any, path: Path) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _load_test(scenario_file: Path, out: Path) -> int:
+    """`smsload load` in this process, exit code back; its summary table goes to a file.
+
+    In process rather than as a child: it imports no Locust (Locust's gevent patching stays in
+    its own processes), handles Ctrl-C itself and stops its server and Locust by their PIDs.
+    Its progress lines go to stderr as usual; the table would crowd the demo's own summary.
+    """
+    from sim.cli import main
+
+    token_before = os.environ.get("SMS_AUTH_TOKEN")
+    try:
+        with open(out.parent / "load-summary.txt", "w", encoding="utf-8") as summary, \
+                contextlib.redirect_stdout(summary):
+            return main(["load", str(scenario_file), "--out", str(out)])
+    finally:  # `smsload load` hands the run's generated token to its children through the environment
+        if token_before is None:
+            os.environ.pop("SMS_AUTH_TOKEN", None)
+        else:
+            os.environ["SMS_AUTH_TOKEN"] = token_before
+
+
+def _poll_row(analysis: Any) -> dict[str, float]:
+    e = analysis.endpoints
+    if POLL not in e.index:
+        return {"throughput_per_s": float("nan"), "p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    row = e.loc[POLL]
+    return {k: float(row[k]) for k in ("throughput_per_s", "p50", "p95", "p99")}
+
+
+def _rel(predicted: float, measured: float) -> str:
+    return f"{predicted / measured - 1:+.1%}" if measured else "-"
+
+
+def settled_s(run: Any) -> float:
+    """When the fleet has registered and one poll interval has passed: the start of the steady state.
+
+    The scenario's agents all arrive at once, so a large fleet's run begins with a registration
+    storm; polling capacity is a question about what comes after it.
+    """
+    req = run.requests
+    register = req[req["endpoint"] == "/v3/sources"]
+    done = float((register["t_start_s"] + register["latency_ms"] / 1000.0).max()) if len(register) else 0.0
+    return done + float(run.manifest["scenario"]["agent"]["poll_interval_s"])
+
+
+def _settled_line(big: Any) -> str:
+    from sim.report.capacity import POLL as POLL_ROW, steady_state
+
+    start = settled_s(big.run)
+    if start >= big.duration_s - 1.0:
+        return f"  the whole run was the registration storm: the fleet had not settled {big.duration_s:g} s in"
+    row = steady_state(big.run, start, POLL_ROW, n_boot=100)
+    return (f"  after the registration storm (from {start:.0f} s): {row['throughput_per_s']:,.1f} polls/s, "
+            f"p50 {row['p50']:.2f} ms, p95 {row['p95']:.2f} ms, p99 {row['p99']:.2f} ms")
+
+
+def summary_lines(load: Any, sim: Any, big: Any, agents: int, scale: int) -> list[str]:
+    """Predicted vs measured for the poll endpoint, and the large fleet's prediction."""
+    m, s, b = _poll_row(load), _poll_row(sim), _poll_row(big)
+    lines = [f"poll endpoint ({POLL}), {agents:,} agents:",
+             f"  {'':<12}{'measured':>14}{'simulated':>14}{'sim vs measured':>18}"]
+    for key, label, unit in (("throughput_per_s", "throughput", "/s"), ("p50", "p50", " ms"), ("p95", "p95", " ms")):
+        digits = 1 if key == "throughput_per_s" else 2
+        lines.append(f"  {label:<12}{m[key]:>12.{digits}f}{unit:<2}{s[key]:>12.{digits}f}{unit:<2}{_rel(s[key], m[key]):>18}")
+    lines.append(f"predicted for {agents * scale:,} agents ({scale}x): {b['throughput_per_s']:,.1f} polls/s, "
+                 f"p50 {b['p50']:.2f} ms, p95 {b['p95']:.2f} ms, p99 {b['p99']:.2f} ms")
+    lines.append(_settled_line(big))
+    for name, a in (("load test", load), ("simulation", sim), (f"{scale}x simulation", big)):
+        lines += [f"warning ({name}): {w}" for w in a.warnings]
+    return lines
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    console = Console()
-    token = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="smsload-demo-") as tmp:
-        db = f"sqlite:///{Path(tmp) / 'demo.sqlite3'}"
-        try:
-            with run_server(db, [token], Path(tmp) / "server.log") as server:
-                console.print(f"reference server at [bold]{server.base_url}[/] (pid {server.pid}, db {db})")
-                with httpx.Client(base_url=server.base_url, headers={"X-Auth-Token": token}, timeout=10) as client:
-                    task = drive(client, console)
-        except ServerStartError as exc:
-            console.print(f"[red]smsload demo: {exc}[/]")
-            return 1
-        except (DemoError, httpx.HTTPError) as exc:
-            console.print(f"[red]smsload demo: {exc}[/]")
-            return 1
-        console.print(f"task state {task['state']}; server stopped (exit code {server.exit_code})")
+    plan = QUICK if args.quick else FULL
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out or Path("runs") / f"demo-{stamp}"
+    t0 = time.perf_counter()
+    try:
+        return _run(plan, out, t0)
+    except KeyboardInterrupt:
+        print(f"smsload demo: interrupted; {out} holds what was written so far", file=sys.stderr)
+        return 130
+
+
+def _run(plan: Plan, out: Path, t0: float) -> int:
+    from sim.cli import UsageError
+    from sim.scenario import load_scenario
+
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    base = shortened(load_scenario(QUICKSTART).with_overrides(agents=plan.agents), plan.load_s)
+    scenario_file = _write_scenario(base, out / "scenario.yaml")
+    load_dir, sim_dir, big_dir = out / "load", out / "sim", out / f"sim-{plan.scale}x"
+
+    _step(1, f"load test: {plan.agents:,} agents for {plan.load_s:g} s against the reference server "
+             f"(Locust; progress below, summary in {out / 'load-summary.txt'})", t0)
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+    code = _load_test(scenario_file, load_dir)
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        print(f"smsload demo: the load test failed (exit code {code}); see {load_dir / 'locust.log'}", file=sys.stderr)
+        return 1
+
+    from sim.report.calibrate import calibrate
+    from sim.report.calibrate_cli import to_yaml
+
+    _step(2, f"calibrating the simulated server from the load test -> {out / 'calibrated.yaml'}", t0)
+    cal = calibrate(load_dir, base)
+    (out / "calibrated.yaml").write_text(to_yaml(cal), encoding="utf-8")
+
+    from sim.des.run import run_des
+
+    _step(3, f"simulating the same scenario with the calibrated server ({plan.agents:,} agents, {plan.load_s:g} s)", t0)
+    run_des(cal.scenario, sim_dir)
+    big = shortened(cal.scenario.with_overrides(agents=plan.agents * plan.scale), plan.big_s)
+    _step(4, f"simulating a {plan.scale}x fleet ({plan.agents * plan.scale:,} agents, {plan.big_s:g} s)", t0)
+    run_des(big, big_dir)
+
+    from sim.report.analysis import analyze_run
+    from sim.report.compare import SHOWN, compare
+    from sim.report.html import render_compare, write_report
+
+    _step(5, "writing the reports and comparing the simulation with the load test", t0)
+    analyses = {path: analyze_run(path, n_boot=plan.resamples) for path in (load_dir, sim_dir, big_dir)}
+    pages = {path: write_report(a) for path, a in analyses.items()}
+    # A = the simulation, B = the load test, as `smsload compare SIM_RUN LOAD_RUN`: changes read
+    # "measured against predicted".
+    comparison = compare(analyses[sim_dir], analyses[load_dir], n_boot=plan.resamples)
+    compare_page = out / "compare.html"
+    compare_page.write_text(render_compare(comparison, SHOWN), encoding="utf-8")
+
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; everything is in {out}")
+    for label, path in (("load test report", pages[load_dir]), ("simulation report", pages[sim_dir]),
+                        (f"{plan.scale}x fleet report", pages[big_dir]), ("comparison", compare_page),
+                        ("calibrated scenario", out / "calibrated.yaml")):
+        print(f"  {label:<22} {path}")
+    print()
+    for line in summary_lines(analyses[load_dir], analyses[sim_dir], analyses[big_dir], plan.agents, plan.scale):
+        print(line)
     return 0

@@ -1,4 +1,4 @@
-"""`smsload serve` and `smsload demo` as a user runs them: real processes, exit codes, output."""
+"""`smsload serve` as a user runs it: real processes, exit codes, output (the demo: tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -73,15 +73,6 @@ def test_the_environment_token_is_used_and_not_printed(tmp_path, monkeypatch):
         response = httpx.get(f"{server.base_url}/v3/sources", headers={"X-Auth-Token": "env-token-123"})
         assert response.json() == {"count": 0, "source_servers": []}
         assert "env-token-123" not in server.log() and "generated token" not in server.log()
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end():
-    done = _smsload("demo")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert '"command_name": "START"' in done.stdout
-    assert "RUNNING" in done.stdout and "MIGRATE_SUCCESS" in done.stdout
-    assert "server stopped (exit code 0)" in done.stdout
 
 
 def test_without_granian_serve_falls_back_to_uvicorn(tmp_path):
