@@ -223,8 +223,12 @@ def _alone(requests: pd.DataFrame) -> np.ndarray:
 
 def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_ms: float | None = None,
               workers: int | None = None, rtt_ms: float | None = None, from_latency: bool = False,
-              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.2) -> Calibration:
-    """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario."""
+              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.2,
+              after_s: float = 0.0) -> Calibration:
+    """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
+
+    `after_s` leaves out requests sent before it (a warm-up: the fleet arriving, Locust starting users).
+    """
     run = run if isinstance(run, Run) else load_run(run)
     manifest = run.manifest
     executor = str(manifest.get("executor", "?"))
@@ -233,7 +237,8 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
             raise CalibrationError(f"{run.path}: the manifest holds no scenario; pass the base scenario")
         base = validate_scenario(manifest["scenario"], source=f"{run.path}/manifest.json")
     req = run.requests
-    keep = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+    keep = (req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+            & (req["t_start_s"].to_numpy(dtype=float) >= after_s))
     alone = _alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
     req = req[keep]
     if len(req) < min_samples:

@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
                    "service time (default 0.05 for a load test, 0 for a simulation)")
     p.add_argument("--workers", type=int, help="server workers (default: 1 for a load test, as smsload serve runs)")
     p.add_argument("--rtt-ms", type=float, help="a constant round trip instead of the fitted one")
+    p.add_argument("--after-s", type=float, default=0.0, help="leave out requests sent before this (a warm-up)")
     p.add_argument("--from-latency", action="store_true", help="ignore server_ms: service = low-load latency - rtt")
     p.set_defaults(func=_main)
 
@@ -51,7 +52,7 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     try:
         cal = calibrate(args.run, overhead_ms=args.overhead_ms, workers=args.workers, rtt_ms=args.rtt_ms,
-                        from_latency=args.from_latency)
+                        from_latency=args.from_latency, after_s=args.after_s)
     except (RunDirError, CalibrationError) as exc:
         raise UsageError(str(exc)) from None
     except ScenarioError as exc:
