@@ -26,14 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from sim.model.intents import ENDPOINTS
 from sim.records import Run
 from sim.report import metrics as M
 from sim.report.analysis import run_duration_s
+from sim.report.figures import new_figure
+from sim.report.hist import QUANTILES
 from sim.scenario import Scenario
 
 POLL = " ".join(ENDPOINTS["poll"])  # "GET /v1/sms/sources/{source_id}/command", as report tables name it
+QUANTILE_COLUMN = {q: name for name, q in QUANTILES.items()}  # 0.99 -> "p99"
 
 
 def erlang_c(workers: int, offered: float) -> float:
@@ -126,19 +130,42 @@ class PollQueue:
         return lo
 
 
-def steady_state(run: Run, warmup_s: float, endpoint: str = POLL, *, n_boot: int = 200) -> pd.Series:
-    """One endpoint's row of the report table (throughput, p50..max with intervals), after `warmup_s`.
+def registration_s(scenario: Scenario, agents: int) -> float:
+    """How long the simulated server needs to register `agents`: their register service times
+    back to back, on one worker when writes hold the write lock, else spread over the workers."""
+    server = scenario.server
+    busy_ms = agents * float(server.service_ms_for("register").mean)
+    return busy_ms / 1000.0 / (1 if server.write_lock else server.workers)
+
+
+def sweep_scenario(scenario: Scenario, agents: int, ramp_s: float, duration_s: float) -> Scenario:
+    """`scenario` with `agents` arriving evenly over `ramp_s` (no registration storm) for `duration_s`.
+
+    Every fleet of a sweep gets the same ramp and duration, so their steady states (after the
+    ramp) cover the same stretch of time.
+    """
+    return scenario.with_overrides(agents=agents, duration_s=duration_s,
+                                   fields={"fleet.arrival": {"kind": "ramp", "duration_s": ramp_s}})
+
+
+def steady_state(run: Run, warmup_s: float, endpoint: str = POLL, *, end_s: float | None = None,
+                 n_boot: int = 200) -> pd.Series:
+    """One endpoint's row of the report table (throughput, p50..max with intervals) for requests
+    sent from `warmup_s` until `end_s` (default: the end of the run).
 
     A sweep run starts with its fleet arriving (registrations, polls in phase); capacity is a
-    steady-state question, so the requests sent before `warmup_s` are left out.
+    steady-state question, so the requests sent before `warmup_s` are left out. `end_s` puts
+    two runs on the same window (a load test's last requests come back after its nominal end).
     """
-    req = run.requests[run.requests["t_start_s"] >= warmup_s]
-    duration = run_duration_s(run) - warmup_s
-    if duration <= 0:
-        raise ValueError(f"warmup_s {warmup_s} leaves nothing of a {duration + warmup_s} s run")
-    table = M.endpoint_table(req, duration, n_boot=n_boot, total=False)
+    end = run_duration_s(run) if end_s is None else end_s
+    t = run.requests["t_start_s"]
+    req = run.requests[(t >= warmup_s) & (t < end)]
+    if end - warmup_s <= 0:
+        raise ValueError(f"the window {warmup_s} s .. {end} s is empty")
+    table = M.endpoint_table(req, end - warmup_s, n_boot=n_boot, total=False)
     if endpoint not in table.index:
-        return pd.Series({"count": 0, "throughput_per_s": 0.0, "p50": np.nan, "p99": np.nan}, name=endpoint)
+        return pd.Series({"count": 0, "throughput_per_s": 0.0, "p50": np.nan, "p95": np.nan, "p99": np.nan},
+                         name=endpoint)
     return table.loc[endpoint]
 
 
@@ -150,3 +177,33 @@ def largest_meeting(sweep: pd.DataFrame, target_ms: float, column: str = "p99") 
             break
         best = int(agents)
     return best
+
+
+def sweep_figure(sweep: pd.DataFrame, queue: PollQueue, target_ms: float, q: float = 0.99) -> Figure:
+    """Measured (simulated) poll latency and throughput against fleet size, beside Erlang C.
+
+    `sweep` has one row per fleet: agents, throughput_per_s, and the latency column `pNN` of
+    quantile `q` with `pNN_lo`/`pNN_hi` (as `steady_state` returns them).
+    """
+    col = QUANTILE_COLUMN[q]
+    fig, (lat, thr) = new_figure(f"Poll endpoint against fleet size: simulation and Erlang C (M/M/{queue.workers})",
+                                 cols=2)
+    sweep = sweep.sort_values("agents")
+    n = np.linspace(1, min(queue.saturation_fleet * 0.995, float(sweep["agents"].max()) * 1.1), 200)
+    err = np.vstack([sweep[col] - sweep[f"{col}_lo"], sweep[f"{col}_hi"] - sweep[col]])
+    lat.errorbar(sweep["agents"], sweep[col], yerr=np.clip(err, 0, None), fmt="o", capsize=3,
+                 label=f"simulation {col} (95% interval)")
+    lat.plot(n, [queue.latency_ms(x, q) for x in n], label=f"Erlang C {col}")
+    lat.axhline(target_ms, color="tab:red", linestyle="--", label=f"target {target_ms:.1f} ms")
+    lat.set_yscale("log")
+    lat.set(xlabel="agents", ylabel=f"{col} poll latency (ms)", title="Latency")
+    thr.errorbar(sweep["agents"], sweep["throughput_per_s"],
+                 yerr=np.clip(np.vstack([sweep["throughput_per_s"] - sweep["throughput_lo"],
+                                         sweep["throughput_hi"] - sweep["throughput_per_s"]]), 0, None),
+                 fmt="o", capsize=3, label="simulation (95% interval)")
+    thr.plot(n, n / queue.poll_interval_s, label="offered: agents / poll interval")
+    thr.axhline(queue.workers / queue.service_ms * 1000, color="0.5", linestyle=":", label="server capacity")
+    thr.set(xlabel="agents", ylabel="polls per second", title="Throughput")
+    for ax in (lat, thr):
+        ax.legend(fontsize=8)
+    return fig

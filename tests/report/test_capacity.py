@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.report.capacity import PollQueue, erlang_c, largest_meeting, mmc_response_quantile_ms, mmc_tail
+from sim.report.capacity import (
+    PollQueue, erlang_c, largest_meeting, mmc_response_quantile_ms, mmc_tail, registration_s, sweep_figure, sweep_scenario,
+)
 from sim.scenario import load_scenario
 
 QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
@@ -71,3 +73,15 @@ def test_largest_meeting_stops_at_the_first_miss() -> None:
     sweep = pd.DataFrame({"agents": [100, 400, 200, 800], "p99": [5.0, 12.0, 6.0, 9.0]})
     assert largest_meeting(sweep, 10.0) == 200  # 800 meets it again, but 400 did not
     assert largest_meeting(sweep, 1.0) is None
+
+
+def test_sweep_scenarios_ramp_the_fleet_in_and_the_figure_draws() -> None:
+    base = load_scenario(QUICKSTART)  # register: the default 2 ms, behind the write lock
+    assert registration_s(base, 1000) == pytest.approx(2.0)
+    swept = sweep_scenario(base, 500, ramp_s=10.0, duration_s=40.0)
+    assert (swept.fleet.agents, swept.duration_s, swept.fleet.arrival.kind) == (500, 40.0, "ramp")
+    assert swept.server == base.server and swept.agent == base.agent
+    sweep = pd.DataFrame({"agents": [100, 200], "throughput_per_s": [20.0, 40.0], "throughput_lo": [19.0, 38.0],
+                          "throughput_hi": [21.0, 42.0], "p99": [3.0, 3.5], "p99_lo": [2.9, 3.3], "p99_hi": [3.2, 3.9]})
+    fig = sweep_figure(sweep, PollQueue.from_scenario(base), target_ms=5.0)
+    assert len(fig.axes) == 2 and "Erlang C" in fig.get_suptitle()
