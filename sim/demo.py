@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
-POLL = "GET /v1/sms/sources/{source_id}/command"  # the endpoint the demo's summary lines are about
 STEPS = 5
 
 
@@ -120,57 +119,6 @@ def _load_test(scenario_file: Path, out: Path) -> int:
             os.environ["SMS_AUTH_TOKEN"] = token_before
 
 
-def _poll_row(analysis: Any) -> dict[str, float]:
-    e = analysis.endpoints
-    if POLL not in e.index:
-        return {"throughput_per_s": float("nan"), "p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
-    row = e.loc[POLL]
-    return {k: float(row[k]) for k in ("throughput_per_s", "p50", "p95", "p99")}
-
-
-def _rel(predicted: float, measured: float) -> str:
-    return f"{predicted / measured - 1:+.1%}" if measured else "-"
-
-
-def settled_s(run: Any) -> float:
-    """When the fleet has registered and one poll interval has passed: the start of the steady state.
-
-    The scenario's agents all arrive at once, so a large fleet's run begins with a registration
-    storm; polling capacity is a question about what comes after it.
-    """
-    req = run.requests
-    register = req[req["endpoint"] == "/v3/sources"]
-    done = float((register["t_start_s"] + register["latency_ms"] / 1000.0).max()) if len(register) else 0.0
-    return done + float(run.manifest["scenario"]["agent"]["poll_interval_s"])
-
-
-def _settled_line(big: Any) -> str:
-    from sim.report.capacity import POLL as POLL_ROW, steady_state
-
-    start = settled_s(big.run)
-    if start >= big.duration_s - 1.0:
-        return f"  the whole run was the registration storm: the fleet had not settled {big.duration_s:g} s in"
-    row = steady_state(big.run, start, POLL_ROW, n_boot=100)
-    return (f"  after the registration storm (from {start:.0f} s): {row['throughput_per_s']:,.1f} polls/s, "
-            f"p50 {row['p50']:.2f} ms, p95 {row['p95']:.2f} ms, p99 {row['p99']:.2f} ms")
-
-
-def summary_lines(load: Any, sim: Any, big: Any, agents: int, scale: int) -> list[str]:
-    """Predicted vs measured for the poll endpoint, and the large fleet's prediction."""
-    m, s, b = _poll_row(load), _poll_row(sim), _poll_row(big)
-    lines = [f"poll endpoint ({POLL}), {agents:,} agents:",
-             f"  {'':<12}{'measured':>14}{'simulated':>14}{'sim vs measured':>18}"]
-    for key, label, unit in (("throughput_per_s", "throughput", "/s"), ("p50", "p50", " ms"), ("p95", "p95", " ms")):
-        digits = 1 if key == "throughput_per_s" else 2
-        lines.append(f"  {label:<12}{m[key]:>12.{digits}f}{unit:<2}{s[key]:>12.{digits}f}{unit:<2}{_rel(s[key], m[key]):>18}")
-    lines.append(f"predicted for {agents * scale:,} agents ({scale}x): {b['throughput_per_s']:,.1f} polls/s, "
-                 f"p50 {b['p50']:.2f} ms, p95 {b['p95']:.2f} ms, p99 {b['p99']:.2f} ms")
-    lines.append(_settled_line(big))
-    for name, a in (("load test", load), ("simulation", sim), (f"{scale}x simulation", big)):
-        lines += [f"warning ({name}): {w}" for w in a.warnings]
-    return lines
-
-
 def run_demo(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -238,6 +186,8 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
                         ("calibrated scenario", out / "calibrated.yaml")):
         print(f"  {label:<22} {path}")
     print()
-    for line in summary_lines(analyses[load_dir], analyses[sim_dir], analyses[big_dir], plan.agents, plan.scale):
+    from sim.demo_summary import summary_lines
+
+    for line in summary_lines(analyses[load_dir], analyses[sim_dir], analyses[big_dir], plan.scale):
         print(line)
     return 0

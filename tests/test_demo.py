@@ -49,8 +49,8 @@ def test_quick_demo_writes_every_page_and_prints_where_they_are(tmp_path: Path) 
         assert Path(path).is_file(), path
     assert printed["comparison"] == str(out / "compare.html")
     assert "<html" in Path(printed["comparison"]).read_text().lower()
-    assert re.search(r"^  throughput .*/s .*/s +[+-]\d", done.stdout, re.MULTILINE), done.stdout
-    assert "predicted for 2,000 agents (10x)" in done.stdout
+    assert re.search(r"^  whole run +polls/s +[\d.]+ +[\d.]+ +[+-]\d", done.stdout, re.MULTILINE), done.stdout
+    assert "predicted for 2,000 agents (10x), whole run:" in done.stdout
     runs = {name: load_run(out / name) for name in ("load", "sim", "sim-10x")}
     assert {r.manifest["executor"] for r in runs.values()} == {"locust", "des"}
     assert all(r.manifest["complete"] for r in runs.values())
