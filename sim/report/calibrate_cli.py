@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sim.cli import UsageError
-from sim.report.calibrate import Calibration, CalibrationError, Fit, calibrate
+
+if TYPE_CHECKING:  # imported when used: the fit pulls in scipy and pandas, 1.7 s on every smsload start
+    from sim.report.calibrate import Calibration, Fit
 
 _PER_LINE = 10  # empirical values per line of the flow list
 
@@ -41,6 +43,7 @@ def register(sub: Any) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     from sim.records import RunDirError
+    from sim.report.calibrate import CalibrationError, calibrate
     from sim.scenario import ScenarioError
 
     if not args.run.is_dir():
