@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,6 +122,43 @@ def _load_test(scenario_file: Path, out: Path) -> int:
             os.environ["SMS_AUTH_TOKEN"] = token_before
 
 
+def _report_page(run_dir: Path, resamples: int) -> Path:
+    """Analyse a run and write its report page; runs in a worker process."""
+    from sim.report.analysis import analyze_run
+    from sim.report.html import write_report
+
+    return write_report(analyze_run(run_dir, n_boot=resamples))
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: it stops handing out pages and waits for those under way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Inline(Executor):
+    """Where fork is not available: each page is written when it is asked for."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 (handed to whoever asks for the result)
+            future.set_exception(exc)
+        return future
+
+
+def _page_writer() -> Executor:
+    """Two forked processes that write each run's report page as soon as the run exists.
+
+    Rendering the figures is most of the demo's time after the load test; forked workers
+    start with everything imported and render beside the simulations instead of after them.
+    """
+    if "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_ignore_sigint)
+    return _Inline()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -144,45 +184,55 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
 
     _step(1, f"load test: {plan.agents:,} agents for {plan.load_s:g} s against the reference server "
              f"(Locust; progress below, summary in {out / 'load-summary.txt'})", t0)
-    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+    warm.start()
     code = _load_test(scenario_file, load_dir)
     if code == 130:
         raise KeyboardInterrupt
     if code != 0:
         print(f"smsload demo: the load test failed (exit code {code}); see {load_dir / 'locust.log'}", file=sys.stderr)
         return 1
+    warm.join()  # before forking: a thread importing modules could hold an import lock in the child
 
-    from sim.report.calibrate import calibrate
-    from sim.report.calibrate_cli import to_yaml
+    writer = _page_writer()
+    try:
+        pages = {load_dir: writer.submit(_report_page, load_dir, plan.resamples)}
+        from sim.report.calibrate import calibrate
+        from sim.report.calibrate_cli import to_yaml
 
-    _step(2, f"calibrating the simulated server from the load test -> {out / 'calibrated.yaml'}", t0)
-    cal = calibrate(load_dir, base)
-    (out / "calibrated.yaml").write_text(to_yaml(cal), encoding="utf-8")
+        _step(2, f"calibrating the simulated server from the load test -> {out / 'calibrated.yaml'}", t0)
+        cal = calibrate(load_dir, base)
+        (out / "calibrated.yaml").write_text(to_yaml(cal), encoding="utf-8")
 
-    from sim.des.run import run_des
+        from sim.des.run import run_des
 
-    _step(3, f"simulating the same scenario with the calibrated server ({plan.agents:,} agents, {plan.load_s:g} s)", t0)
-    run_des(cal.scenario, sim_dir)
-    big = shortened(cal.scenario.with_overrides(agents=plan.agents * plan.scale), plan.big_s)
-    _step(4, f"simulating a {plan.scale}x fleet ({plan.agents * plan.scale:,} agents, {plan.big_s:g} s)", t0)
-    run_des(big, big_dir)
+        _step(3, f"simulating the same scenario with the calibrated server ({plan.agents:,} agents, "
+                 f"{plan.load_s:g} s)", t0)
+        run_des(cal.scenario, sim_dir)
+        pages[sim_dir] = writer.submit(_report_page, sim_dir, plan.resamples)
+        big = shortened(cal.scenario.with_overrides(agents=plan.agents * plan.scale), plan.big_s)
+        _step(4, f"simulating a {plan.scale}x fleet ({plan.agents * plan.scale:,} agents, {plan.big_s:g} s)", t0)
+        run_des(big, big_dir)
+        pages[big_dir] = writer.submit(_report_page, big_dir, plan.resamples)
 
-    from sim.report.analysis import analyze_run
-    from sim.report.compare import SHOWN, compare
-    from sim.report.html import render_compare, write_report
+        from sim.report.analysis import analyze_run
+        from sim.report.compare import SHOWN, compare
+        from sim.report.html import render_compare
 
-    _step(5, "writing the reports and comparing the simulation with the load test", t0)
-    analyses = {path: analyze_run(path, n_boot=plan.resamples) for path in (load_dir, sim_dir, big_dir)}
-    pages = {path: write_report(a) for path, a in analyses.items()}
-    # A = the simulation, B = the load test, as `smsload compare SIM_RUN LOAD_RUN`: changes read
-    # "measured against predicted".
-    comparison = compare(analyses[sim_dir], analyses[load_dir], n_boot=plan.resamples)
-    compare_page = out / "compare.html"
-    compare_page.write_text(render_compare(comparison, SHOWN), encoding="utf-8")
+        _step(5, "comparing the simulation with the load test and writing the report pages", t0)
+        analyses = {path: analyze_run(path, n_boot=plan.resamples) for path in (load_dir, sim_dir, big_dir)}
+        # A = the simulation, B = the load test, as `smsload compare SIM_RUN LOAD_RUN`: changes read
+        # "measured against predicted".
+        comparison = compare(analyses[sim_dir], analyses[load_dir], n_boot=plan.resamples)
+        compare_page = out / "compare.html"
+        compare_page.write_text(render_compare(comparison, SHOWN), encoding="utf-8")
+        written = {path: future.result() for path, future in pages.items()}
+    finally:  # on Ctrl-C or an error: no new pages, and the ones under way finish (seconds)
+        writer.shutdown(wait=True, cancel_futures=True)
 
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; everything is in {out}")
-    for label, path in (("load test report", pages[load_dir]), ("simulation report", pages[sim_dir]),
-                        (f"{plan.scale}x fleet report", pages[big_dir]), ("comparison", compare_page),
+    for label, path in (("load test report", written[load_dir]), ("simulation report", written[sim_dir]),
+                        (f"{plan.scale}x fleet report", written[big_dir]), ("comparison", compare_page),
                         ("calibrated scenario", out / "calibrated.yaml")):
         print(f"  {label:<22} {path}")
     print()
