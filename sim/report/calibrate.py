@@ -24,9 +24,12 @@ no server; the fit fills exactly those:
   not estimated from the run: that needs the server saturated, and a Locust run on the
   server's machine saturates the generator first.
 - **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)` of the requests
-  sent while the server was nearly idle (0.1 s bins whose summed service time is under
-  `idle_busy` of one worker), so it holds the network and everything the client spends on a
-  request (Locust's own send and receive, gevent scheduling, the kernel), but no queueing.
+  sent while the server was at most half busy (0.1 s bins whose summed service time is under
+  `idle_busy` = 0.5 of its workers: no burst to queue behind), so it holds the network and
+  everything the client spends on a request (Locust's own send and receive, gevent
+  scheduling, the kernel). What the server queue adds in such bins is of the order of one
+  service time (a fraction of a millisecond), small against the client's share; a stricter
+  threshold would pick the machine's calm moments and bias the round trip low.
   The engine draws the two halves independently, so the simulated round trip is the MEAN
   of two draws, narrower than one: the fitted distribution is deconvolved so that this mean
   has the measured median and p95 exactly (the figures reports lead with); its p99 then
@@ -126,7 +129,9 @@ def _misfit(dist: Distribution, values: np.ndarray, with_mean: bool) -> float:
 
 
 def _grid(values: np.ndarray) -> np.ndarray:
-    return np.quantile(values, (np.arange(GRID) + 0.5) / GRID)
+    """Evenly spaced quantiles: GRID of them, or one per value when there are fewer."""
+    k = min(GRID, len(values))
+    return np.quantile(values, (np.arange(k) + 0.5) / k)
 
 
 def fit_service(values: np.ndarray, source: str, tolerance: float) -> Fit:
@@ -221,9 +226,23 @@ def _alone(requests: pd.DataFrame) -> np.ndarray:
     return started_before_end - ended_before_start - 1 == 0  # minus the request itself
 
 
+def _fit_services(names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray, what: str, min_samples: int,
+                  tolerance: float) -> dict[str, Fit]:
+    """`default` (the endpoints without enough usable rows, else all) and one fit per endpoint with enough."""
+    service: dict[str, Fit] = {}
+    for name in sorted(set(names[usable]) - {""}):
+        rows = usable & (names == name)
+        if rows.sum() >= min_samples:
+            service[name] = fit_service(service_ms[rows], f"{what}, {name}", tolerance)
+    rest = usable & ~np.isin(names, list(service))
+    pool = rest if rest.sum() >= 10 else usable
+    default = fit_service(service_ms[pool], f"{what}, {'other endpoints' if pool is rest else 'all'}", tolerance)
+    return {"default": default, **service}
+
+
 def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_ms: float | None = None,
               workers: int | None = None, rtt_ms: float | None = None, from_latency: bool = False,
-              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.2,
+              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.5,
               after_s: float = 0.0) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
@@ -269,34 +288,29 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
         overhead, overhead_source = DEFAULT_OVERHEAD_MS, ("default: granian's CPU per plain ASGI request "
                                                           "(benchmarks/server), not measured in this run")
 
-    busy = (np.where(np.isfinite(server), server, 0.0) + overhead) if has_server else latency
-    idle = _idle_mask(req["t_start_s"].to_numpy(dtype=float), busy, n_workers, idle_busy, min_samples)
+    t_s = req["t_start_s"].to_numpy(dtype=float)
     if has_server:
         service_ms = np.where(np.isfinite(server), server, np.nanmedian(server)) + overhead
+        what = "server_ms + overhead" if overhead else "server_ms"
+        clean = alone if alone.sum() >= min_samples else np.ones(len(alone), bool)
+        service = _fit_services(names, service_ms, clean, what, min_samples, tolerance)
+        # The server's load from the fitted mean service of each request: its own Server-Timing
+        # is inflated exactly when the server is busy (interleaved handlers).
+        mean_of = {name: fit.dist.mean for name, fit in service.items()}
+        busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
+        idle = _idle_mask(t_s, busy, n_workers, idle_busy, min_samples)
         rest = latency - service_ms - wait
         rtt = fit_rtt(rest[idle] if rtt_ms is None else np.array([rtt_ms]),
                       "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)", tolerance)
-        what = "server_ms + overhead" if overhead else "server_ms"
     else:
+        idle = _idle_mask(t_s, latency, n_workers, idle_busy, min_samples)
         r0 = float(np.quantile(latency[idle], 0.01)) if rtt_ms is None else float(rtt_ms)
         rtt = Fit(Constant(round(r0, 4)), int(idle.sum()),
                   "p1 of low-load latency (a constant)" if rtt_ms is None else "given (--rtt-ms)", 0.0)
-        service_ms = np.where(idle, latency - r0, np.nan)
-        what = "low-load latency - rtt"
+        service = _fit_services(names, latency - r0, idle, "low-load latency - rtt", min_samples, tolerance)
         notes.append("No server time in this run: each request's service time is its low-load latency minus a "
                      "constant round trip, so the client's own variation counts as service and the simulated "
                      "server saturates earlier than the real one.")
-
-    service: dict[str, Fit] = {}
-    usable = np.isfinite(service_ms) & (alone if has_server and alone.sum() >= min_samples else True)
-    for name in sorted(set(names[usable]) - {""}):
-        rows = usable & (names == name)
-        if rows.sum() >= min_samples:
-            service[name] = fit_service(service_ms[rows], f"{what}, {name}", tolerance)
-    rest_rows = usable & ~np.isin(names, list(service))
-    pool = rest_rows if rest_rows.sum() >= 10 else usable
-    service = {"default": fit_service(service_ms[pool], f"{what}, {'other endpoints' if pool is rest_rows else 'all'}",
-                                      tolerance), **service}
 
     server_section: dict[str, Any] = {
         "workers": n_workers, "write_lock": base.server.write_lock, "rtt_ms": rtt.dist.to_spec(),
