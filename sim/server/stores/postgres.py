@@ -26,6 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sim.model.commands import CommandName
+from sim.server.stores.sqldocs import DocTables
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
 _SCHEMA = (
@@ -59,15 +60,19 @@ _EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, pr
 
 _OPENING = threading.Lock()
 
-def _value(x: Any) -> Any:
-    """A filter value as stored: enum members (TaskState) by their value."""
-    return getattr(x, "value", x)
 
-
-class PostgresTx:
+class PostgresTx(DocTables):
     """The Tx operations over one connection. In a write, remembers which source rows it has locked."""
 
     __slots__ = ("_db", "_locked")
+
+    PH = "%s"
+
+    def _encode(self, doc: dict[str, Any]) -> Any:
+        return Jsonb(doc)
+
+    def _decode(self, raw: Any) -> dict[str, Any]:
+        return raw
 
     def __init__(self, db: psycopg.Connection[Any], writing: bool) -> None:
         self._db = db
@@ -88,57 +93,10 @@ class PostgresTx:
             row = self._db.execute("SELECT doc FROM sources WHERE id = %s", (source_id,)).fetchone()
         return None if row is None else Source.from_doc(row[0])
 
-    def insert_source(self, source: Source) -> None:
-        self._db.execute(
-            "INSERT INTO sources (id, project_id, name, connected, registered_at, doc) VALUES (%s, %s, %s, %s, %s, %s)",
-            (source.id, source.project_id, source.name, source.connected, source.registered_at,
-             Jsonb(source.to_doc())))
-
-    def update_source(self, source: Source) -> None:
-        self._db.execute("UPDATE sources SET name = %s, connected = %s, doc = %s WHERE id = %s",
-                         (source.name, source.connected, Jsonb(source.to_doc()), source.id))
-
-    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
-                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]:
-        filters = {"project_id": project_id, "name": name, "connected": connected}
-        return self._page("sources", filters, "registered_at, id", limit, offset, Source)
-
     def get_task(self, task_id: str, lock: bool = False) -> Task | None:
         sql = "SELECT doc FROM tasks WHERE id = %s" + (" FOR UPDATE" if lock and self._locked is not None else "")
         row = self._db.execute(sql, (task_id,)).fetchone()
         return None if row is None else Task.from_doc(row[0])
-
-    def insert_task(self, task: Task) -> None:
-        self._db.execute(
-            "INSERT INTO tasks (id, project_id, name, state, source_id, create_date, doc)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (task.id, task.project_id, task.name, task.state.value, task.source_id, task.create_date,
-             Jsonb(task.to_doc())))
-
-    def update_task(self, task: Task) -> None:
-        self._db.execute("UPDATE tasks SET name = %s, state = %s, doc = %s WHERE id = %s",
-                         (task.name, task.state.value, Jsonb(task.to_doc()), task.id))
-
-    def delete_task(self, task_id: str) -> None:
-        self._db.execute("DELETE FROM tasks WHERE id = %s", (task_id,))
-
-    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
-                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]:
-        filters = {"project_id": project_id, "state": state, "name": name, "source_id": source_id}
-        return self._page("tasks", filters, "create_date, id", limit, offset, Task)
-
-    def _page(self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int,
-              cls: type[Source] | type[Task]) -> tuple[int, list[Any]]:
-        """One page of a listing; `filters` maps column -> value, None meaning "any"."""
-        used = {column: _value(value) for column, value in filters.items() if value is not None}
-        where = " AND ".join(f"{column} = %s" for column in used)
-        args = list(used.values())
-        # Table and column names come from this module only; values are always parameters.
-        (total,) = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone() or (0,)
-        limit = limit or 200  # the API's paging, as `sim.model.store.page`: 0 means the default
-        rows = self._db.execute(f"SELECT doc FROM {table} WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
-                                [*args, limit, offset]).fetchall()
-        return total, [cls.from_doc(r[0]) for r in rows]
 
     def head_command(self, source_id: str) -> CommandRecord | None:
         if self._locked is not None and source_id not in self._locked:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from sim.model.commands import CommandName
+from sim.server.stores.sqldocs import DocTables
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
 BUSY_TIMEOUT_MS = 5000
@@ -110,15 +111,19 @@ def _command(row: tuple[Any, ...]) -> CommandRecord:
 
 _OPENING = threading.Lock()
 
-def _value(x: Any) -> Any:
-    """A filter value as stored: enum members (TaskState) by their value."""
-    return getattr(x, "value", x)
 
-
-class SqliteTx:
+class SqliteTx(DocTables):
     """The Tx operations over one connection; `SqliteStore` decides where transactions begin and end."""
 
     __slots__ = ("_db", "_head")
+
+    PH = "?"
+
+    def _encode(self, doc: dict[str, Any]) -> Any:
+        return _dumps(doc)
+
+    def _decode(self, raw: Any) -> dict[str, Any]:
+        return json.loads(raw)
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -149,54 +154,9 @@ class SqliteTx:
         row = self._db.execute("SELECT doc FROM sources WHERE id = ?", (source_id,)).fetchone()
         return None if row is None else Source.from_doc(json.loads(row[0]))
 
-    def insert_source(self, source: Source) -> None:
-        self._db.execute(
-            "INSERT INTO sources (id, project_id, name, connected, registered_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
-            (source.id, source.project_id, source.name, source.connected, source.registered_at,
-             _dumps(source.to_doc())))
-
-    def update_source(self, source: Source) -> None:
-        self._db.execute("UPDATE sources SET name = ?, connected = ?, doc = ? WHERE id = ?",
-                         (source.name, source.connected, _dumps(source.to_doc()), source.id))
-
-    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
-                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]:
-        filters = {"project_id": project_id, "name": name, "connected": connected}
-        return self._page("sources", filters, "registered_at, id", limit, offset, Source)
-
     def get_task(self, task_id: str, lock: bool = False) -> Task | None:
         row = self._db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return None if row is None else Task.from_doc(json.loads(row[0]))
-
-    def insert_task(self, task: Task) -> None:
-        self._db.execute(
-            "INSERT INTO tasks (id, project_id, name, state, source_id, create_date, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task.id, task.project_id, task.name, task.state.value, task.source_id, task.create_date,
-             _dumps(task.to_doc())))
-
-    def update_task(self, task: Task) -> None:
-        self._db.execute("UPDATE tasks SET name = ?, state = ?, doc = ? WHERE id = ?",
-                         (task.name, task.state.value, _dumps(task.to_doc()), task.id))
-
-    def delete_task(self, task_id: str) -> None:
-        self._db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-
-    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
-                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]:
-        filters = {"project_id": project_id, "state": state, "name": name, "source_id": source_id}
-        return self._page("tasks", filters, "create_date, id", limit, offset, Task)
-
-    def _page(self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int,
-              cls: type[Source] | type[Task]) -> tuple[int, list[Any]]:
-        """One page of a listing; `filters` maps column -> value, None meaning "any"."""
-        used = {column: _value(value) for column, value in filters.items() if value is not None}
-        where = " AND ".join(f"{column} = ?" for column in used)
-        args = list(used.values())
-        total = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone()[0]
-        limit = limit or 200  # the API's paging, as `sim.model.store.page`: 0 means the default
-        rows = self._db.execute(f"SELECT doc FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-                                [*args, limit, offset]).fetchall()
-        return total, [cls.from_doc(json.loads(r[0])) for r in rows]
 
     def head_command(self, source_id: str) -> CommandRecord | None:
         fetched, self._head = self._head, None
