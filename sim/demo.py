@@ -30,7 +30,12 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from sim.report.analysis import RunAnalysis
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
 STEPS = 5
@@ -76,7 +81,7 @@ def _warm_imports() -> None:
         importlib.import_module(name)
 
 
-def shortened(scenario: Any, duration_s: float) -> Any:
+def shortened(scenario: Scenario, duration_s: float) -> Scenario:
     """The scenario lasting `duration_s`, its task waves and arrival ramp squeezed in proportion.
 
     The quickstart starts tasks at 5 s and 15 s; a 10 s run must start them before it ends
@@ -94,7 +99,7 @@ def shortened(scenario: Any, duration_s: float) -> Any:
     return scenario.with_overrides(duration_s=duration_s, fields=fields)
 
 
-def _write_scenario(scenario: Any, path: Path) -> Path:
+def _write_scenario(scenario: Scenario, path: Path) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
@@ -122,12 +127,13 @@ def _load_test(scenario_file: Path, out: Path) -> int:
             os.environ["SMS_AUTH_TOKEN"] = token_before
 
 
-def _report_page(run_dir: Path, resamples: int) -> Path:
-    """Analyse a run and write its report page; runs in a worker process."""
+def _report_page(run_dir: Path, resamples: int) -> tuple[Path, RunAnalysis]:
+    """Analyse a run and write its report page (in a worker process); the page and the analysis back."""
     from sim.report.analysis import analyze_run
     from sim.report.html import write_report
 
-    return write_report(analyze_run(run_dir, n_boot=resamples))
+    analysis = analyze_run(run_dir, n_boot=resamples)
+    return write_report(analysis), analysis
 
 
 def _ignore_sigint() -> None:
@@ -197,11 +203,15 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
     writer = _page_writer()
     try:
         pages = {load_dir: writer.submit(_report_page, load_dir, plan.resamples)}
-        from sim.report.calibrate import calibrate
+        from sim.report.calibrate import CalibrationError, calibrate
         from sim.report.calibrate_cli import to_yaml
 
         _step(2, f"calibrating the simulated server from the load test -> {out / 'calibrated.yaml'}", t0)
-        cal = calibrate(load_dir, base)
+        try:
+            cal = calibrate(load_dir, base)
+        except CalibrationError as exc:  # e.g. a load test whose requests all failed
+            print(f"smsload demo: cannot calibrate from the load test: {exc}", file=sys.stderr)
+            return 1
         (out / "calibrated.yaml").write_text(to_yaml(cal), encoding="utf-8")
 
         from sim.des.run import run_des
@@ -215,29 +225,28 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
         run_des(big, big_dir)
         pages[big_dir] = writer.submit(_report_page, big_dir, plan.resamples)
 
-        from sim.report.analysis import analyze_run
         from sim.report.compare import SHOWN, compare
         from sim.report.html import render_compare
 
         _step(5, "comparing the simulation with the load test and writing the report pages", t0)
-        analyses = {path: analyze_run(path, n_boot=plan.resamples) for path in (load_dir, sim_dir, big_dir)}
+        (load_page, load_a), (sim_page, sim_a) = pages[load_dir].result(), pages[sim_dir].result()
         # A = the simulation, B = the load test, as `smsload compare SIM_RUN LOAD_RUN`: changes read
         # "measured against predicted".
-        comparison = compare(analyses[sim_dir], analyses[load_dir], n_boot=plan.resamples)
+        comparison = compare(sim_a, load_a, n_boot=plan.resamples)
         compare_page = out / "compare.html"
         compare_page.write_text(render_compare(comparison, SHOWN), encoding="utf-8")
-        written = {path: future.result() for path, future in pages.items()}
+        big_page, big_a = pages[big_dir].result()
     finally:  # on Ctrl-C or an error: no new pages, and the ones under way finish (seconds)
         writer.shutdown(wait=True, cancel_futures=True)
 
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; everything is in {out}")
-    for label, path in (("load test report", written[load_dir]), ("simulation report", written[sim_dir]),
-                        (f"{plan.scale}x fleet report", written[big_dir]), ("comparison", compare_page),
+    for label, path in (("load test report", load_page), ("simulation report", sim_page),
+                        (f"{plan.scale}x fleet report", big_page), ("comparison", compare_page),
                         ("calibrated scenario", out / "calibrated.yaml")):
         print(f"  {label:<22} {path}")
     print()
     from sim.demo_summary import summary_lines
 
-    for line in summary_lines(analyses[load_dir], analyses[sim_dir], analyses[big_dir], plan.scale):
+    for line in summary_lines(load_a, sim_a, big_a, plan.scale):
         print(line)
     return 0
