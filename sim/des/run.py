@@ -64,15 +64,15 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
                        write_lock=cfg.write_lock, rtt_ms=cfg.rtt_ms)
     log = RequestLog()
     sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, "des")))
-    for i in range(scenario.fleet.agents):
-        sim.spawn(i, Agent(agent_spec(scenario, i), rng).run(), arrival_s(scenario, i))
-    if has_operator_work(scenario):
-        sim.spawn(OPERATOR_ID, Operator(operator_spec(scenario), rng).run())
-    if progress is not None:
-        env.process(_ticker(env, scenario.duration_s, progress))
     complete = False
     wall0 = time.perf_counter()
-    try:
+    try:  # from here on, an interruption still writes every table (empty ones while spawning)
+        for i in range(scenario.fleet.agents):
+            sim.spawn(i, Agent(agent_spec(scenario, i), rng).run(), arrival_s(scenario, i))
+        if has_operator_work(scenario):
+            sim.spawn(OPERATOR_ID, Operator(operator_spec(scenario), rng).run())
+        if progress is not None:
+            env.process(_ticker(env, scenario.duration_s, progress))
         env.run(until=scenario.duration_s)
         complete = True
     finally:
