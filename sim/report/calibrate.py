@@ -43,14 +43,12 @@ Family: a lognormal (median, sigma: least squares on log quantiles) when its qua
 `CHECK_P` and its mean are all within `tolerance` of the data, else `empirical` values at
 `GRID` evenly spaced quantiles (the shape as measured, the extreme tail beyond ~p99.9 cut).
 
-Limits: the simulation then reproduces throughput (set by the agents' pacing) and latency at
-loads like the calibration run's. It cannot reproduce what the model leaves out: the client
-as a bottleneck (Locust's CPU and event-loop lag grow with load; calibrated at low load the
-round trip stays at its low-load value), CPU contention between server and generator on
-the same cores and with other users of the machine, GC pauses and SQLite checkpoints
-(only as far as they show in the fitted tails), granian's I/O threads that overlap work
-with the Python worker, and correlations (a slow second slows every request in it; the
-simulation draws each independently).
+Limits (README "Calibration", benchmarks/RESULTS.md "Fidelity"): the simulation reproduces
+throughput (set by the agents' pacing) and latency at loads like the calibration run's. Not
+what the model leaves out: the client as a bottleneck (Locust's lag and event-loop delay
+grow with load), CPU contention with the generator and other users of the machine, time
+correlation (a GC pause or a neighbour's burst slows a whole second; the simulation draws
+each request independently), granian's I/O threads overlapping the Python worker.
 """
 
 from __future__ import annotations
