@@ -68,6 +68,15 @@ def _state(api: InMemoryApi, task_id: str) -> TaskState:
     return api.cp.get_task("default", task_id).state
 
 
+def _started(api: InMemoryApi, seed: int, spec: AgentSpec = SPEC, **driver: object) -> tuple[Driver, str]:
+    """An agent that has registered and whose source has a task just started."""
+    d = Driver(Agent(spec, random.Random(seed)), api, **driver)  # type: ignore[arg-type]
+    d.run_until(1)
+    task_id = _task(api, d.agent.source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    return d, task_id
+
+
 def test_registers_then_polls_at_the_interval(api: InMemoryApi) -> None:
     d = Driver(Agent(SPEC, random.Random(1)), api)
     d.run_until(60)
@@ -93,10 +102,7 @@ def test_stationary_first_poll_has_the_equilibrium_mean() -> None:
 
 
 def test_start_runs_every_subtask_in_order_to_migrate_success(api: InMemoryApi) -> None:
-    d = Driver(Agent(SPEC, random.Random(2)), api)
-    d.run_until(1)
-    task_id = _task(api, d.agent.source_id)
-    api.cp.act("default", task_id, Action.START, d.t)
+    d, task_id = _started(api, 2)
     d.run_until(200)
     assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
     reports = [(c.body["subtask_name"], c.body["progress"]) for _, c, o in d.calls_to("progress")]
@@ -115,10 +121,7 @@ def test_start_runs_every_subtask_in_order_to_migrate_success(api: InMemoryApi) 
 
 
 def test_stop_pauses_mid_transfer_and_start_resumes(api: InMemoryApi) -> None:
-    d = Driver(Agent(SPEC, random.Random(4)), api)
-    d.run_until(1)
-    task_id = _task(api, d.agent.source_id)
-    api.cp.act("default", task_id, Action.START, d.t)
+    d, task_id = _started(api, 4)
     d.run_until(50)  # well into the transfer
     api.cp.act("default", task_id, Action.STOP, d.t)
     d.run_until(70)
@@ -137,10 +140,7 @@ def test_stop_pauses_mid_transfer_and_start_resumes(api: InMemoryApi) -> None:
 
 
 def test_sync_then_delete(api: InMemoryApi) -> None:
-    d = Driver(Agent(SPEC, random.Random(5)), api)
-    d.run_until(1)
-    task_id = _task(api, d.agent.source_id)
-    api.cp.act("default", task_id, Action.START, d.t)
+    d, task_id = _started(api, 5)
     d.run_until(200)
     api.cp.act("default", task_id, Action.SYNC, d.t)
     d.run_until(240)
@@ -177,10 +177,7 @@ def test_redelivered_command_is_not_run_twice(api: InMemoryApi) -> None:
             return Outcome(400, {"error_code": "SMS.9999", "error_msg": "lost"})  # not retried, not accepted
         return None
 
-    d = Driver(Agent(SPEC, random.Random(7)), api, fault=lose_first_ack)
-    d.run_until(1)
-    task_id = _task(api, d.agent.source_id)
-    api.cp.act("default", task_id, Action.START, d.t)
+    d, task_id = _started(api, 7, fault=lose_first_ack)
     d.run_until(30)
     start_polls = [t for t, _, o in d.calls_to("poll") if o.body.get("command_name") == "START"]
     assert len(start_polls) == 2  # delivered again because the first ack was lost
@@ -190,10 +187,7 @@ def test_redelivered_command_is_not_run_twice(api: InMemoryApi) -> None:
 
 
 def test_failure_is_reported_and_restart_runs_again(api: InMemoryApi) -> None:
-    d = Driver(Agent(replace(SPEC, failure_probability=1.0), random.Random(8)), api)
-    d.run_until(1)
-    task_id = _task(api, d.agent.source_id)
-    api.cp.act("default", task_id, Action.START, d.t)
+    d, task_id = _started(api, 8, replace(SPEC, failure_probability=1.0))
     d.run_until(120)
     assert _state(api, task_id) is TaskState.MIGRATE_FAIL
     fails = [c.body for _, c, o in d.calls_to("command_result") if c.body["result"] == "fail"]
