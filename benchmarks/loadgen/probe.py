@@ -1,0 +1,49 @@
+"""Imported by both benchmark locustfiles: the generator's own CPU, RSS and request count.
+
+When `$BENCH_PROBE` names a file, the Locust process appends one JSON line to it when Locust
+is initialised (before any user is spawned) and then every `$BENCH_PROBE_EVERY_S` (default 1)
+seconds: `[epoch s, CPU s (user + system), RSS bytes, requests, failures, poll requests, users,
+sum of response times in ms]`.
+CPU, RSS and counts come from the same instant, so a window between two lines pairs the CPU
+spent with exactly the requests Locust counted in it. Nothing runs per request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import gevent
+import psutil
+from locust import events
+
+POLL_NAME = "/v1/sms/sources/{source_id}/command"  # the name both users give the poll
+
+
+@events.init.add_listener
+def _start_probe(environment: Any, **_: Any) -> None:
+    path = os.environ.get("BENCH_PROBE")
+    if not path:
+        return
+    every_s = float(os.environ.get("BENCH_PROBE_EVERY_S", "1"))
+    out = open(path, "a", buffering=1)  # line-buffered: the benchmark reads it as it grows
+    me = psutil.Process()
+
+    def line() -> None:
+        cpu = me.cpu_times()
+        stats = environment.stats
+        runner = environment.runner
+        out.write(json.dumps([time.time(), cpu.user + cpu.system, me.memory_info().rss, stats.total.num_requests,
+                              stats.total.num_failures, stats.get(POLL_NAME, "GET").num_requests,
+                              runner.user_count if runner is not None else 0,
+                              stats.total.total_response_time]) + "\n")
+
+    def loop() -> None:
+        while True:
+            gevent.sleep(every_s)
+            line()
+
+    line()  # before spawning: the process with Locust, the locustfile and nothing else
+    gevent.spawn(loop)
