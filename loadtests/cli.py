@@ -17,8 +17,9 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from sim.cli import UsageError
@@ -30,11 +31,13 @@ _STARTUP_S = 90.0  # on top of the duration: Locust, workers and the final merge
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "load", help="load-test a server with the scenario's agent fleet (Locust) and write a run directory",
+        "load",
+        help="load-test a server with the scenario's agent fleet (Locust) and write a run directory",
         description="Run SCENARIO's agents and operator as Locust users over real HTTP, against the reference "
-                    "server started for the run or against --host. Writes a run directory with the simulation's "
-                    "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
-                    "plus generator.parquet, and prints a summary.")
+        "server started for the run or against --host. Writes a run directory with the simulation's "
+        "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
+        "plus generator.parquet, and prints a summary.",
+    )
     p.add_argument("scenario", type=Path, help="scenario YAML file")
     p.add_argument("--host", help="base URL of the server to load (default: start the reference server on loopback)")
     p.add_argument("--out", type=Path, help="run directory to write (default: runs/NAME-locust-TIMESTAMP)")
@@ -63,8 +66,13 @@ def probe(host: str, token: str) -> None:
     import httpx
 
     try:
-        response = httpx.get(f"{host}/v3/sources", params={"limit": 1}, headers={"X-Auth-Token": token},
-                             timeout=5.0, follow_redirects=False)
+        response = httpx.get(
+            f"{host}/v3/sources",
+            params={"limit": 1},
+            headers={"X-Auth-Token": token},
+            timeout=5.0,
+            follow_redirects=False,
+        )
     except httpx.TimeoutException:
         raise UsageError(f"--host {host}: no answer within 5 s") from None
     except httpx.TransportError as exc:
@@ -77,6 +85,7 @@ def probe(host: str, token: str) -> None:
 @contextlib.contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
     """SIGTERM stops a run the way Ctrl-C does; both handlers are restored afterwards."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -150,8 +159,17 @@ def _run(args: argparse.Namespace) -> int:
                 if running is not None:
                     _say(f"smsload load: reference server on {target} (pid {running.pid}), store in {out}")
                 locust = LocustProcesses(out / "locust.log", echo).start(
-                    locust_args(scenario=args.scenario, host=target, out=out, db=db, agents=args.agents,
-                                duration_s=args.duration_s), child_env(token), args.workers)
+                    locust_args(
+                        scenario=args.scenario,
+                        host=target,
+                        out=out,
+                        db=db,
+                        agents=args.agents,
+                        duration_s=args.duration_s,
+                    ),
+                    child_env(token),
+                    args.workers,
+                )
                 try:
                     code = locust.wait(scenario.duration_s + _STARTUP_S)
                     if code is None:
@@ -178,8 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         _say(f"interrupted: {out} holds the run so far, marked incomplete")
         return 130
     if code not in (0, 1) or not _complete(out):  # 1: Locust saw failed requests, which the run shows
-        _say(f"smsload load: error: Locust exited with code {code} and the run is incomplete; "
-             f"see {out / 'locust.log'}")
+        _say(f"smsload load: error: Locust exited with code {code} and the run is incomplete; see {out / 'locust.log'}")
         return 1
     print(out)
     if not args.quiet:

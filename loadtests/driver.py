@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from gevent import Timeout
@@ -41,8 +42,14 @@ class Note:
     error: str = ""  # SMS error code, or the transport failure
 
 
-def drive(model: Model, send: Send, start_at: float, *, clock: Callable[[], float] = time.time,
-          sleep: Callable[[float], Any] = time.sleep) -> None:
+def drive(
+    model: Model,
+    send: Send,
+    start_at: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> None:
     """Run `model` until it returns: its first intent is due at `start_at` (epoch seconds)."""
     due = start_at
     try:

@@ -50,19 +50,32 @@ def add_arguments(parser: Any) -> None:
     """Locust's `init_command_line_parser` hook: the options of this load test."""
     # Locust's own parser, not an argument group: only it knows `include_in_web_ui`/`is_secret`.
     group = parser
-    group.add_argument("--scenario", default=None, include_in_web_ui=False,
-                       help="scenario YAML file (required; fixed for the life of the Locust process)")
-    group.add_argument("--sms-token", default="", is_secret=True,
-                       help=f"X-Auth-Token to send (default: ${TOKEN_ENV})")
-    group.add_argument("--sms-out", default=None, include_in_web_ui=False,
-                       help="run directory to write (default runs/NAME-locust-TIMESTAMP)")
-    group.add_argument("--sms-db", default=None, include_in_web_ui=False,
-                       help="the server's store (e.g. sqlite:///sms.sqlite3), read after the test for "
-                            "tasks.parquet and commands.parquet")
-    group.add_argument("--sms-agents", type=int, default=None, include_in_web_ui=False,
-                       help="override the scenario's fleet.agents")
-    group.add_argument("--sms-duration-s", type=float, default=None, include_in_web_ui=False,
-                       help="override the scenario's duration_s")
+    group.add_argument(
+        "--scenario",
+        default=None,
+        include_in_web_ui=False,
+        help="scenario YAML file (required; fixed for the life of the Locust process)",
+    )
+    group.add_argument("--sms-token", default="", is_secret=True, help=f"X-Auth-Token to send (default: ${TOKEN_ENV})")
+    group.add_argument(
+        "--sms-out",
+        default=None,
+        include_in_web_ui=False,
+        help="run directory to write (default runs/NAME-locust-TIMESTAMP)",
+    )
+    group.add_argument(
+        "--sms-db",
+        default=None,
+        include_in_web_ui=False,
+        help="the server's store (e.g. sqlite:///sms.sqlite3), read after the test for "
+        "tasks.parquet and commands.parquet",
+    )
+    group.add_argument(
+        "--sms-agents", type=int, default=None, include_in_web_ui=False, help="override the scenario's fleet.agents"
+    )
+    group.add_argument(
+        "--sms-duration-s", type=float, default=None, include_in_web_ui=False, help="override the scenario's duration_s"
+    )
 
 
 class LoadTest:
@@ -71,7 +84,9 @@ class LoadTest:
     def __init__(self, environment: Environment) -> None:
         runner = environment.runner
         self.environment = environment
-        self.role = "master" if isinstance(runner, MasterRunner) else "worker" if isinstance(runner, WorkerRunner) else "local"
+        self.role = (
+            "master" if isinstance(runner, MasterRunner) else "worker" if isinstance(runner, WorkerRunner) else "local"
+        )
         self.scenario: Scenario | None = None
         self.t0: float | None = None
         self.t_end: float | None = None
@@ -88,7 +103,7 @@ class LoadTest:
         self.recorder = Recorder("local" if self.role == "local" else self.role)
 
     @staticmethod
-    def of(environment: Environment) -> "LoadTest":
+    def of(environment: Environment) -> LoadTest:
         return environment.smsload  # type: ignore[attr-defined]
 
     @property
@@ -126,8 +141,9 @@ class LoadTest:
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        return load_scenario(path).with_overrides(agents=self.options.sms_agents,
-                                                  duration_s=self.options.sms_duration_s)
+        return load_scenario(path).with_overrides(
+            agents=self.options.sms_agents, duration_s=self.options.sms_duration_s
+        )
 
     def begin(self) -> None:
         """`test_start`: the owner fixes and hands out t0, run id and stride; a worker takes them."""
@@ -162,9 +178,14 @@ class LoadTest:
         return base if self._tests == 1 else base.with_name(f"{base.name}-{self._tests}")
 
     def _manifest_extra(self) -> dict[str, Any]:
-        return {"target": self.environment.host, "t0_epoch": self.t0, "role": self.role,
-                "workers": self._stride if self.role == "master" else 0, "store": self.options.sms_db,
-                "planned_duration_s": self.duration_s}
+        return {
+            "target": self.environment.host,
+            "t0_epoch": self.t0,
+            "role": self.role,
+            "workers": self._stride if self.role == "master" else 0,
+            "store": self.options.sms_db,
+            "planned_duration_s": self.duration_s,
+        }
 
     def _tick(self) -> None:
         """Once a second: sample this process; flush to disk (standalone); report progress (owner)."""
@@ -179,9 +200,15 @@ class LoadTest:
                 if time.time() - last_progress >= PROGRESS_EVERY_S:
                     last_progress = time.time()
                     total = self.environment.stats.total
-                    log.info("%s %.0f s of %.0f s, %d users, %d requests, %d failures", PROGRESS_MARK,
-                             self.elapsed(), self.duration_s, self.environment.runner.user_count,
-                             total.num_requests, total.num_failures)
+                    log.info(
+                        "%s %.0f s of %.0f s, %d users, %d requests, %d failures",
+                        PROGRESS_MARK,
+                        self.elapsed(),
+                        self.duration_s,
+                        self.environment.runner.user_count,
+                        total.num_requests,
+                        total.num_failures,
+                    )
 
     def _flush(self) -> None:
         if self._parts is not None:
@@ -202,9 +229,12 @@ class LoadTest:
         """Worker: attach the rows recorded since the last report to the report itself."""
         if self.t0 is None:
             return
-        new, self._worker_violations = self.violations[self._worker_violations:], len(self.violations)
-        data["smsload"] = {"worker": self.environment.runner.worker_index, **self.recorder.to_message(),
-                           "violations": new}
+        new, self._worker_violations = self.violations[self._worker_violations :], len(self.violations)
+        data["smsload"] = {
+            "worker": self.environment.runner.worker_index,
+            **self.recorder.to_message(),
+            "violations": new,
+        }
 
     def finish(self) -> None:
         """Owner: flush, merge and close the current run directory (once)."""
@@ -218,10 +248,19 @@ class LoadTest:
         self._flush()
         end = self.t_end or time.time()
         total = self.environment.stats.total
-        finish_run(run, complete=self.reached_end, t0=self.t0, duration_s=end - self.t0,
-                   store_url=self.options.sms_db,
-                   extra={"locust_requests": total.num_requests, "locust_failures": total.num_failures,
-                          "agent_violations": self.violations[:100], "agent_violation_count": len(self.violations)})
+        finish_run(
+            run,
+            complete=self.reached_end,
+            t0=self.t0,
+            duration_s=end - self.t0,
+            store_url=self.options.sms_db,
+            extra={
+                "locust_requests": total.num_requests,
+                "locust_failures": total.num_failures,
+                "agent_violations": self.violations[:100],
+                "agent_violation_count": len(self.violations),
+            },
+        )
         log.info("%s wrote %s (%s)", PROGRESS_MARK, run.path, "complete" if self.reached_end else "incomplete")
 
 

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 # Imports nothing of Locust: importing locust monkey-patches the process for gevent, and
 # `smsload load` itself is a plain process that waits for children and handles signals.
@@ -41,11 +42,22 @@ def child_env(token: str) -> dict[str, str]:
     return env
 
 
-def locust_args(*, scenario: Path, host: str, out: Path, db: str | None, agents: int | None,
-                duration_s: float | None) -> list[str]:
+def locust_args(
+    *, scenario: Path, host: str, out: Path, db: str | None, agents: int | None, duration_s: float | None
+) -> list[str]:
     """The options of a standalone or master process (workers get the scenario from the master)."""
-    args = ["-f", str(LOCUSTFILE), "--headless", "--only-summary", "--host", host,
-            "--scenario", str(scenario.resolve()), "--sms-out", str(out.resolve())]
+    args = [
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "--host",
+        host,
+        "--scenario",
+        str(scenario.resolve()),
+        "--sms-out",
+        str(out.resolve()),
+    ]
     if db:
         args += ["--sms-db", db]
     if agents is not None:
@@ -65,22 +77,53 @@ class LocustProcesses:
         self._lock = threading.Lock()
         self._echo = echo
 
-    def start(self, base_args: list[str], env: dict[str, str], workers: int) -> "LocustProcesses":
+    def start(self, base_args: list[str], env: dict[str, str], workers: int) -> LocustProcesses:
         if workers == 0:
             self._spawn("", base_args, env)
             return self
         port = free_loopback_port()
-        self._spawn("", [*base_args, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                         "--expect-workers", str(workers), "--expect-workers-max-wait", "60"], env)
+        self._spawn(
+            "",
+            [
+                *base_args,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                str(workers),
+                "--expect-workers-max-wait",
+                "60",
+            ],
+            env,
+        )
         for i in range(workers):
-            self._spawn(f"[worker {i}] ", ["-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
-                                           "--master-port", str(port), "--only-summary"], env)
+            self._spawn(
+                f"[worker {i}] ",
+                [
+                    "-f",
+                    str(LOCUSTFILE),
+                    "--worker",
+                    "--master-host",
+                    "127.0.0.1",
+                    "--master-port",
+                    str(port),
+                    "--only-summary",
+                ],
+                env,
+            )
         return self
 
     def _spawn(self, prefix: str, args: list[str], env: dict[str, str]) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", "locust", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "locust", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         pump = threading.Thread(target=self._pump, args=(prefix, proc.stdout), daemon=True)
         pump.start()
@@ -94,7 +137,7 @@ class LocustProcesses:
                 self._log.flush()
             line = raw.decode(errors="replace").rstrip()
             if self._echo is not None and not prefix and PROGRESS_MARK in line:
-                self._echo(line[line.index(PROGRESS_MARK):])
+                self._echo(line[line.index(PROGRESS_MARK) :])
 
     @property
     def main(self) -> subprocess.Popen[bytes]:

@@ -30,15 +30,17 @@ from sim.records import REQUEST_SCHEMA, RequestLog, RunDir
 EXECUTOR = "locust"
 PARTS = "parts"
 OTHER_USER_ID = -2  # agent_id of a request from a user class that is not ours (a benchmark's plain user)
-GENERATOR_SCHEMA = pa.schema([
-    ("t_s", pa.float64()),  # seconds since the run started
-    ("process", pa.string()),  # "local", "master" or "worker-N"
-    ("cpu_percent", pa.float64()),  # of one core, so a busy process shows ~100 whatever the machine
-    ("rss_mb", pa.float64()),
-    ("users", pa.int32()),  # Locust users running in that process
-    ("loop_lag_ms", pa.float64()),  # how late the process's once-a-second timer fired: it could not run
-    ("host_cpu_percent", pa.float64()),  # the whole machine (all cores): other load competes for the CPU
-])
+GENERATOR_SCHEMA = pa.schema(
+    [
+        ("t_s", pa.float64()),  # seconds since the run started
+        ("process", pa.string()),  # "local", "master" or "worker-N"
+        ("cpu_percent", pa.float64()),  # of one core, so a busy process shows ~100 whatever the machine
+        ("rss_mb", pa.float64()),
+        ("users", pa.int32()),  # Locust users running in that process
+        ("loop_lag_ms", pa.float64()),  # how late the process's once-a-second timer fired: it could not run
+        ("host_cpu_percent", pa.float64()),  # the whole machine (all cores): other load competes for the CPU
+    ]
+)
 
 
 class Recorder:
@@ -54,9 +56,17 @@ class Recorder:
         self._ps.cpu_percent(None)  # the first readings only start the measurements
         psutil.cpu_percent(None)
 
-    def on_request(self, request_type: str, name: str, response_time: float, response: Any = None,
-                   context: dict[str, Any] | None = None, exception: BaseException | None = None,
-                   start_time: float | None = None, **_: Any) -> None:
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response: Any = None,
+        context: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
         """Locust's `request` event: one row, with the exact latency Locust measured."""
         t0 = self.t0
         start = time.time() - response_time / 1000.0 if start_time is None else start_time
@@ -65,18 +75,50 @@ class Recorder:
         timing = headers.get("server-timing") if headers is not None else None
         note = context.get("sms") if context else None
         if isinstance(note, Note):
-            self.log.add(note.agent_id, name, request_type, note.t_sched - t0, start - t0, float(response_time),
-                         status, note.error, note.command_name, note.task_id, math.nan, server_ms(timing))
+            self.log.add(
+                note.agent_id,
+                name,
+                request_type,
+                note.t_sched - t0,
+                start - t0,
+                float(response_time),
+                status,
+                note.error,
+                note.command_name,
+                note.task_id,
+                math.nan,
+                server_ms(timing),
+            )
         else:  # not one of our users: still a row, so the table counts what Locust counts
             error = transport_error(exception) if status == 0 else ""
-            self.log.add(OTHER_USER_ID, name, request_type, start - t0, start - t0, float(response_time),
-                         status, error, "", "", math.nan, server_ms(timing))
+            self.log.add(
+                OTHER_USER_ID,
+                name,
+                request_type,
+                start - t0,
+                start - t0,
+                float(response_time),
+                status,
+                error,
+                "",
+                "",
+                math.nan,
+                server_ms(timing),
+            )
 
     def sample(self, users: int, loop_lag_s: float) -> None:
         """Record this process's CPU (since the last sample), resident memory and timer lag now."""
-        self._samples.append((time.time() - self.t0, self.process, self._ps.cpu_percent(None),
-                              self._ps.memory_info().rss / 1e6, users, loop_lag_s * 1000.0,
-                              psutil.cpu_percent(None)))
+        self._samples.append(
+            (
+                time.time() - self.t0,
+                self.process,
+                self._ps.cpu_percent(None),
+                self._ps.memory_info().rss / 1e6,
+                users,
+                loop_lag_s * 1000.0,
+                psutil.cpu_percent(None),
+            )
+        )
 
     def take_requests(self) -> pa.Table:
         return self.log.take(self.run_id, EXECUTOR)
@@ -84,8 +126,9 @@ class Recorder:
     def take_samples(self) -> pa.Table:
         rows, self._samples = self._samples, []
         columns = list(zip(*rows)) if rows else [[] for _ in GENERATOR_SCHEMA.names]
-        return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, GENERATOR_SCHEMA)],
-                                    schema=GENERATOR_SCHEMA)
+        return pa.Table.from_arrays(
+            [pa.array(c, f.type) for c, f in zip(columns, GENERATOR_SCHEMA)], schema=GENERATOR_SCHEMA
+        )
 
     def to_message(self) -> dict[str, bytes]:
         """The chunk so far, as bytes for a worker's report to its master."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,13 @@ NO_SERVER_TABLES = "empty: the load generator cannot see an external server's st
 
 def new_run_id(scenario: Scenario) -> str:
     """Unique per load test (a measurement is never repeated exactly, unlike a seeded simulation)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{scenario.name}-{EXECUTOR}-{stamp}-{secrets.token_hex(3)}"
 
 
 def default_out(scenario: Scenario) -> Path:
     """Where a run goes without --out: runs/NAME-locust-TIMESTAMP, as `smsload sim` does for `des`."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scenario.name}-{EXECUTOR}-{stamp}"
 
 
@@ -81,14 +81,19 @@ def _server_tables(run: RunDir, store_url: str | None, t0: float) -> str:
                 store.close()
             source = "the server's store"
         except Exception as exc:  # a store we cannot read leaves the request table intact
-            source = f"empty: cannot read the server's store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            source = (
+                f"empty: cannot read the server's store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
     run.write_table("tasks", tasks_table(run.run_id, events, t0=t0) if events else TASK_SCHEMA.empty_table())
-    run.write_table("commands", commands_table(run.run_id, commands, t0=t0) if commands else COMMAND_SCHEMA.empty_table())
+    run.write_table(
+        "commands", commands_table(run.run_id, commands, t0=t0) if commands else COMMAND_SCHEMA.empty_table()
+    )
     return source
 
 
-def finish_run(run: RunDir, *, complete: bool, t0: float, duration_s: float, store_url: str | None,
-               extra: dict[str, Any]) -> None:
+def finish_run(
+    run: RunDir, *, complete: bool, t0: float, duration_s: float, store_url: str | None, extra: dict[str, Any]
+) -> None:
     """Merge the parts, add the server's tables and the summary, and close the manifest."""
     merge_parts(run)
     source = _server_tables(run, store_url, t0)

@@ -43,9 +43,16 @@ class ModelUser(FastHttpUser):
     def send(self, call: Call, t_sched: float) -> Outcome:
         """Make one request; the request event (and so the row) fires as the `with` block ends."""
         note = Note(self.agent_id, t_sched, call.command_name, call.task_id)
-        with self.client.request(call.method, request_path(call), name=call.template, json=call.body,
-                                 headers=self._headers, context={"sms": note}, catch_response=True,
-                                 allow_redirects=False) as response:
+        with self.client.request(
+            call.method,
+            request_path(call),
+            name=call.template,
+            json=call.body,
+            headers=self._headers,
+            context={"sms": note},
+            catch_response=True,
+            allow_redirects=False,
+        ) as response:
             meta = response.request_meta
             exc = meta["exception"]
             transport = exc is not None and not isinstance(exc, LocustBadStatusCode)
@@ -68,7 +75,7 @@ class AgentUser(ModelUser):
     def send(self, call: Call, t_sched: float) -> Outcome:
         outcome = super().send(call, t_sched)
         if len(self.agent.violations) > self._seen:  # the agent saw a lifecycle rule broken
-            self.test.add_violations(self.agent_id, self.agent.violations[self._seen:])
+            self.test.add_violations(self.agent_id, self.agent.violations[self._seen :])
             self._seen = len(self.agent.violations)
         return outcome
 

@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +60,15 @@ QUICK = Plan(agents=200, load_s=10.0, scale=10, big_s=10.0, resamples=200)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="load-test the reference server, calibrate the simulation, predict a 10x fleet, write reports",
-        description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true",
-                   help=f"a small demo, under 30 s: {QUICK.agents} agents, a {QUICK.load_s:g} s load test")
+        "demo",
+        help="load-test the reference server, calibrate the simulation, predict a 10x fleet, write reports",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a small demo, under 30 s: {QUICK.agents} agents, a {QUICK.load_s:g} s load test",
+    )
     p.add_argument("--out", type=Path, help="directory for everything the demo writes (default: runs/demo-TIMESTAMP)")
     p.set_defaults(func=run_demo)
 
@@ -92,8 +97,9 @@ def shortened(scenario: Scenario, duration_s: float) -> Scenario:
     factor = min(1.0, duration_s / scenario.duration_s)
     fields: dict[str, Any] = {}
     if isinstance(scenario.operator.tasks, TaskWaves):
-        fields["operator.tasks.waves"] = [{"at_s": w.at_s * factor, "count": w.count}
-                                          for w in scenario.operator.tasks.waves]
+        fields["operator.tasks.waves"] = [
+            {"at_s": w.at_s * factor, "count": w.count} for w in scenario.operator.tasks.waves
+        ]
     if isinstance(scenario.fleet.arrival, Ramp):
         fields["fleet.arrival.duration_s"] = scenario.fleet.arrival.duration_s * factor
     return scenario.with_overrides(duration_s=duration_s, fields=fields)
@@ -117,8 +123,10 @@ def _load_test(scenario_file: Path, out: Path) -> int:
 
     token_before = os.environ.get("SMS_AUTH_TOKEN")
     try:
-        with open(out.parent / "load-summary.txt", "w", encoding="utf-8") as summary, \
-                contextlib.redirect_stdout(summary):
+        with (
+            open(out.parent / "load-summary.txt", "w", encoding="utf-8") as summary,
+            contextlib.redirect_stdout(summary),
+        ):
             return main(["load", str(scenario_file), "--out", str(out)])
     finally:  # `smsload load` hands the run's generated token to its children through the environment
         if token_before is None:
@@ -160,14 +168,15 @@ def _page_writer() -> Executor:
     start with everything imported and render beside the simulations instead of after them.
     """
     if "fork" in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_ignore_sigint)
+        return ProcessPoolExecutor(
+            max_workers=2, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+        )
     return _Inline()
 
 
 def run_demo(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out: Path = args.out or Path("runs") / f"demo-{stamp}"
     t0 = time.perf_counter()
     try:
@@ -188,8 +197,12 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
     scenario_file = _write_scenario(base, out / "scenario.yaml")
     load_dir, sim_dir, big_dir = out / "load", out / "sim", out / f"sim-{plan.scale}x"
 
-    _step(1, f"load test: {plan.agents:,} agents for {plan.load_s:g} s against the reference server "
-             f"(Locust; progress below, summary in {out / 'load-summary.txt'})", t0)
+    _step(
+        1,
+        f"load test: {plan.agents:,} agents for {plan.load_s:g} s against the reference server "
+        f"(Locust; progress below, summary in {out / 'load-summary.txt'})",
+        t0,
+    )
     warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
     warm.start()
     code = _load_test(scenario_file, load_dir)
@@ -216,8 +229,11 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
 
         from sim.des.run import run_des
 
-        _step(3, f"simulating the same scenario with the calibrated server ({plan.agents:,} agents, "
-                 f"{plan.load_s:g} s)", t0)
+        _step(
+            3,
+            f"simulating the same scenario with the calibrated server ({plan.agents:,} agents, {plan.load_s:g} s)",
+            t0,
+        )
         run_des(cal.scenario, sim_dir)
         pages[sim_dir] = writer.submit(_report_page, sim_dir, plan.resamples)
         big = shortened(cal.scenario.with_overrides(agents=plan.agents * plan.scale), plan.big_s)
@@ -240,9 +256,13 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
         writer.shutdown(wait=True, cancel_futures=True)
 
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; everything is in {out}")
-    for label, path in (("load test report", load_page), ("simulation report", sim_page),
-                        (f"{plan.scale}x fleet report", big_page), ("comparison", compare_page),
-                        ("calibrated scenario", out / "calibrated.yaml")):
+    for label, path in (
+        ("load test report", load_page),
+        ("simulation report", sim_page),
+        (f"{plan.scale}x fleet report", big_page),
+        ("comparison", compare_page),
+        ("calibrated scenario", out / "calibrated.yaml"),
+    ):
         print(f"  {label:<22} {path}")
     print()
     from sim.demo_summary import summary_lines

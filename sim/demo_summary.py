@@ -10,7 +10,6 @@ loop); the steady state is where the polling plane is compared, and where capaci
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from sim.report.analysis import RunAnalysis
 from sim.report.capacity import POLL, steady_state
@@ -44,22 +43,28 @@ def _rel(simulated: float, measured: float) -> str:
 def _rows(title: str, measured: dict[str, float], simulated: dict[str, float]) -> list[str]:
     lines = []
     for i, (key, label, digits) in enumerate(_METRICS):
-        lines.append(f"  {title if i == 0 else '':<20}{label:<9}{measured[key]:>12.{digits}f}"
-                     f"{simulated[key]:>12.{digits}f}{_rel(simulated[key], measured[key]):>18}")
+        lines.append(
+            f"  {title if i == 0 else '':<20}{label:<9}{measured[key]:>12.{digits}f}"
+            f"{simulated[key]:>12.{digits}f}{_rel(simulated[key], measured[key]):>18}"
+        )
     return lines
 
 
 def _prediction(values: dict[str, float]) -> str:
-    return (f"{values['throughput_per_s']:,.1f} polls/s, p50 {values['p50']:.2f} ms, p95 {values['p95']:.2f} ms, "
-            f"p99 {values['p99']:.2f} ms")
+    return (
+        f"{values['throughput_per_s']:,.1f} polls/s, p50 {values['p50']:.2f} ms, p95 {values['p95']:.2f} ms, "
+        f"p99 {values['p99']:.2f} ms"
+    )
 
 
 def summary_lines(load: RunAnalysis, sim: RunAnalysis, big: RunAnalysis, scale: int) -> list[str]:
     """Predicted vs measured for the poll endpoint (whole run, steady state), then the `scale`x fleet."""
     agents = int(sim.run.manifest["scenario"]["fleet"]["agents"])
     end = float(sim.run.manifest["scenario"]["duration_s"])
-    lines = [f"poll endpoint {POLL}, {agents:,} agents:",
-             f"  {'':<29}{'measured':>12}{'simulated':>12}{'sim vs measured':>18}"]
+    lines = [
+        f"poll endpoint {POLL}, {agents:,} agents:",
+        f"  {'':<29}{'measured':>12}{'simulated':>12}{'sim vs measured':>18}",
+    ]
     lines += _rows("whole run", _whole(load), _whole(sim))
     start = max(settled_s(load), settled_s(sim))
     if start < end - 1.0:
@@ -68,8 +73,9 @@ def summary_lines(load: RunAnalysis, sim: RunAnalysis, big: RunAnalysis, scale: 
     lines.append(f"predicted for {big_agents:,} agents ({scale}x), whole run: {_prediction(_whole(big))}")
     big_start, big_end = settled_s(big), float(big.run.manifest["scenario"]["duration_s"])
     if big_start < big_end - 1.0:
-        lines.append(f"  after the registration storm (from {big_start:.0f} s): "
-                     f"{_prediction(_window(big, big_start, big_end))}")
+        lines.append(
+            f"  after the registration storm (from {big_start:.0f} s): {_prediction(_window(big, big_start, big_end))}"
+        )
     else:
         lines.append(f"  the fleet was still registering at the end of the run ({big_end:g} s)")
     for name, a in (("load test", load), ("simulation", sim), (f"{scale}x simulation", big)):

@@ -23,11 +23,18 @@ def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
     fleet, agent = scenario.fleet, scenario.agent
     os_type = _pick(fleet.os_mix, rng)
     return AgentSpec(
-        index=index, os_type=os_type, disk_bytes=int(fleet.disk_gb.sample(rng) * 1e9),
-        bandwidth_mbps=agent.bandwidth_mbps.sample(rng), poll_interval_s=agent.poll_interval_s,
-        poll_jitter_s=agent.poll_jitter_s, progress_interval_s=agent.progress_interval_s,
-        subtask_s=agent.subtask_s, failure_probability=agent.failure_probability,
-        upload_log_s=agent.upload_log_s, sync_fraction=agent.sync_fraction, retry=agent.retry,
+        index=index,
+        os_type=os_type,
+        disk_bytes=int(fleet.disk_gb.sample(rng) * 1e9),
+        bandwidth_mbps=agent.bandwidth_mbps.sample(rng),
+        poll_interval_s=agent.poll_interval_s,
+        poll_jitter_s=agent.poll_jitter_s,
+        progress_interval_s=agent.progress_interval_s,
+        subtask_s=agent.subtask_s,
+        failure_probability=agent.failure_probability,
+        upload_log_s=agent.upload_log_s,
+        sync_fraction=agent.sync_fraction,
+        retry=agent.retry,
     )
 
 
@@ -58,10 +65,14 @@ def operator_spec(scenario: Scenario) -> OperatorSpec:
         waves=tuple((w.at_s, w.count) for w in tasks.waves) if isinstance(tasks, TaskWaves) else (),
         rate_per_s=tasks.per_s if isinstance(tasks, TaskRate) else 0.0,
         rate_start_s=tasks.start_s if isinstance(tasks, TaskRate) else 0.0,
-        check_interval_s=op.check_interval_s, sync_after_s=op.sync_after_s,
-        stop_probability=op.stop_probability, resume_after_s=op.resume_after_s,
-        restart_probability=op.restart_probability, log_collect_probability=op.log_collect_probability,
-        log_bucket=op.log_bucket, delete_at_end=op.delete_at_end,
+        check_interval_s=op.check_interval_s,
+        sync_after_s=op.sync_after_s,
+        stop_probability=op.stop_probability,
+        resume_after_s=op.resume_after_s,
+        restart_probability=op.restart_probability,
+        log_collect_probability=op.log_collect_probability,
+        log_bucket=op.log_bucket,
+        delete_at_end=op.delete_at_end,
         linux_block_fraction=scenario.fleet.linux_block_fraction,
     )
 

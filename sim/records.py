@@ -22,11 +22,12 @@ import platform
 import socket
 import sys
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,33 +37,51 @@ import pyarrow.parquet as pq
 from sim import __version__
 from sim.model.entities import CommandRecord, TaskEvent
 
-REQUEST_SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("executor", pa.string()),
-    ("agent_id", pa.int64()),  # -1 is the operator
-    ("endpoint", pa.string()),  # the path template, e.g. /v1/sms/sources/{source_id}/command
-    ("method", pa.string()),
-    ("t_sched_s", pa.float64()),  # when the model meant to send
-    ("t_start_s", pa.float64()),  # when it was sent; t_start_s - t_sched_s is the generator's lag
-    ("latency_ms", pa.float64()),
-    ("status", pa.int32()),  # 0: no response (timeout, refused)
-    ("ok", pa.bool_()),
-    ("error", pa.string()),  # SMS error code, or the transport failure
-    ("command_name", pa.string()),  # the command received (poll) or reported (command_result)
-    ("task_id", pa.string()),
-    ("queue_wait_ms", pa.float64()),  # simulation: time waiting for a worker (and the write lock)
-    ("server_ms", pa.float64()),  # simulation: service time; load test: the Server-Timing header
-])
-TASK_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("t_s", pa.float64()), ("task_id", pa.string()), ("source_id", pa.string()),
-    ("from_state", pa.string()), ("to_state", pa.string()), ("trigger", pa.string()),
-    ("subtask", pa.string()), ("progress", pa.int32()),
-])
-COMMAND_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("seq", pa.int64()), ("source_id", pa.string()), ("task_id", pa.string()),
-    ("command_name", pa.string()), ("enqueued_s", pa.float64()), ("delivered_s", pa.float64()),
-    ("acked_s", pa.float64()), ("result", pa.string()),
-])
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("executor", pa.string()),
+        ("agent_id", pa.int64()),  # -1 is the operator
+        ("endpoint", pa.string()),  # the path template, e.g. /v1/sms/sources/{source_id}/command
+        ("method", pa.string()),
+        ("t_sched_s", pa.float64()),  # when the model meant to send
+        ("t_start_s", pa.float64()),  # when it was sent; t_start_s - t_sched_s is the generator's lag
+        ("latency_ms", pa.float64()),
+        ("status", pa.int32()),  # 0: no response (timeout, refused)
+        ("ok", pa.bool_()),
+        ("error", pa.string()),  # SMS error code, or the transport failure
+        ("command_name", pa.string()),  # the command received (poll) or reported (command_result)
+        ("task_id", pa.string()),
+        ("queue_wait_ms", pa.float64()),  # simulation: time waiting for a worker (and the write lock)
+        ("server_ms", pa.float64()),  # simulation: service time; load test: the Server-Timing header
+    ]
+)
+TASK_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("t_s", pa.float64()),
+        ("task_id", pa.string()),
+        ("source_id", pa.string()),
+        ("from_state", pa.string()),
+        ("to_state", pa.string()),
+        ("trigger", pa.string()),
+        ("subtask", pa.string()),
+        ("progress", pa.int32()),
+    ]
+)
+COMMAND_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("seq", pa.int64()),
+        ("source_id", pa.string()),
+        ("task_id", pa.string()),
+        ("command_name", pa.string()),
+        ("enqueued_s", pa.float64()),
+        ("delivered_s", pa.float64()),
+        ("acked_s", pa.float64()),
+        ("result", pa.string()),
+    ]
+)
 OPERATOR_ID = -1
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
 
@@ -89,9 +108,21 @@ class RequestLog:
     def __len__(self) -> int:
         return len(self.agent_id)
 
-    def add(self, agent_id: int, endpoint: str, method: str, t_sched_s: float, t_start_s: float,
-            latency_ms: float, status: int, error: str, command_name: str, task_id: str,
-            queue_wait_ms: float = math.nan, server_ms: float = math.nan) -> None:
+    def add(
+        self,
+        agent_id: int,
+        endpoint: str,
+        method: str,
+        t_sched_s: float,
+        t_start_s: float,
+        latency_ms: float,
+        status: int,
+        error: str,
+        command_name: str,
+        task_id: str,
+        queue_wait_ms: float = math.nan,
+        server_ms: float = math.nan,
+    ) -> None:
         self.agent_id.append(agent_id)
         self.endpoint.append(endpoint)
         self.method.append(method)
@@ -109,8 +140,9 @@ class RequestLog:
         """The rows so far as an Arrow table (and forget them: the next chunk starts empty)."""
         n = len(self)
         status = np.frombuffer(self.status, dtype=np.int32) if n else np.empty(0, np.int32)
-        floats = {name: (np.frombuffer(getattr(self, name), dtype=np.float64) if n else np.empty(0))
-                  for name in self._FLOATS}
+        floats = {
+            name: (np.frombuffer(getattr(self, name), dtype=np.float64) if n else np.empty(0)) for name in self._FLOATS
+        }
         columns = {
             "run_id": pa.array([run_id] * n, pa.string()),
             "executor": pa.array([executor] * n, pa.string()),
@@ -135,12 +167,20 @@ class RequestLog:
 
 def tasks_table(run_id: str, events: Iterable[TaskEvent], t0: float = 0.0) -> pa.Table:
     ev = list(events)
-    return pa.Table.from_pydict({
-        "run_id": [run_id] * len(ev), "t_s": [e.t - t0 for e in ev], "task_id": [e.task_id for e in ev],
-        "source_id": [e.source_id for e in ev], "from_state": [e.from_state for e in ev],
-        "to_state": [e.to_state for e in ev], "trigger": [e.trigger for e in ev],
-        "subtask": [e.subtask for e in ev], "progress": [e.progress for e in ev],
-    }, schema=TASK_SCHEMA)
+    return pa.Table.from_pydict(
+        {
+            "run_id": [run_id] * len(ev),
+            "t_s": [e.t - t0 for e in ev],
+            "task_id": [e.task_id for e in ev],
+            "source_id": [e.source_id for e in ev],
+            "from_state": [e.from_state for e in ev],
+            "to_state": [e.to_state for e in ev],
+            "trigger": [e.trigger for e in ev],
+            "subtask": [e.subtask for e in ev],
+            "progress": [e.progress for e in ev],
+        },
+        schema=TASK_SCHEMA,
+    )
 
 
 def commands_table(run_id: str, commands: Iterable[CommandRecord], t0: float = 0.0) -> pa.Table:
@@ -149,12 +189,20 @@ def commands_table(run_id: str, commands: Iterable[CommandRecord], t0: float = 0
     def rel(t: float | None) -> float | None:
         return None if t is None else t - t0
 
-    return pa.Table.from_pydict({
-        "run_id": [run_id] * len(cs), "seq": [c.seq for c in cs], "source_id": [c.source_id for c in cs],
-        "task_id": [c.task_id for c in cs], "command_name": [c.name.value for c in cs],
-        "enqueued_s": [rel(c.enqueued_at) for c in cs], "delivered_s": [rel(c.delivered_at) for c in cs],
-        "acked_s": [rel(c.acked_at) for c in cs], "result": [c.result for c in cs],
-    }, schema=COMMAND_SCHEMA)
+    return pa.Table.from_pydict(
+        {
+            "run_id": [run_id] * len(cs),
+            "seq": [c.seq for c in cs],
+            "source_id": [c.source_id for c in cs],
+            "task_id": [c.task_id for c in cs],
+            "command_name": [c.name.value for c in cs],
+            "enqueued_s": [rel(c.enqueued_at) for c in cs],
+            "delivered_s": [rel(c.delivered_at) for c in cs],
+            "acked_s": [rel(c.acked_at) for c in cs],
+            "result": [c.result for c in cs],
+        },
+        schema=COMMAND_SCHEMA,
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -168,22 +216,35 @@ def _versions() -> dict[str, str]:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class RunDir:
     """A run directory being written. Marked incomplete until `finish(complete=True)`."""
 
-    def __init__(self, path: Path, run_id: str, executor: str, scenario: dict[str, Any], seed: int,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        executor: str,
+        scenario: dict[str, Any],
+        seed: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.run_id, self.executor = run_id, executor
         self.manifest: dict[str, Any] = {
-            "run_id": run_id, "executor": executor, "seed": seed, "scenario": scenario,
-            "versions": _versions(), "host": {"name": socket.gethostname(), "platform": platform.platform(),
-                                              "cpus": os.cpu_count()},
-            "started_at": _now_iso(), "ended_at": None, "complete": False, **(extra or {}),
+            "run_id": run_id,
+            "executor": executor,
+            "seed": seed,
+            "scenario": scenario,
+            "versions": _versions(),
+            "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
+            "started_at": _now_iso(),
+            "ended_at": None,
+            "complete": False,
+            **(extra or {}),
         }
         self._write_manifest()
         self._writer: pq.ParquetWriter | None = None
@@ -242,7 +303,8 @@ def summarize(requests: pd.DataFrame, tasks: pd.DataFrame, commands: pd.DataFram
         ok = group["ok"].to_numpy()
         stats = _latency_stats(group["latency_ms"].to_numpy(dtype=float))
         endpoints[f"{method} {endpoint}"] = {
-            "count": int(len(group)), "throughput_per_s": round(len(group) / duration_s, 4),
+            "count": int(len(group)),
+            "throughput_per_s": round(len(group) / duration_s, 4),
             "error_rate": round(float(1 - ok.mean()), 6) if len(group) else 0.0,
             "latency_ms": stats,
         }
@@ -250,9 +312,12 @@ def summarize(requests: pd.DataFrame, tasks: pd.DataFrame, commands: pd.DataFram
     lag = (requests["t_start_s"] - requests["t_sched_s"]).to_numpy(dtype=float) * 1000 if total else np.empty(0)
     return {
         "duration_s": duration_s,
-        "requests": {"count": total, "throughput_per_s": round(total / duration_s, 4),
-                     "error_rate": round(float(1 - requests["ok"].mean()), 6) if total else 0.0,
-                     "latency_ms": _latency_stats(requests["latency_ms"].to_numpy(dtype=float))},
+        "requests": {
+            "count": total,
+            "throughput_per_s": round(total / duration_s, 4),
+            "error_rate": round(float(1 - requests["ok"].mean()), 6) if total else 0.0,
+            "latency_ms": _latency_stats(requests["latency_ms"].to_numpy(dtype=float)),
+        },
         "endpoints": endpoints,
         "generator_lag_ms": _latency_stats(lag),
         "tasks": task_summary(tasks),
@@ -279,21 +344,31 @@ def task_summary(tasks: pd.DataFrame) -> dict[str, Any]:
     durations = migration_durations(tasks).to_numpy(dtype=float)
     return {
         "created": int(tasks.loc[tasks["trigger"] == "create", "task_id"].nunique()),
-        "migrated": count("MIGRATE_SUCCESS"), "synced": count("SYNC_SUCCESS"),
-        "failed": count("MIGRATE_FAIL"), "deleted": count("DELETED"),
-        "migration_s": {k: (None if v is None else round(v / 1000, 3)) for k, v in _latency_stats(durations * 1000).items()},
+        "migrated": count("MIGRATE_SUCCESS"),
+        "synced": count("SYNC_SUCCESS"),
+        "failed": count("MIGRATE_FAIL"),
+        "deleted": count("DELETED"),
+        "migration_s": {
+            k: (None if v is None else round(v / 1000, 3)) for k, v in _latency_stats(durations * 1000).items()
+        },
     }
 
 
 def dispatch_summary(commands: pd.DataFrame) -> dict[str, Any]:
     """Command-dispatch latency: enqueued -> first delivered, delivered -> acknowledged (ms)."""
     if commands.empty:
-        return {"commands": 0, "enqueue_to_deliver_ms": _latency_stats(np.empty(0)),
-                "deliver_to_ack_ms": _latency_stats(np.empty(0))}
+        return {
+            "commands": 0,
+            "enqueue_to_deliver_ms": _latency_stats(np.empty(0)),
+            "deliver_to_ack_ms": _latency_stats(np.empty(0)),
+        }
     deliver = (commands["delivered_s"] - commands["enqueued_s"]).dropna().to_numpy(dtype=float) * 1000
     ack = (commands["acked_s"] - commands["delivered_s"]).dropna().to_numpy(dtype=float) * 1000
-    return {"commands": int(len(commands)), "enqueue_to_deliver_ms": _latency_stats(deliver),
-            "deliver_to_ack_ms": _latency_stats(ack)}
+    return {
+        "commands": int(len(commands)),
+        "enqueue_to_deliver_ms": _latency_stats(deliver),
+        "deliver_to_ack_ms": _latency_stats(ack),
+    }
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -327,7 +402,13 @@ def load_run(path: str | Path) -> Run:
         manifest = json.loads(manifest_path.read_text())
         summary_path = path / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        return Run(path, manifest, summary, _read(path / "requests.parquet", REQUEST_SCHEMA),
-                   _read(path / "tasks.parquet", TASK_SCHEMA), _read(path / "commands.parquet", COMMAND_SCHEMA))
+        return Run(
+            path,
+            manifest,
+            summary,
+            _read(path / "requests.parquet", REQUEST_SCHEMA),
+            _read(path / "tasks.parquet", TASK_SCHEMA),
+            _read(path / "commands.parquet", COMMAND_SCHEMA),
+        )
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
         raise RunDirError(f"{path}: cannot read the run directory: {exc}") from None

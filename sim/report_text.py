@@ -22,15 +22,26 @@ def print_summary(run: Run, console: Console) -> None:
         table.add_column(col, justify="right")
     for endpoint, e in sorted(summary.get("endpoints", {}).items(), key=lambda kv: -kv[1]["count"]):
         lat = e["latency_ms"]
-        table.add_row(endpoint, str(e["count"]), _fmt(e["throughput_per_s"]), _fmt(lat["p50"], 2),
-                      _fmt(lat["p95"], 2), _fmt(lat["p99"], 2), _fmt(lat["max"], 2), f"{e['error_rate']:.2%}")
+        table.add_row(
+            endpoint,
+            str(e["count"]),
+            _fmt(e["throughput_per_s"]),
+            _fmt(lat["p50"], 2),
+            _fmt(lat["p95"], 2),
+            _fmt(lat["p99"], 2),
+            _fmt(lat["max"], 2),
+            f"{e['error_rate']:.2%}",
+        )
     console.print(table)
     tasks, dispatch = summary.get("tasks", {}), summary.get("dispatch", {})
     mig = tasks.get("migration_s") or {}
     console.print(
         f"tasks: {tasks.get('created', 0)} created, {tasks.get('migrated', 0)} migrated, "
         f"{tasks.get('synced', 0)} synced, {tasks.get('failed', 0)} failed, {tasks.get('deleted', 0)} deleted; "
-        f"migration p50 {_fmt(mig.get('p50'))} s")
+        f"migration p50 {_fmt(mig.get('p50'))} s"
+    )
     d = dispatch.get("enqueue_to_deliver_ms") or {}
-    console.print(f"command dispatch (enqueued -> delivered): {dispatch.get('commands', 0)} commands, "
-                  f"p50 {_fmt(d.get('p50'))} ms, p95 {_fmt(d.get('p95'))} ms")
+    console.print(
+        f"command dispatch (enqueued -> delivered): {dispatch.get('commands', 0)} commands, "
+        f"p50 {_fmt(d.get('p50'))} ms, p95 {_fmt(d.get('p95'))} ms"
+    )

@@ -13,19 +13,29 @@ Every problem in a file, however many, comes back in one `ScenarioError` as
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, Distribution, Exponential, LogNormal, Uniform
+from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
-from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
 from sim.scenario_fields import (
-    Fraction, FrozenModel, NonNegative, NonNegativeDist, Positive, PositiveDist, RetryField, ScenarioError,
-    by_kind, problems_from, rules,
+    Fraction,
+    FrozenModel,
+    NonNegative,
+    NonNegativeDist,
+    Positive,
+    PositiveDist,
+    RetryField,
+    ScenarioError,
+    by_kind,
+    problems_from,
+    rules,
 )
 
 __all__ = ["ENDPOINTS", "Scenario", "ScenarioError", "load_scenario", "parse_scenario", "validate_scenario"]
@@ -37,55 +47,67 @@ ServiceKey = Literal[("default", *ENDPOINTS)]  # type: ignore[valid-type]
 
 class AllAtOnce(FrozenModel):
     """Every agent starts at t=0."""
+
     kind: Literal["all_at_once"] = "all_at_once"
 
 
 class Ramp(FrozenModel):
     """Agents start evenly spread over the first `duration_s`."""
+
     kind: Literal["ramp"] = "ramp"
     duration_s: Positive
 
 
 class Waves(FrozenModel):
     """Agents start in `waves` equal groups, the first at t=0, then every `interval_s`."""
+
     kind: Literal["wave"] = "wave"
     waves: int = Field(ge=1)
     interval_s: Positive
 
 
-Arrival = Annotated[Union[AllAtOnce, Ramp, Waves], by_kind({"all_at_once": AllAtOnce, "ramp": Ramp, "wave": Waves})]
+Arrival = Annotated[AllAtOnce | Ramp | Waves, by_kind({"all_at_once": AllAtOnce, "ramp": Ramp, "wave": Waves})]
 
 
 class TaskWave(FrozenModel):
     """`count` tasks created at `at_s`."""
+
     at_s: NonNegative
     count: int = Field(ge=1)
 
 
 class TaskWaves(FrozenModel):
     """At each `at_s` the operator creates (and starts) up to `count` tasks, on agents with none."""
+
     kind: Literal["waves"] = "waves"
     waves: tuple[TaskWave, ...] = ()
 
     @model_validator(mode="after")
-    def _in_time_order(self) -> "TaskWaves":
-        rules([(f"waves.{i}.at_s", f"expected waves in time order, got {b.at_s} after {a.at_s}")
-               for i, (a, b) in enumerate(zip(self.waves, self.waves[1:]), start=1) if b.at_s < a.at_s])
+    def _in_time_order(self) -> TaskWaves:
+        rules(
+            [
+                (f"waves.{i}.at_s", f"expected waves in time order, got {b.at_s} after {a.at_s}")
+                for i, (a, b) in enumerate(zip(self.waves, self.waves[1:]), start=1)
+                if b.at_s < a.at_s
+            ]
+        )
         return self
 
 
 class TaskRate(FrozenModel):
     """From `start_s` on, the operator creates tasks as a Poisson stream of `per_s` per second."""
+
     kind: Literal["rate"] = "rate"
     per_s: Positive
     start_s: NonNegative = 0.0
 
 
-Tasks = Annotated[Union[TaskWaves, TaskRate], by_kind({"waves": TaskWaves, "rate": TaskRate})]
+Tasks = Annotated[TaskWaves | TaskRate, by_kind({"waves": TaskWaves, "rate": TaskRate})]
 
 
 class FleetConfig(FrozenModel):
     """The source servers: how many, when their agents start, their OS and disk size."""
+
     agents: int = Field(ge=1)
     arrival: Arrival = AllAtOnce()
     os_mix: dict[OsType, Fraction] = {OsType.LINUX: 1.0}  # fractions of agents, summing to 1
@@ -93,7 +115,7 @@ class FleetConfig(FrozenModel):
     disk_gb: PositiveDist = LogNormal(40.0, 0.6)
 
     @model_validator(mode="after")
-    def _mix_sums_to_one(self) -> "FleetConfig":
+    def _mix_sums_to_one(self) -> FleetConfig:
         total = sum(self.os_mix.values())
         rules([("os_mix", f"expected fractions summing to 1, got {total:g}")] if abs(total - 1) > 1e-6 else [])
         return self
@@ -101,6 +123,7 @@ class FleetConfig(FrozenModel):
 
 class AgentConfig(FrozenModel):
     """How every agent behaves; distributions are sampled per agent or per subtask by the agent model."""
+
     poll_interval_s: Positive = 5.0
     poll_jitter_s: NonNegative = 0.0  # each interval is poll_interval_s + U(-jitter, +jitter)
     progress_interval_s: Positive = 2.0
@@ -113,14 +136,23 @@ class AgentConfig(FrozenModel):
     retry: RetryField = RetryPolicy()
 
     @model_validator(mode="after")
-    def _jitter_below_interval(self) -> "AgentConfig":
-        rules([("poll_jitter_s", f"expected less than poll_interval_s ({self.poll_interval_s}), got {self.poll_jitter_s}")]
-              if self.poll_jitter_s >= self.poll_interval_s else [])
+    def _jitter_below_interval(self) -> AgentConfig:
+        rules(
+            [
+                (
+                    "poll_jitter_s",
+                    f"expected less than poll_interval_s ({self.poll_interval_s}), got {self.poll_jitter_s}",
+                )
+            ]
+            if self.poll_jitter_s >= self.poll_interval_s
+            else []
+        )
         return self
 
 
 class OperatorConfig(FrozenModel):
     """The operator driving tasks through their lifecycle: create, start, stop, sync, collect logs, delete."""
+
     tasks: Tasks = TaskWaves()
     check_interval_s: Positive = 2.0  # how often the operator looks at task states
     sync_after_s: NonNegative = 5.0  # a SYNC this long after MIGRATE_SUCCESS
@@ -134,14 +166,19 @@ class OperatorConfig(FrozenModel):
 
 class ServerConfig(FrozenModel):
     """The simulated server: `workers` FIFO servers, service times per endpoint, one network RTT."""
+
     workers: int = Field(default=4, ge=1)
     service_ms: dict[ServiceKey, NonNegativeDist] = {"default": Exponential(2.0)}  # `default`: endpoints not listed
     write_lock: bool = True  # one write at a time, as SQLite has
     rtt_ms: NonNegativeDist = Constant(0.0)
 
     @model_validator(mode="after")
-    def _has_default(self) -> "ServerConfig":
-        rules([] if "default" in self.service_ms else [("service_ms.default", "expected a `default` entry, for endpoints not listed")])
+    def _has_default(self) -> ServerConfig:
+        rules(
+            []
+            if "default" in self.service_ms
+            else [("service_ms.default", "expected a `default` entry, for endpoints not listed")]
+        )
         return self
 
     def service_ms_for(self, endpoint: str) -> Distribution:
@@ -152,6 +189,7 @@ class ServerConfig(FrozenModel):
 
 class Scenario(FrozenModel):
     """One experiment: fleet, agent behaviour, operator workload and simulated server, for `duration_s`."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used in run directory names
     description: str = ""
     seed: int = Field(default=0, ge=0)  # every random stream of a run derives from it
@@ -162,17 +200,27 @@ class Scenario(FrozenModel):
     server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")
-    def _within_the_run(self) -> "Scenario":
+    def _within_the_run(self) -> Scenario:
         end, problems = self.duration_s, []
         arrival, tasks = self.fleet.arrival, self.operator.tasks
         if isinstance(arrival, Ramp) and arrival.duration_s > end:
-            problems.append(("fleet.arrival.duration_s", f"expected at most duration_s ({end}), got {arrival.duration_s}"))
+            problems.append(
+                ("fleet.arrival.duration_s", f"expected at most duration_s ({end}), got {arrival.duration_s}")
+            )
         if isinstance(arrival, Waves) and (arrival.waves - 1) * arrival.interval_s >= end:
-            problems.append(("fleet.arrival.interval_s", f"expected the last wave before duration_s ({end}), "
-                             f"got it at {(arrival.waves - 1) * arrival.interval_s}"))
+            problems.append(
+                (
+                    "fleet.arrival.interval_s",
+                    f"expected the last wave before duration_s ({end}), "
+                    f"got it at {(arrival.waves - 1) * arrival.interval_s}",
+                )
+            )
         if isinstance(tasks, TaskWaves):
-            problems += [(f"operator.tasks.waves.{i}.at_s", f"expected before duration_s ({end}), got {w.at_s}")
-                         for i, w in enumerate(tasks.waves) if w.at_s >= end]
+            problems += [
+                (f"operator.tasks.waves.{i}.at_s", f"expected before duration_s ({end}), got {w.at_s}")
+                for i, w in enumerate(tasks.waves)
+                if w.at_s >= end
+            ]
         if isinstance(tasks, TaskRate) and tasks.start_s >= end:
             problems.append(("operator.tasks.start_s", f"expected before duration_s ({end}), got {tasks.start_s}"))
         rules(problems)
@@ -187,8 +235,14 @@ class Scenario(FrozenModel):
         """The resolved scenario in file form (defaults filled in), JSON-able, for run manifests."""
         return self.model_dump(mode="json")
 
-    def with_overrides(self, *, agents: int | None = None, duration_s: float | None = None,
-                       seed: int | None = None, fields: Mapping[str, Any] | None = None) -> "Scenario":
+    def with_overrides(
+        self,
+        *,
+        agents: int | None = None,
+        duration_s: float | None = None,
+        seed: int | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Scenario:
         """A new validated Scenario; `fields` sets any field by dotted path ("agent.poll_interval_s")."""
         data = self.to_dict()
         changes = {"fleet.agents": agents, "duration_s": duration_s, "seed": seed, **(fields or {})}
@@ -209,7 +263,9 @@ def validate_scenario(data: Any, source: str | None = None) -> Scenario:
     """Validate parsed data (a mapping) into a Scenario, or raise ScenarioError with every problem."""
     if not isinstance(data, Mapping):
         got = "an empty document" if data is None else f"a {type(data).__name__}"
-        raise ScenarioError([("", f"expected a mapping of scenario fields (name, duration_s, fleet, ...), got {got}")], source)
+        raise ScenarioError(
+            [("", f"expected a mapping of scenario fields (name, duration_s, fleet, ...), got {got}")], source
+        )
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
@@ -225,14 +281,16 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
 
 # PyYAML follows YAML 1.1, where a float needs a dot: `1e3` would be the string "1e3".
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def parse_scenario(text: str, source: str = "<string>") -> Scenario:

@@ -15,7 +15,8 @@ from sim.scenario import Scenario, ScenarioError, load_scenario
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "validate", help="check scenario files", description=__doc__.splitlines()[0] if __doc__ else None)
+        "validate", help="check scenario files", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML file(s)")
     parser.set_defaults(func=run_validate)
 
@@ -24,9 +25,11 @@ def summary(scenario: Scenario) -> str:
     """One line: what load this scenario puts on the server."""
     agent = scenario.agent
     jitter = f" +- {agent.poll_jitter_s:g}" if agent.poll_jitter_s else ""
-    return (f"{scenario.name}: {scenario.fleet.agents:,} agents, {scenario.duration_s:g} s, "
-            f"poll every {agent.poll_interval_s:g}{jitter} s, "
-            f"{scenario.expected_polls_per_s:,.1f} polls/s expected")
+    return (
+        f"{scenario.name}: {scenario.fleet.agents:,} agents, {scenario.duration_s:g} s, "
+        f"poll every {agent.poll_interval_s:g}{jitter} s, "
+        f"{scenario.expected_polls_per_s:,.1f} polls/s expected"
+    )
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -13,11 +13,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Mapping, NoReturn, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -56,7 +63,7 @@ def rules(problems: list[Problem]) -> None:
 class Pick:
     """Annotation metadata: which model validates this input (by its `dist` or `kind`), for naming its fields."""
 
-    model_for: Callable[[Any], "type[BaseModel] | None"]
+    model_for: Callable[[Any], type[BaseModel] | None]
 
 
 def problems_from(exc: ValidationError, root: type[BaseModel], data: Any) -> list[Problem]:
@@ -137,6 +144,7 @@ class FrozenModel(BaseModel):
 
 # --- distribution fields -------------------------------------------------------------------
 
+
 class _ConstantSpec(FrozenModel):
     dist: Literal["constant"]
     value: Finite
@@ -151,7 +159,7 @@ class _UniformSpec(FrozenModel):
     high: Finite
 
     @model_validator(mode="after")
-    def _ordered(self) -> "_UniformSpec":
+    def _ordered(self) -> _UniformSpec:
         rules([("high", f"expected high >= low, got low={self.low} high={self.high}")] if self.low > self.high else [])
         return self
 
@@ -185,8 +193,11 @@ class _EmpiricalSpec(FrozenModel):
 
 
 DIST_SPECS: dict[str, type[FrozenModel]] = {
-    "constant": _ConstantSpec, "uniform": _UniformSpec, "exponential": _ExponentialSpec,
-    "lognormal": _LogNormalSpec, "empirical": _EmpiricalSpec,
+    "constant": _ConstantSpec,
+    "uniform": _UniformSpec,
+    "exponential": _ExponentialSpec,
+    "lognormal": _LogNormalSpec,
+    "empirical": _EmpiricalSpec,
 }
 
 
@@ -210,8 +221,11 @@ def _parse_dist(value: Any, positive: bool) -> Distribution:
         name = value.get("dist")
         spec = DIST_SPECS.get(name) if isinstance(name, str) else None
         if spec is None:
-            fail(f"expected `dist:` one of {', '.join(DIST_SPECS)}, got {name!r}" if "dist" in value
-                 else f"a distribution mapping needs `dist:` (one of {', '.join(DIST_SPECS)})")
+            fail(
+                f"expected `dist:` one of {', '.join(DIST_SPECS)}, got {name!r}"
+                if "dist" in value
+                else f"a distribution mapping needs `dist:` (one of {', '.join(DIST_SPECS)})"
+            )
         dist = spec.model_validate(value).build()  # type: ignore[attr-defined]
     else:
         fail(f"expected a number or a mapping with `dist:` ({', '.join(DIST_SPECS)}), got {value!r}")
@@ -222,9 +236,12 @@ def _parse_dist(value: Any, positive: bool) -> Distribution:
 
 
 def _dist_field(positive: bool) -> Any:
-    return Annotated[Distribution, PlainValidator(lambda v: _parse_dist(v, positive)),
-                     PlainSerializer(lambda d: d.to_spec(), return_type=dict),
-                     Pick(lambda node: DIST_SPECS.get(node.get("dist")) if isinstance(node, Mapping) else None)]
+    return Annotated[
+        Distribution,
+        PlainValidator(lambda v: _parse_dist(v, positive)),
+        PlainSerializer(lambda d: d.to_spec(), return_type=dict),
+        Pick(lambda node: DIST_SPECS.get(node.get("dist")) if isinstance(node, Mapping) else None),
+    ]
 
 
 PositiveDist = _dist_field(positive=True)  # sizes, rates: a zero would divide by zero
@@ -233,14 +250,18 @@ NonNegativeDist = _dist_field(positive=False)  # durations: zero means "instant"
 
 def by_kind(options: Mapping[str, type[FrozenModel]]) -> BeforeValidator:
     """Pick the union member by `kind`, so errors name `fleet.arrival.duration_s`, not a union branch."""
+
     def parse(value: Any) -> Any:
         if isinstance(value, tuple(options.values())):
             return value
         kind = value.get("kind") if isinstance(value, Mapping) else None
         if not isinstance(kind, str) or kind not in options:
-            fail(f"expected a mapping with `kind:` one of {', '.join(options)}, got "
-                 + (f"kind {kind!r}" if isinstance(value, Mapping) else repr(value)))
+            fail(
+                f"expected a mapping with `kind:` one of {', '.join(options)}, got "
+                + (f"kind {kind!r}" if isinstance(value, Mapping) else repr(value))
+            )
         return options[kind].model_validate(value)  # type: ignore[index]
+
     return BeforeValidator(parse)
 
 
@@ -262,10 +283,18 @@ class _RetrySpec(FrozenModel):
     max_attempts: int = Field(default=5, ge=1)  # every try counts, the first included
 
     @model_validator(mode="after")
-    def _cap_above_base(self) -> "_RetrySpec":
-        rules([("cap_s", f"expected cap_s >= base_s ({self.base_s}), got {self.cap_s}")] if self.cap_s < self.base_s else [])
+    def _cap_above_base(self) -> _RetrySpec:
+        rules(
+            [("cap_s", f"expected cap_s >= base_s ({self.base_s}), got {self.cap_s}")]
+            if self.cap_s < self.base_s
+            else []
+        )
         return self
 
 
-RetryField = Annotated[RetryPolicy, PlainValidator(_parse_retry), PlainSerializer(_dump_retry, return_type=dict),
-                       Pick(lambda _: _RetrySpec)]
+RetryField = Annotated[
+    RetryPolicy,
+    PlainValidator(_parse_retry),
+    PlainSerializer(_dump_retry, return_type=dict),
+    Pick(lambda _: _RetrySpec),
+]

@@ -30,8 +30,15 @@ def _env() -> dict[str, str]:
 
 
 def _smsload(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, env=_env(),
-                          cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.slow
@@ -42,8 +49,14 @@ def test_quick_demo_writes_every_page_and_prints_where_they_are(tmp_path: Path) 
     assert "Traceback" not in done.stderr
     for step in range(1, 6):
         assert f"{step}/5 " in done.stdout
-    printed = dict(re.findall(r"^  (load test report|simulation report|10x fleet report|comparison|"
-                              r"calibrated scenario) +(\S+)$", done.stdout, re.MULTILINE))
+    printed = dict(
+        re.findall(
+            r"^  (load test report|simulation report|10x fleet report|comparison|"
+            r"calibrated scenario) +(\S+)$",
+            done.stdout,
+            re.MULTILINE,
+        )
+    )
     assert len(printed) == 5, done.stdout
     for path in printed.values():
         assert Path(path).is_file(), path
@@ -54,7 +67,10 @@ def test_quick_demo_writes_every_page_and_prints_where_they_are(tmp_path: Path) 
     runs = {name: load_run(out / name) for name in ("load", "sim", "sim-10x")}
     assert {r.manifest["executor"] for r in runs.values()} == {"locust", "des"}
     assert all(r.manifest["complete"] for r in runs.values())
-    assert runs["sim-10x"].manifest["scenario"]["fleet"]["agents"] == 10 * runs["sim"].manifest["scenario"]["fleet"]["agents"]
+    assert (
+        runs["sim-10x"].manifest["scenario"]["fleet"]["agents"]
+        == 10 * runs["sim"].manifest["scenario"]["fleet"]["agents"]
+    )
     calibrated = load_scenario(out / "calibrated.yaml")  # the file the simulations ran, readable as a scenario
     assert calibrated.server.workers == runs["sim"].manifest["scenario"]["server"]["workers"]
 
@@ -68,8 +84,14 @@ def test_quick_demo_writes_every_page_and_prints_where_they_are(tmp_path: Path) 
 @pytest.mark.slow
 def test_ctrl_c_in_the_load_test_leaves_the_run_and_stops_the_server(tmp_path: Path) -> None:
     out = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "demo", "--quick", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "demo", "--quick", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+    )
     seen: list[str] = []
     try:
         assert proc.stdout is not None

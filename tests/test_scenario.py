@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sim.model.distributions import Constant, Empirical, Exponential, LogNormal, Uniform
 from sim.model.lifecycle import OsType
@@ -53,7 +54,9 @@ def test_capacity_baseline_is_ten_thousand_agents_for_an_hour() -> None:
 
 
 def test_fields_hold_ready_objects() -> None:
-    s = parse_scenario(MINIMAL + """
+    s = parse_scenario(
+        MINIMAL
+        + """
 agent:
   bandwidth_mbps: 500
   subtask_s: {dist: uniform, low: 0.5, high: 2}
@@ -61,7 +64,8 @@ agent:
   retry: {policy: fixed, base_s: 2, cap_s: 2}
 server:
   service_ms: {default: {dist: exponential, mean: 2}, poll: {dist: lognormal, median: 0.4, sigma: 0.5}}
-""")
+"""
+    )
     assert s.agent.bandwidth_mbps == Constant(500.0)
     assert s.agent.subtask_s == Uniform(0.5, 2.0)
     assert s.agent.upload_log_s == Empirical((1.0, 2.0, 3.0))
@@ -85,9 +89,9 @@ def test_defaults_fill_in_and_are_written_to_the_manifest_form() -> None:
 
 def test_scenario_is_frozen() -> None:
     s = parse_scenario(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         s.duration_s = 5  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         s.agent.poll_interval_s = 1  # type: ignore[misc]
 
 
@@ -162,8 +166,10 @@ agent: {poll_interval_s: 2, poll_jitter_s: 2}
 operator: {tasks: {kind: waves, waves: [{at_s: 5, count: 1}, {at_s: 1, count: 1}]}}
 """)
     assert {"fleet.os_mix", "agent.poll_jitter_s", "operator.tasks.waves.1.at_s"} <= set(found)
-    found = problems(MINIMAL.replace("{agents: 3}", "{agents: 3, arrival: {kind: ramp, duration_s: 20}}")
-                     + "operator: {tasks: {kind: waves, waves: [{at_s: 12, count: 1}]}}\n")
+    found = problems(
+        MINIMAL.replace("{agents: 3}", "{agents: 3, arrival: {kind: ramp, duration_s: 20}}")
+        + "operator: {tasks: {kind: waves, waves: [{at_s: 12, count: 1}]}}\n"
+    )
     assert {"fleet.arrival.duration_s", "operator.tasks.waves.0.at_s"} <= set(found)
 
 

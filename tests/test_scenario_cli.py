@@ -13,8 +13,13 @@ SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 
 
 def validate(*paths: Path | str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", "validate", *map(str, paths)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", "validate", *map(str, paths)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_shipped_scenarios_validate() -> None:
@@ -27,8 +32,10 @@ def test_shipped_scenarios_validate() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: bad\nduration_s: 60\nfleet: {agents: 10}\nagent: {poll_interval_s: -5, retry: {base_s: x}}\n",
-         ["agent.poll_interval_s: ", "agent.retry.base_s: "]),
+        (
+            "name: bad\nduration_s: 60\nfleet: {agents: 10}\nagent: {poll_interval_s: -5, retry: {base_s: x}}\n",
+            ["agent.poll_interval_s: ", "agent.retry.base_s: "],
+        ),
         ("name: bad\nduration_s: 60\nfleet: {agents: 10, colour: blue}\n", ["fleet.colour: unknown field"]),
         ("name: bad\nfleet: {agents: 10\n", ["invalid YAML at line"]),
     ],

@@ -44,15 +44,26 @@ INTERVAL_S, JITTER_S, WORKERS, SERVICE_MS = 30.0, 3.0, 8, 0.5
 
 
 def poll_scenario(agents: int, duration_s: float) -> Scenario:
-    return validate_scenario({
-        "name": f"bench-{agents}", "seed": 1, "duration_s": duration_s,
-        "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": min(INTERVAL_S, duration_s)}},
-        "agent": {"poll_interval_s": INTERVAL_S, "poll_jitter_s": JITTER_S},
-        "server": {"workers": WORKERS, "write_lock": True, "rtt_ms": 1,
-                   # Registration is kept cheap: this measures polling, not a 10^5-agent registration backlog.
-                   "service_ms": {"default": {"dist": "exponential", "mean": 2}, "register": 0.01,
-                                  "poll": {"dist": "exponential", "mean": SERVICE_MS}}},
-    })
+    return validate_scenario(
+        {
+            "name": f"bench-{agents}",
+            "seed": 1,
+            "duration_s": duration_s,
+            "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": min(INTERVAL_S, duration_s)}},
+            "agent": {"poll_interval_s": INTERVAL_S, "poll_jitter_s": JITTER_S},
+            "server": {
+                "workers": WORKERS,
+                "write_lock": True,
+                "rtt_ms": 1,
+                # Registration is kept cheap: this measures polling, not a 10^5-agent registration backlog.
+                "service_ms": {
+                    "default": {"dist": "exponential", "mean": 2},
+                    "register": 0.01,
+                    "poll": {"dist": "exponential", "mean": SERVICE_MS},
+                },
+            },
+        }
+    )
 
 
 def bare_loop(agents: int, duration_s: float) -> tuple[int, float]:
@@ -96,8 +107,15 @@ def idle_agent_bytes(n: int) -> tuple[float, float]:
     env = simpy.Environment()
     rng = random.Random(1)
     api = InMemoryApi(ControlPlane(MemoryStore()))
-    server = SimServer(env, api, rng, workers=WORKERS, service_ms=scenario.server.service_ms_for,
-                       write_lock=False, rtt_ms=scenario.server.rtt_ms)
+    server = SimServer(
+        env,
+        api,
+        rng,
+        workers=WORKERS,
+        service_ms=scenario.server.service_ms_for,
+        write_lock=False,
+        rtt_ms=scenario.server.rtt_ms,
+    )
     log = RequestLog()
     sim = Simulation(env, server, log, on_chunk=lambda: log.take("bench", "des"))
     gc.collect()
@@ -118,9 +136,19 @@ def idle_agent_bytes(n: int) -> tuple[float, float]:
     for i in range(n):
         spec = agent_spec(scenario, i)
         body = spec.registration()
-        cp.register("default", Registration(name=body["name"], os_type=OsType(body["os_type"]), ip=body["ip"],
-                                            hostname=body["hostname"], os_version=body["os_version"],
-                                            agent_version=body["agent_version"], total_bytes=spec.disk_bytes), 0.0)
+        cp.register(
+            "default",
+            Registration(
+                name=body["name"],
+                os_type=OsType(body["os_type"]),
+                ip=body["ip"],
+                hostname=body["hostname"],
+                os_version=body["os_version"],
+                agent_version=body["agent_version"],
+                total_bytes=spec.disk_bytes,
+            ),
+            0.0,
+        )
     gc.collect()
     server_side = (tracemalloc.get_traced_memory()[0] - base) / n
     tracemalloc.stop()
@@ -149,11 +177,15 @@ def main() -> int:
             out = run_des(scenario, Path(tmp) / "baseline")
             wall = time.perf_counter() - t0
             requests = load_run(out).manifest["requests"]
-            print(f"capacity-baseline (10,000 agents, 3600 virtual s, operator at work): "
-                  f"{requests:,} requests in {wall:.1f} s wall (target < 60 s)")
+            print(
+                f"capacity-baseline (10,000 agents, 3600 virtual s, operator at work): "
+                f"{requests:,} requests in {wall:.1f} s wall (target < 60 s)"
+            )
     total, server_side = idle_agent_bytes(2_000 if args.quick else 20_000)
-    print(f"idle agent: {total:,.0f} B in all, of which {server_side:,.0f} B is the server's record of its source; "
-          f"the agent itself (model, SimPy process, spec): {total - server_side:,.0f} B (target < 2,048 B)")
+    print(
+        f"idle agent: {total:,.0f} B in all, of which {server_side:,.0f} B is the server's record of its source; "
+        f"the agent itself (model, SimPy process, spec): {total - server_side:,.0f} B (target < 2,048 B)"
+    )
     return 0
 
 

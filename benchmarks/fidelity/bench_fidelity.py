@@ -65,13 +65,18 @@ WARMUP_S = 6.0  # arrival (2 s) and Locust's start-up: left out of every figure
 
 def poll_scenario(name: str, agents: int, interval_s: float, duration_s: float) -> Scenario:
     """A poll-only fleet: agents register over 2 s, then poll every `interval_s` (no jitter: a paced rate)."""
-    return validate_scenario({
-        "name": name, "seed": 5, "duration_s": duration_s,
-        "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": 2}},
-        "agent": {"poll_interval_s": interval_s, "poll_jitter_s": 0.0, "request_timeout_s": 10},
-        "operator": {"tasks": {"kind": "waves", "waves": []}},
-        "server": {"workers": 1, "rtt_ms": 1.0},
-    }, source=name)
+    return validate_scenario(
+        {
+            "name": name,
+            "seed": 5,
+            "duration_s": duration_s,
+            "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": 2}},
+            "agent": {"poll_interval_s": interval_s, "poll_jitter_s": 0.0, "request_timeout_s": 10},
+            "operator": {"tasks": {"kind": "waves", "waves": []}},
+            "server": {"workers": 1, "rtt_ms": 1.0},
+        },
+        source=name,
+    )
 
 
 class CpuSampler(threading.Thread):
@@ -126,9 +131,15 @@ def figures(run: Path, window: tuple[float, float]) -> dict[str, float]:
     table = M.endpoint_table(r, window[1] - window[0], n_boot=100)
     poll = table.loc[POLL]
     lag_ms = (r["t_start_s"] - r["t_sched_s"]).to_numpy(dtype=float) * 1000
-    out = {"requests": float(len(r)), "throughput": float(table.loc[M.ALL, "throughput_per_s"]),
-           "poll_throughput": float(poll["throughput_per_s"]), "p50": float(poll["p50"]), "p95": float(poll["p95"]),
-           "lag_p95": float(np.percentile(lag_ms, 95)) if len(r) else 0.0, "locust_cpu": float("nan")}
+    out = {
+        "requests": float(len(r)),
+        "throughput": float(table.loc[M.ALL, "throughput_per_s"]),
+        "poll_throughput": float(poll["throughput_per_s"]),
+        "p50": float(poll["p50"]),
+        "p95": float(poll["p95"]),
+        "lag_p95": float(np.percentile(lag_ms, 95)) if len(r) else 0.0,
+        "locust_cpu": float("nan"),
+    }
     generator = load_generator(run)  # a load test's own CPU (none for a simulation)
     if generator is not None and len(generator):
         steady = generator[(generator["t_s"] >= window[0]) & (generator["t_s"] < window[1])]
@@ -145,17 +156,28 @@ def measure(tmp: Path, scenario: Scenario) -> Level:
         sampler = CpuSampler(srv.pid)
         sampler.start()
         env = {**os.environ, "SMS_AUTH_TOKEN": TOKEN}
-        done = subprocess.run([sys.executable, "-m", "sim.cli", "load", str(path), "--host", srv.base_url,
-                               "--out", str(out), "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT,
-                              timeout=scenario.duration_s + 180)
+        done = subprocess.run(
+            [sys.executable, "-m", "sim.cli", "load", str(path), "--host", srv.base_url, "--out", str(out), "--quiet"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=scenario.duration_s + 180,
+        )
         sampler.done.set()
         sampler.join()
     if done.returncode != 0:
         raise SystemExit(f"smsload load failed for {scenario.name}: {done.stderr.strip()[-2000:]}")
     window = (WARMUP_S, scenario.duration_s)
     t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
-    level = Level(scenario.name, scenario, out, window, sampler.cpu_s(t0 + window[0], t0 + window[1]),
-                  (before, os.getloadavg()[0]))
+    level = Level(
+        scenario.name,
+        scenario,
+        out,
+        window,
+        sampler.cpu_s(t0 + window[0], t0 + window[1]),
+        (before, os.getloadavg()[0]),
+    )
     level.figures = figures(out, window)
     return level
 
@@ -165,10 +187,13 @@ def find_capacity(tmp: Path, agents: list[int], interval_s: float, seconds: floa
     probes = []
     for n in agents:
         level = measure(tmp, poll_scenario(f"capacity-{n}", n, interval_s, seconds))
-        print(f"  capacity probe {n:4d} agents ({n / interval_s:.0f}/s offered): "
-              f"{level.figures['poll_throughput']:7.0f} polls/s, p50 "
-              f"{level.figures['p50']:.2f} ms, server CPU {level.server_util:.0%} of a core, "
-              f"load avg {level.load_avg[0]:.1f}", flush=True)
+        print(
+            f"  capacity probe {n:4d} agents ({n / interval_s:.0f}/s offered): "
+            f"{level.figures['poll_throughput']:7.0f} polls/s, p50 "
+            f"{level.figures['p50']:.2f} ms, server CPU {level.server_util:.0%} of a core, "
+            f"load avg {level.load_avg[0]:.1f}",
+            flush=True,
+        )
         probes.append(level)
     return max(p.figures["poll_throughput"] for p in probes), probes
 
@@ -203,16 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp_name:
         tmp = Path(tmp_name) if args.keep is None else args.keep
         tmp.mkdir(parents=True, exist_ok=True)
-        capacity, probes = find_capacity(tmp, [int(x) for x in args.probe_agents.split(",")], args.interval_s,
-                                          args.probe_seconds)
+        capacity, probes = find_capacity(
+            tmp, [int(x) for x in args.probe_agents.split(",")], args.interval_s, args.probe_seconds
+        )
         print(f"capacity: {capacity:.0f} polls/s (server + Locust on this machine)", flush=True)
         levels = []
         for f in fractions:
             agents = max(int(round(f * capacity * args.interval_s)), 1)
             level = measure(tmp, poll_scenario(f"level-{int(f * 100)}", agents, args.interval_s, args.seconds))
-            print(f"  level {f:.0%}: {agents} agents every {args.interval_s} s -> {level.figures['poll_throughput']:.0f} "
-                  f"polls/s, server CPU {level.server_util:.0%}, {level.cpu_ms_per_request * 1000:.0f} µs/request, "
-                  f"load avg {level.load_avg[0]:.1f}->{level.load_avg[1]:.1f}", flush=True)
+            print(
+                f"  level {f:.0%}: {agents} agents every {args.interval_s} s -> {level.figures['poll_throughput']:.0f} "
+                f"polls/s, server CPU {level.server_util:.0%}, {level.cpu_ms_per_request * 1000:.0f} µs/request, "
+                f"load avg {level.load_avg[0]:.1f}->{level.load_avg[1]:.1f}",
+                flush=True,
+            )
             levels.append(level)
         lowest = levels[0]
         overhead = overhead_ms(lowest)
@@ -226,28 +255,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(capacity: float, probes: list[Level], levels: list[Level], rows: list[tuple[Level, str, dict[str, float]]],
-           overhead: float, cal: Any, args: argparse.Namespace) -> str:
+def report(
+    capacity: float,
+    probes: list[Level],
+    levels: list[Level],
+    rows: list[tuple[Level, str, dict[str, float]]],
+    overhead: float,
+    cal: Any,
+    args: argparse.Namespace,
+) -> str:
     saturated = max(probes, key=lambda p: p.figures["poll_throughput"])
-    lines = [f"\nCommand: .venv/bin/python benchmarks/fidelity/bench_fidelity.py {shlex.join(sys.argv[1:])}".rstrip(),
-             f"Capacity {capacity:.0f} polls/s ({saturated.scenario.fleet.agents} agents; server CPU "
-             f"{saturated.server_util:.0%} of a core, Locust {saturated.figures['locust_cpu']:.0f}% there). "
-             f"Calibrated from {levels[0].name}: overhead {overhead * 1000:.0f} µs/request (server CPU - handler), "
-             f"rtt {cal.rtt.dist.to_spec()['dist']}, poll service median "
-             f"{cal.scenario.server.service_ms_for('poll').quantile(0.5) * 1000:.0f} µs.", "",
-             "| Level | Calibrated from | Polls/s measured | Throughput err | Poll p50 measured | p50 err "
-             "| Poll p95 measured | p95 err | Server CPU | Locust CPU | Generator lag p95 | Load avg |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"\nCommand: .venv/bin/python benchmarks/fidelity/bench_fidelity.py {shlex.join(sys.argv[1:])}".rstrip(),
+        f"Capacity {capacity:.0f} polls/s ({saturated.scenario.fleet.agents} agents; server CPU "
+        f"{saturated.server_util:.0%} of a core, Locust {saturated.figures['locust_cpu']:.0f}% there). "
+        f"Calibrated from {levels[0].name}: overhead {overhead * 1000:.0f} µs/request (server CPU - handler), "
+        f"rtt {cal.rtt.dist.to_spec()['dist']}, poll service median "
+        f"{cal.scenario.server.service_ms_for('poll').quantile(0.5) * 1000:.0f} µs.",
+        "",
+        "| Level | Calibrated from | Polls/s measured | Throughput err | Poll p50 measured | p50 err "
+        "| Poll p95 measured | p95 err | Server CPU | Locust CPU | Generator lag p95 | Load avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for level, tag, sim in rows:
         m = level.figures
         err = {k: sim[k] / m[k] - 1 for k in ("throughput", "p50", "p95")}
         marks = {k: "" if abs(v) <= (0.03 if k == "throughput" else 0.15) else " ✗" for k, v in err.items()}
-        lines.append(f"| {level.name} ({level.scenario.fleet.agents} agents / {level.scenario.agent.poll_interval_s} s) "
-                     f"| {'lowest level' if tag == 'lowest' else 'itself'} | {m['poll_throughput']:.0f} "
-                     f"| {err['throughput']:+.1%}{marks['throughput']} | {m['p50']:.2f} ms | {err['p50']:+.1%}{marks['p50']} "
-                     f"| {m['p95']:.2f} ms | {err['p95']:+.1%}{marks['p95']} | {level.server_util:.0%} "
-                     f"| {m['locust_cpu']:.0f}% | {m['lag_p95']:.0f} ms "
-                     f"| {level.load_avg[0]:.1f}-{level.load_avg[1]:.1f} |")
+        lines.append(
+            f"| {level.name} ({level.scenario.fleet.agents} agents / {level.scenario.agent.poll_interval_s} s) "
+            f"| {'lowest level' if tag == 'lowest' else 'itself'} | {m['poll_throughput']:.0f} "
+            f"| {err['throughput']:+.1%}{marks['throughput']} | {m['p50']:.2f} ms | {err['p50']:+.1%}{marks['p50']} "
+            f"| {m['p95']:.2f} ms | {err['p95']:+.1%}{marks['p95']} | {level.server_util:.0%} "
+            f"| {m['locust_cpu']:.0f}% | {m['lag_p95']:.0f} ms "
+            f"| {level.load_avg[0]:.1f}-{level.load_avg[1]:.1f} |"
+        )
     return "\n".join(lines)
 
 

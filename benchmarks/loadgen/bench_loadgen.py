@@ -1,6 +1,7 @@
 """Benchmark the load generator: the agent user's CPU per request and memory per agent vs a plain FastHttpUser.
 
-    .venv/bin/python benchmarks/loadgen/bench_loadgen.py [--agents N] [--interval-s S] [--seconds N] [--reps N] [--quick]
+    .venv/bin/python benchmarks/loadgen/bench_loadgen.py [--agents N] [--interval-s S] [--seconds N]
+        [--reps N] [--quick]
 
 What it measures, in one run, at the same paced load (N users, one poll each every S seconds:
 N/S requests per second; defaults 10,000 users every 30 s, about 333 req/s):
@@ -96,7 +97,7 @@ class Line:
     response_ms: float  # sum of the response times Locust counted
 
     @staticmethod
-    def parse(text: str) -> "Line":
+    def parse(text: str) -> Line:
         return Line(*json.loads(text))
 
 
@@ -203,13 +204,29 @@ def one_run(kind: str, rep: int, args: argparse.Namespace, base_url: str, server
     env.update(BENCH_PROBE=str(probe_path), BENCH_INTERVAL_S=repr(s))
     common = ["--headless", "--only-summary", "--host", base_url]
     if kind == "plain":
-        cmd = ["-f", str(HERE / "plain_locustfile.py"), *common, "-u", str(n), "-r", f"{n / ramp_s:g}",
-               "-t", f"{backstop_s:.0f}s"]
+        cmd = [
+            "-f",
+            str(HERE / "plain_locustfile.py"),
+            *common,
+            "-u",
+            str(n),
+            "-r",
+            f"{n / ramp_s:g}",
+            "-t",
+            f"{backstop_s:.0f}s",
+        ]
     else:
         scenario = run_dir / "scenario.yaml"
         write_scenario(scenario, n, s, ramp_s, backstop_s)
-        cmd = ["-f", str(HERE / "agents_locustfile.py"), *common, "--scenario", str(scenario),
-               "--sms-out", str(run_dir / "run")]
+        cmd = [
+            "-f",
+            str(HERE / "agents_locustfile.py"),
+            *common,
+            "--scenario",
+            str(scenario),
+            "--sms-out",
+            str(run_dir / "run"),
+        ]
     log_path = run_dir / "locust.log"
     procs = LocustProcesses(log_path, None).start(cmd, env, 0)
     try:
@@ -217,8 +234,10 @@ def one_run(kind: str, rep: int, args: argparse.Namespace, base_url: str, server
         spawned = None
         while spawned is None:
             if procs.main.poll() is not None:
-                raise RuntimeError(f"{kind}: Locust exited early ({procs.main.returncode}); see the tail of its log:\n"
-                                   + "\n".join(log_path.read_text(errors="replace").splitlines()[-15:]))
+                raise RuntimeError(
+                    f"{kind}: Locust exited early ({procs.main.returncode}); see the tail of its log:\n"
+                    + "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind}: {n} users not spawned within {spawn_timeout:.0f} s")
             spawned = next((x for x in read_lines(probe_path) if x.users >= n), None)
@@ -254,12 +273,15 @@ def one_run(kind: str, rep: int, args: argparse.Namespace, base_url: str, server
 def agents_rows(run: Run, run_dir: Path) -> None:
     """The agents' window from their own rows: the request mix and the send lag."""
     t0 = json.loads((run_dir / "manifest.json").read_text())["t0_epoch"]
-    table = pq.read_table(run_dir / "requests.parquet",
-                          columns=["agent_id", "endpoint", "t_sched_s", "t_start_s", "latency_ms"])
+    table = pq.read_table(
+        run_dir / "requests.parquet", columns=["agent_id", "endpoint", "t_sched_s", "t_start_s", "latency_ms"]
+    )
     end = pc.add(pc.add(table["t_start_s"], t0), pc.divide(table["latency_ms"], 1000.0))
     inside = table.filter(pc.and_(pc.greater(end, run.a.t), pc.less_equal(end, run.b.t)))
     run.rows_in_window = inside.num_rows
-    run.register_in_window = inside.num_rows - pc.sum(pc.equal(inside["endpoint"], "/v1/sms/sources/{source_id}/command")).as_py()
+    run.register_in_window = (
+        inside.num_rows - pc.sum(pc.equal(inside["endpoint"], "/v1/sms/sources/{source_id}/command")).as_py()
+    )
     lag = sorted(pc.multiply(pc.subtract(inside["t_start_s"], inside["t_sched_s"]), 1000.0).to_pylist())
     if lag:
         run.lag_ms = (statistics.median(lag), _p99(lag), lag[-1])
@@ -273,9 +295,11 @@ def _p99(ordered: list[float]) -> float:
 
 
 def versions() -> str:
-    return (f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
-            f"locust {metadata.version('locust')}, gevent {metadata.version('gevent')}, "
-            f"geventhttpclient {metadata.version('geventhttpclient')}, granian {metadata.version('granian')}")
+    return (
+        f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
+        f"locust {metadata.version('locust')}, gevent {metadata.version('gevent')}, "
+        f"geventhttpclient {metadata.version('geventhttpclient')}, granian {metadata.version('granian')}"
+    )
 
 
 def report(runs: list[Run], args: argparse.Namespace, command: str, machine: str) -> str:
@@ -288,41 +312,52 @@ def report(runs: list[Run], args: argparse.Namespace, command: str, machine: str
 
     cpu_ratio = med([r.cpu_us_per_request / plain_by_rep[r.rep].cpu_us_per_request for r in by["agents"]])
     extra_kb = med([r.kb_per_user - plain_by_rep[r.rep].kb_per_user for r in by["agents"]])
-    lines = [f"date {date.today().isoformat()}; {machine}",
-             f"command: {command}",
-             f"{n:,} users, one poll each every {args.interval_s:g} s (target {n / args.interval_s:,.1f} req/s); "
-             f"{args.seconds:g} s windows; {args.reps} repetitions interleaved (plain, agents, ...); medians", "",
-             "| user | generator CPU µs/request | CPU vs plain | req/s achieved | generator CPU % of a core | "
-             "RSS MB (init -> end) | KB/user over init | failures |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"date {date.today().isoformat()}; {machine}",
+        f"command: {command}",
+        f"{n:,} users, one poll each every {args.interval_s:g} s (target {n / args.interval_s:,.1f} req/s); "
+        f"{args.seconds:g} s windows; {args.reps} repetitions interleaved (plain, agents, ...); medians",
+        "",
+        "| user | generator CPU µs/request | CPU vs plain | req/s achieved | generator CPU % of a core | "
+        "RSS MB (init -> end) | KB/user over init | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind, label in (("plain", "plain FastHttpUser"), ("agents", "AgentUser (loadtests/)")):
         rs = by[kind]
         ratio = "1.00 x" if kind == "plain" else f"**{cpu_ratio:.2f} x**"
-        lines.append(f"| {label} | {med([r.cpu_us_per_request for r in rs]):.0f} | {ratio} | {med([r.rps for r in rs]):.1f} | "
-                     f"{med([r.cpu_percent for r in rs]):.0f} | {med([r.init.rss / 1e6 for r in rs]):.0f} -> "
-                     f"{med([r.b.rss / 1e6 for r in rs]):.0f} | {med([r.kb_per_user for r in rs]):.1f} | "
-                     f"{sum(r.failures for r in rs)} |")
+        lines.append(
+            f"| {label} | {med([r.cpu_us_per_request for r in rs]):.0f} | {ratio} | {med([r.rps for r in rs]):.1f} | "
+            f"{med([r.cpu_percent for r in rs]):.0f} | {med([r.init.rss / 1e6 for r in rs]):.0f} -> "
+            f"{med([r.b.rss / 1e6 for r in rs]):.0f} | {med([r.kb_per_user for r in rs]):.1f} | "
+            f"{sum(r.failures for r in rs)} |"
+        )
     lines += ["", "per run:"]
     for r in runs:
         extra = ""
         if r.kind == "agents":
-            extra = (f"; rows in window {r.rows_in_window} (non-poll {r.register_in_window}) from {r.agents_polling} "
-                     f"agents, latency ms median {r.latency_ms[0]:.1f} p99 {r.latency_ms[1]:.1f}, send lag ms "
-                     f"median {r.lag_ms[0]:.1f} p99 {r.lag_ms[1]:.1f} max {r.lag_ms[2]:.1f}")
-        lines.append(f"  rep {r.rep} {r.kind:6s} {r.cpu_us_per_request:6.0f} µs/req  {r.rps:6.1f} req/s "
-                     f"({r.requests} in {r.window_s:.1f} s, non-poll {r.non_poll}, failures {r.failures}, mean latency "
-                     f"{r.mean_latency_ms:.1f} ms)  "
-                     f"RSS {r.init.rss / 1e6:.0f} -> {r.b.rss / 1e6:.0f} MB = {r.kb_per_user:.1f} KB/user  "
-                     f"server CPU {r.server_cpu_s / r.window_s * 100:.0f}% of a core "
-                     f"({r.server_cpu_s / max(r.requests, 1) * 1e6:.0f} µs/req), machine {r.host_cpu_percent:.0f}%, "
-                     f"Locust CPU warnings {r.cpu_warnings}{extra}")
+            extra = (
+                f"; rows in window {r.rows_in_window} (non-poll {r.register_in_window}) from {r.agents_polling} "
+                f"agents, latency ms median {r.latency_ms[0]:.1f} p99 {r.latency_ms[1]:.1f}, send lag ms "
+                f"median {r.lag_ms[0]:.1f} p99 {r.lag_ms[1]:.1f} max {r.lag_ms[2]:.1f}"
+            )
+        lines.append(
+            f"  rep {r.rep} {r.kind:6s} {r.cpu_us_per_request:6.0f} µs/req  {r.rps:6.1f} req/s "
+            f"({r.requests} in {r.window_s:.1f} s, non-poll {r.non_poll}, failures {r.failures}, mean latency "
+            f"{r.mean_latency_ms:.1f} ms)  "
+            f"RSS {r.init.rss / 1e6:.0f} -> {r.b.rss / 1e6:.0f} MB = {r.kb_per_user:.1f} KB/user  "
+            f"server CPU {r.server_cpu_s / r.window_s * 100:.0f}% of a core "
+            f"({r.server_cpu_s / max(r.requests, 1) * 1e6:.0f} µs/req), machine {r.host_cpu_percent:.0f}%, "
+            f"Locust CPU warnings {r.cpu_warnings}{extra}"
+        )
     agent_kb = med([r.kb_per_user for r in by["agents"]])
     achieved = min(r.rps for r in runs) / (n / args.interval_s)
-    lines += ["",
-              f"agent CPU/request = {cpu_ratio:.2f} x plain (target <= 1.3x): {'PASS' if cpu_ratio <= 1.3 else 'OVER'}",
-              f"agent memory = {agent_kb:.1f} KB/agent over the process before spawning (target <= 40 KB): "
-              f"{'PASS' if agent_kb <= 40 else 'OVER'}; {extra_kb:.1f} KB/agent more than a plain user",
-              f"server kept up: lowest window rate {achieved:.1%} of the target rate"]
+    lines += [
+        "",
+        f"agent CPU/request = {cpu_ratio:.2f} x plain (target <= 1.3x): {'PASS' if cpu_ratio <= 1.3 else 'OVER'}",
+        f"agent memory = {agent_kb:.1f} KB/agent over the process before spawning (target <= 40 KB): "
+        f"{'PASS' if agent_kb <= 40 else 'OVER'}; {extra_kb:.1f} KB/agent more than a plain user",
+        f"server kept up: lowest window rate {achieved:.1%} of the target rate",
+    ]
     return "\n".join(lines)
 
 
@@ -360,8 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in KINDS:
                     r = one_run(kind, rep, args, server.base_url, server.pid, tmpdir)
                     runs.append(r)
-                    print(f"rep {rep}/{args.reps} {kind:6s}: {r.cpu_us_per_request:6.0f} µs CPU/request, "
-                          f"{r.rps:6.1f} req/s, {r.kb_per_user:5.1f} KB/user", flush=True)
+                    print(
+                        f"rep {rep}/{args.reps} {kind:6s}: {r.cpu_us_per_request:6.0f} µs CPU/request, "
+                        f"{r.rps:6.1f} req/s, {r.kb_per_user:5.1f} KB/user",
+                        flush=True,
+                    )
     print()
     print(report(runs, args, command, machine))
     return 0
@@ -377,4 +415,4 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except KeyboardInterrupt:
         print("interrupted: Locust and the server were stopped", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None

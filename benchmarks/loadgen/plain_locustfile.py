@@ -13,9 +13,8 @@ import random
 import time
 
 import gevent
-from locust import FastHttpUser, task
-
 import probe  # noqa: F401  (the CPU/RSS/request-count probe)
+from locust import FastHttpUser, task
 
 INTERVAL_S = float(os.environ.get("BENCH_INTERVAL_S", "30"))
 _ids = itertools.count()

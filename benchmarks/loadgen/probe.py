@@ -35,10 +35,21 @@ def _start_probe(environment: Any, **_: Any) -> None:
         cpu = me.cpu_times()
         stats = environment.stats
         runner = environment.runner
-        out.write(json.dumps([time.time(), cpu.user + cpu.system, me.memory_info().rss, stats.total.num_requests,
-                              stats.total.num_failures, stats.get(POLL_NAME, "GET").num_requests,
-                              runner.user_count if runner is not None else 0,
-                              stats.total.total_response_time]) + "\n")
+        out.write(
+            json.dumps(
+                [
+                    time.time(),
+                    cpu.user + cpu.system,
+                    me.memory_info().rss,
+                    stats.total.num_requests,
+                    stats.total.num_failures,
+                    stats.get(POLL_NAME, "GET").num_requests,
+                    runner.user_count if runner is not None else 0,
+                    stats.total.total_response_time,
+                ]
+            )
+            + "\n"
+        )
 
     def loop() -> None:
         while True:

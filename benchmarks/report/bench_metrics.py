@@ -30,7 +30,7 @@ import resource
 import statistics
 import time
 import tracemalloc
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -61,13 +61,20 @@ def build_table(rows: int, seed: int = 0) -> pd.DataFrame:
     status = np.where(ok, 200, 503).astype(np.int32)
     methods = pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), pa.array([e[0] for e in ENDPOINTS]))
     templates = pa.DictionaryArray.from_arrays(pa.array(which, pa.int32()), pa.array([e[1] for e in ENDPOINTS]))
-    table = pa.table({
-        "method": methods.cast(pa.string()), "endpoint": templates.cast(pa.string()),
-        "t_sched_s": t_sched, "t_start_s": t_sched + rng.exponential(0.0005, rows),
-        "latency_ms": latency, "status": status, "ok": ok,
-        "error": pa.array(np.where(ok, "", "SMS.0503")),
-        "queue_wait_ms": pa.nulls(rows, pa.float64()), "server_ms": latency * 0.6,
-    })
+    table = pa.table(
+        {
+            "method": methods.cast(pa.string()),
+            "endpoint": templates.cast(pa.string()),
+            "t_sched_s": t_sched,
+            "t_start_s": t_sched + rng.exponential(0.0005, rows),
+            "latency_ms": latency,
+            "status": status,
+            "ok": ok,
+            "error": pa.array(np.where(ok, "", "SMS.0503")),
+            "queue_wait_ms": pa.nulls(rows, pa.float64()),
+            "server_ms": latency * 0.6,
+        }
+    )
     return table.to_pandas()
 
 
@@ -77,8 +84,9 @@ def metric_calls(df: pd.DataFrame, resamples: int) -> dict[str, Callable[[], pd.
         "endpoint_table": lambda: M.endpoint_table(df, DURATION_S, n_boot=resamples),
         "throughput_over_time": lambda: M.throughput_over_time(df, DURATION_S),
         "percentiles_over_time": lambda: M.percentiles_over_time(df, duration_s=DURATION_S),
-        "percentiles_over_time by endpoint": lambda: M.percentiles_over_time(df, duration_s=DURATION_S,
-                                                                              by_endpoint=True),
+        "percentiles_over_time by endpoint": lambda: M.percentiles_over_time(
+            df, duration_s=DURATION_S, by_endpoint=True
+        ),
         "generator_lag": lambda: M.generator_lag(df, DURATION_S),
         "errors_by_status": lambda: M.errors_by_status(df),
     }
@@ -119,8 +127,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     df = build_table(args.rows)
-    print(f"table: {len(df):,} rows, {df.memory_usage(deep=True).sum() / 2**20:,.0f} MB in pandas, "
-          f"built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"table: {len(df):,} rows, {df.memory_usage(deep=True).sum() / 2**20:,.0f} MB in pandas, "
+        f"built in {time.perf_counter() - t0:.1f} s"
+    )
 
     # Interleaved repetitions: drift on a shared machine hits both alike.
     parts: dict[str, list[float]] = {}
@@ -135,11 +145,15 @@ def main() -> None:
     for name, times in parts.items():
         print(f"  {name:<36} {statistics.median(times):6.2f} s")
     m, b = statistics.median(metrics_s), statistics.median(baseline_s)
-    print(f"metrics (all of the above): {m:.2f} s   baseline groupby.quantile, no intervals: {b:.2f} s   "
-          f"ratio {m / b:.2f} x   (medians of {args.reps})")
-    print(f"peak extra memory (tracemalloc): metrics {peak_mb(lambda: run_metrics(df, args.resamples)):,.0f} MB, "
-          f"baseline {peak_mb(lambda: run_baseline(df)):,.0f} MB; "
-          f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(
+        f"metrics (all of the above): {m:.2f} s   baseline groupby.quantile, no intervals: {b:.2f} s   "
+        f"ratio {m / b:.2f} x   (medians of {args.reps})"
+    )
+    print(
+        f"peak extra memory (tracemalloc): metrics {peak_mb(lambda: run_metrics(df, args.resamples)):,.0f} MB, "
+        f"baseline {peak_mb(lambda: run_baseline(df)):,.0f} MB; "
+        f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+    )
 
     table = M.endpoint_table(df, DURATION_S, n_boot=args.resamples)
     worst = 0.0
@@ -149,14 +163,18 @@ def main() -> None:
         ours = table.loc[f"{method} {endpoint}", ["p50", "p90", "p95", "p99", "p99_9"]].to_numpy(dtype=float)
         worst = max(worst, float(np.max(np.abs(ours / exact - 1))))
     poll = table.iloc[0]
-    print(f"histogram vs exact (nearest-rank) percentiles: worst relative difference {worst:.3%}; "
-          f"e.g. {table.index[0]} p99 {poll['p99']:.3f} ms, 95% CI {poll['p99_lo']:.3f} .. {poll['p99_hi']:.3f}")
+    print(
+        f"histogram vs exact (nearest-rank) percentiles: worst relative difference {worst:.3%}; "
+        f"e.g. {table.index[0]} p99 {poll['p99']:.3f} ms, 95% CI {poll['p99_lo']:.3f} .. {poll['p99_hi']:.3f}"
+    )
 
     largest = df.loc[df["endpoint"] == ENDPOINTS[0][1], "latency_ms"].to_numpy()
     rng = np.random.default_rng(1)
     one = timed(lambda: np.quantile(largest[rng.integers(0, len(largest), len(largest))], PROBS))
-    print(f"row bootstrap for comparison: one resample of {len(largest):,} rows {one:.2f} s, "
-          f"x {args.resamples} resamples = {one * args.resamples:,.0f} s for that endpoint alone")
+    print(
+        f"row bootstrap for comparison: one resample of {len(largest):,} rows {one:.2f} s, "
+        f"x {args.resamples} resamples = {one * args.resamples:,.0f} s for that endpoint alone"
+    )
 
 
 if __name__ == "__main__":

@@ -53,17 +53,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
-
 from loadgen import Job, LoadResult, max_step, run_builtin, run_wrk, step_position, wrk_version
+
 from sim.model.controlplane import ControlPlane, Registration, TaskSpec
 from sim.model.lifecycle import Action, OsType, Phase, TaskType, subtask_sequence
 from sim.server.process import run_server, stop_process, wait_ready
@@ -80,6 +81,7 @@ SEED_BATCH = 10_000
 
 # -- seeding -----------------------------------------------------------------------------------
 
+
 class _Joined:
     """A store whose transactions all join one open SQLite transaction: lets the control plane
     write thousands of registrations in one commit while seeding."""
@@ -94,7 +96,9 @@ class _Joined:
     read = write
 
 
-def seed(db: Path, n_sources: int, tasks_per_set: int, n_sets: int, rng: random.Random) -> tuple[list[str], list[list[str]]]:
+def seed(
+    db: Path, n_sources: int, tasks_per_set: int, n_sets: int, rng: random.Random
+) -> tuple[list[str], list[list[str]]]:
     """Register `n_sources` sources and create and start `n_sets` x `tasks_per_set` tasks on
     distinct random ones; the source ids and the task ids per set."""
     store = SqliteStore(db)
@@ -105,19 +109,33 @@ def seed(db: Path, n_sources: int, tasks_per_set: int, n_sets: int, rng: random.
             with store.write() as tx:
                 plane = ControlPlane(_Joined(tx))  # type: ignore[arg-type]
                 for i in range(first, min(first + SEED_BATCH, n_sources)):
-                    ids.append(plane.register(PROJECT, Registration(
-                        name=f"bench-{i:06d}", os_type=OsType.LINUX, os_version="Ubuntu 22.04",
-                        ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", hostname=f"bench-{i:06d}",
-                        agent_version="25.3.0", total_bytes=100 << 30), now))
+                    ids.append(
+                        plane.register(
+                            PROJECT,
+                            Registration(
+                                name=f"bench-{i:06d}",
+                                os_type=OsType.LINUX,
+                                os_version="Ubuntu 22.04",
+                                ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                                hostname=f"bench-{i:06d}",
+                                agent_version="25.3.0",
+                                total_bytes=100 << 30,
+                            ),
+                            now,
+                        )
+                    )
         chosen = rng.sample(ids, tasks_per_set * n_sets)
         sets: list[list[str]] = []
         with store.write() as tx:
             plane = ControlPlane(_Joined(tx))  # type: ignore[arg-type]
             for s in range(n_sets):
                 tasks = []
-                for source_id in chosen[s * tasks_per_set:(s + 1) * tasks_per_set]:
-                    task_id = plane.create_task(PROJECT, TaskSpec(name=f"bench-{source_id[:8]}",
-                                                                  type=TaskType.MIGRATE_FILE, source_id=source_id), now)
+                for source_id in chosen[s * tasks_per_set : (s + 1) * tasks_per_set]:
+                    task_id = plane.create_task(
+                        PROJECT,
+                        TaskSpec(name=f"bench-{source_id[:8]}", type=TaskType.MIGRATE_FILE, source_id=source_id),
+                        now,
+                    )
                     plane.act(PROJECT, task_id, Action.START, now)
                     tasks.append(task_id)
                 sets.append(tasks)
@@ -128,14 +146,20 @@ def seed(db: Path, n_sources: int, tasks_per_set: int, n_sets: int, rng: random.
 
 # -- servers and CPU -----------------------------------------------------------------------------
 
+
 @contextmanager
 def run_hello(log_path: Path) -> Iterator[tuple[str, int]]:
     """hello_app.py on a free loopback port: (URL, PID); stopped by PID on exit."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(HERE / "hello_app.py"), "--port", "0"], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "hello_app.py"), "--port", "0"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     try:
         yield wait_ready(proc, log_path, time.monotonic() + 30), proc.pid
     finally:
@@ -181,6 +205,7 @@ def measure(job: Job, tree: ProcessTree, generator: str, rep: int) -> Sample:
 
 # -- verification --------------------------------------------------------------------------------
 
+
 @dataclass
 class Verdict:
     acked_writes: int  # writes answered 200, over all mix runs
@@ -219,28 +244,40 @@ def verify(db: Path, mix_runs: list[LoadResult], tasks: list[str]) -> Verdict:
             in_flight += 1
         else:
             wrong.append(f"{task}: acknowledged {expected}, database {final}")
-    return Verdict(sum(r.writes_ok for r in mix_runs), len(tasks), match, in_flight, wrong,
-                   sum(r.transport_errors + r.status_errors for r in mix_runs))
+    return Verdict(
+        sum(r.writes_ok for r in mix_runs),
+        len(tasks),
+        match,
+        in_flight,
+        wrong,
+        sum(r.transport_errors + r.status_errors for r in mix_runs),
+    )
 
 
 # -- report --------------------------------------------------------------------------------------
 
+
 def versions(generator: str) -> str:
     gen = wrk_version() if generator == "wrk" else "built-in asyncio client (wrk not found)"
-    return (f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
-            f"granian {metadata.version('granian')}, starlette {metadata.version('starlette')}, "
-            f"SQLite {sqlite3.sqlite_version}; generator: {gen}")
+    return (
+        f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
+        f"granian {metadata.version('granian')}, starlette {metadata.version('starlette')}, "
+        f"SQLite {sqlite3.sqlite_version}; generator: {gen}"
+    )
 
 
 def report(samples: list[Sample], verdict: Verdict, command: str, machine: str, args: argparse.Namespace) -> str:
     by_mode = {m: [s for s in samples if s.mode == m] for m in MODES}
     hello_by_rep = {s.rep: s for s in by_mode["hello"]}
-    lines = [f"date {date.today().isoformat()}; {machine}",
-             f"command: {command}",
-             f"{args.connections} keep-alive connections, {args.seconds:g} s per load, {args.reps} repetitions "
-             f"interleaved; {args.sources} sources; medians (ratio: median of per-repetition ratios)", "",
-             "| load | server CPU µs/request | req/s | CPU/request vs hello | errors |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"date {date.today().isoformat()}; {machine}",
+        f"command: {command}",
+        f"{args.connections} keep-alive connections, {args.seconds:g} s per load, {args.reps} repetitions "
+        f"interleaved; {args.sources} sources; medians (ratio: median of per-repetition ratios)",
+        "",
+        "| load | server CPU µs/request | req/s | CPU/request vs hello | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
     ratios: dict[str, float] = {}
     for mode, runs in by_mode.items():
         ratio = statistics.median(s.cpu_us_per_request / hello_by_rep[s.rep].cpu_us_per_request for s in runs)
@@ -248,30 +285,40 @@ def report(samples: list[Sample], verdict: Verdict, command: str, machine: str, 
         errors = sum(s.load.transport_errors + s.load.status_errors for s in runs)
         cpu = statistics.median(s.cpu_us_per_request for s in runs)
         rps = statistics.median(s.rps for s in runs)
-        label = {"hello": "hello (plain ASGI)", "poll": "poll `GET /v1/sms/sources/{id}/command`",
-                 "mix": "mix 90% poll / 10% `PUT /v3/tasks/{id}/progress`"}[mode]
+        label = {
+            "hello": "hello (plain ASGI)",
+            "poll": "poll `GET /v1/sms/sources/{id}/command`",
+            "mix": "mix 90% poll / 10% `PUT /v3/tasks/{id}/progress`",
+        }[mode]
         lines.append(f"| {label} | {cpu:.1f} | {rps:,.0f} | {ratio:.2f} x | {errors} |")
     lines += ["", "per repetition (server CPU µs/request, req/s, generator CPU µs/request):"]
     for s in samples:
-        lines.append(f"  rep {s.rep} {s.mode:5s} {s.cpu_us_per_request:7.1f} µs  {s.rps:8,.0f} req/s  "
-                     f"generator {s.load.generator_cpu_s / max(s.load.requests, 1) * 1e6:6.1f} µs  "
-                     f"({s.load.requests} requests)")
+        lines.append(
+            f"  rep {s.rep} {s.mode:5s} {s.cpu_us_per_request:7.1f} µs  {s.rps:8,.0f} req/s  "
+            f"generator {s.load.generator_cpu_s / max(s.load.requests, 1) * 1e6:6.1f} µs  "
+            f"({s.load.requests} requests)"
+        )
     exhausted = sum(s.load.exhausted for s in samples)
-    lines += ["",
-              f"command endpoint CPU/request = {ratios['poll']:.2f} x hello (target <= 2x on SQLite)",
-              f"90/10 mix CPU/request = {ratios['mix']:.2f} x hello",
-              f"mix verification: {verdict.acked_writes} writes acknowledged to {verdict.tasks} tasks; "
-              f"database == highest acknowledged on {verdict.tasks_match}, == a write unanswered at the "
-              f"generator's stop on {verdict.tasks_in_flight}, wrong on {len(verdict.tasks_wrong)}; "
-              f"mix errors {verdict.errors}: {'PASS' if verdict.ok else 'FAIL'}"]
+    lines += [
+        "",
+        f"command endpoint CPU/request = {ratios['poll']:.2f} x hello (target <= 2x on SQLite)",
+        f"90/10 mix CPU/request = {ratios['mix']:.2f} x hello",
+        f"mix verification: {verdict.acked_writes} writes acknowledged to {verdict.tasks} tasks; "
+        f"database == highest acknowledged on {verdict.tasks_match}, == a write unanswered at the "
+        f"generator's stop on {verdict.tasks_in_flight}, wrong on {len(verdict.tasks_wrong)}; "
+        f"mix errors {verdict.errors}: {'PASS' if verdict.ok else 'FAIL'}",
+    ]
     if exhausted:
-        lines.append(f"note: {exhausted} writes became polls because a connection's tasks were at their last "
-                     f"step (raise the task count)")
+        lines.append(
+            f"note: {exhausted} writes became polls because a connection's tasks were at their last "
+            f"step (raise the task count)"
+        )
     lines += [f"  {w}" for w in verdict.tasks_wrong[:10]]
     return "\n".join(lines)
 
 
 # -- main ----------------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -279,8 +326,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sources", type=int, default=100_000, help="registered sources (default 100000)")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
     p.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
-    p.add_argument("--generator", choices=("auto", "wrk", "builtin"), default="auto",
-                   help="load generator: wrk if on PATH (auto), or the built-in asyncio client")
+    p.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "builtin"),
+        default="auto",
+        help="load generator: wrk if on PATH (auto), or the built-in asyncio client",
+    )
     p.add_argument("--quick", action="store_true", help="a short check: 3 s loads, 10000 sources, 1 repetition")
     args = p.parse_args(argv)
     if args.quick:
@@ -310,20 +361,28 @@ def main(argv: list[str] | None = None) -> int:
     tasks_per_conn = int(writes_per_conn // max_step(SUBTASKS)) + 2
     n_sets = args.reps + 1  # set 0 is the warm-up's
     if tasks_per_conn * args.connections * n_sets > args.sources:
-        raise SystemExit(f"--sources: at least {tasks_per_conn * args.connections * n_sets} needed "
-                         f"(each task has a source of its own)")
+        raise SystemExit(
+            f"--sources: at least {tasks_per_conn * args.connections * n_sets} needed "
+            f"(each task has a source of its own)"
+        )
     rng = random.Random(2)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         tmpdir = Path(tmp)
         db = tmpdir / "sms.sqlite3"
         t0 = time.monotonic()
         ids, sets = seed(db, args.sources, tasks_per_conn * args.connections, n_sets, rng)
-        print(f"seeded {len(ids)} sources and {sum(map(len, sets))} started tasks in "
-              f"{time.monotonic() - t0:.1f} s (control plane -> SQLite, {SEED_BATCH} per transaction)", flush=True)
+        print(
+            f"seeded {len(ids)} sources and {sum(map(len, sets))} started tasks in "
+            f"{time.monotonic() - t0:.1f} s (control plane -> SQLite, {SEED_BATCH} per transaction)",
+            flush=True,
+        )
         ids_file, tasks_file = tmpdir / "sources.txt", tmpdir / "tasks.txt"
         ids_file.write_text("\n".join(ids) + "\n")
-        tasks_file.write_text("".join(f"{s} {i % args.connections + 1} {t}\n"
-                                      for s, tasks in enumerate(sets) for i, t in enumerate(tasks)))
+        tasks_file.write_text(
+            "".join(
+                f"{s} {i % args.connections + 1} {t}\n" for s, tasks in enumerate(sets) for i, t in enumerate(tasks)
+            )
+        )
 
         samples: list[Sample] = []
         mix_runs: list[LoadResult] = []
@@ -335,23 +394,41 @@ def main(argv: list[str] | None = None) -> int:
             trees = {"hello": ProcessTree(hello_pid), "sms": ProcessTree(sms.pid)}
 
             def job(mode: str, task_set: int, seconds: float) -> Job:
-                return Job(mode, hello_url if mode == "hello" else sms.base_url, TOKEN, args.connections, seconds,
-                           ids_file, tasks_file, task_set, WRITE_EVERY, SUBTASKS)
+                return Job(
+                    mode,
+                    hello_url if mode == "hello" else sms.base_url,
+                    TOKEN,
+                    args.connections,
+                    seconds,
+                    ids_file,
+                    tasks_file,
+                    task_set,
+                    WRITE_EVERY,
+                    SUBTASKS,
+                )
 
             for mode in MODES:  # warm-up: first-request costs, caches, SQLite pages
-                warm = measure(job(mode, 0, min(2.0, args.seconds)), trees["hello" if mode == "hello" else "sms"],
-                               args.generator, 0)
+                warm = measure(
+                    job(mode, 0, min(2.0, args.seconds)),
+                    trees["hello" if mode == "hello" else "sms"],
+                    args.generator,
+                    0,
+                )
                 if mode == "mix":
                     mix_runs.append(warm.load)
             for rep in range(1, args.reps + 1):
                 for mode in MODES:
-                    s = measure(job(mode, rep, args.seconds), trees["hello" if mode == "hello" else "sms"],
-                                args.generator, rep)
+                    s = measure(
+                        job(mode, rep, args.seconds), trees["hello" if mode == "hello" else "sms"], args.generator, rep
+                    )
                     samples.append(s)
                     if mode == "mix":
                         mix_runs.append(s.load)
-                    print(f"rep {rep}/{args.reps} {mode:5s}: {s.cpu_us_per_request:7.1f} µs CPU/request, "
-                          f"{s.rps:8,.0f} req/s", flush=True)
+                    print(
+                        f"rep {rep}/{args.reps} {mode:5s}: {s.cpu_us_per_request:7.1f} µs CPU/request, "
+                        f"{s.rps:8,.0f} req/s",
+                        flush=True,
+                    )
         # Both servers are stopped here: the database is read as it was left.
         verdict = verify(db, mix_runs, [t for tasks in sets for t in tasks])
     print()
@@ -369,4 +446,4 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except KeyboardInterrupt:
         print("interrupted: the servers and the generator were stopped", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None

@@ -72,6 +72,7 @@ class Job:
 
 # -- wrk ---------------------------------------------------------------------------------------
 
+
 def wrk_version() -> str | None:
     exe = shutil.which("wrk")
     if exe is None:
@@ -82,10 +83,28 @@ def wrk_version() -> str | None:
 
 
 def run_wrk(job: Job) -> LoadResult:
-    args = [shutil.which("wrk") or "wrk", "-t", str(job.connections), "-c", str(job.connections),
-            "-d", f"{job.seconds:g}s", "--timeout", "10s", "-s", str(LUA_SCRIPT), job.url, "--",
-            job.mode, job.token, str(job.ids_file), str(job.tasks_file), str(job.task_set), str(job.every),
-            ",".join(job.subtasks)]
+    args = [
+        shutil.which("wrk") or "wrk",
+        "-t",
+        str(job.connections),
+        "-c",
+        str(job.connections),
+        "-d",
+        f"{job.seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_SCRIPT),
+        job.url,
+        "--",
+        job.mode,
+        job.token,
+        str(job.ids_file),
+        str(job.tasks_file),
+        str(job.task_set),
+        str(job.every),
+        ",".join(job.subtasks),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # subprocess.run kills wrk (by its PID) if this process is interrupted while waiting.
     proc = subprocess.run(args, capture_output=True, text=True, timeout=job.seconds + 120)
@@ -114,6 +133,7 @@ def run_wrk(job: Job) -> LoadResult:
 
 
 # -- the built-in client -------------------------------------------------------------------------
+
 
 class Plan:
     """What one connection sends next, and what it remembers of the answers (as requests.lua)."""
@@ -144,11 +164,15 @@ class Plan:
                     self.step[task], self.pending = k, (task, k)
                     result.unanswered[task] = k
                     sub, progress = step_position(k)
-                    body = (f'{{"subtask_name":"{self.job.subtasks[sub]}","progress":{progress},'
-                            f'"replicatesize":{k * 1048576},"totalsize":{(self.max_step + 1) * 1048576},'
-                            f'"process_trace":"bench"}}').encode()
-                    return (f"PUT /v3/tasks/{task}/progress HTTP/1.1\r\n{self.get_headers}"
-                            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+                    body = (
+                        f'{{"subtask_name":"{self.job.subtasks[sub]}","progress":{progress},'
+                        f'"replicatesize":{k * 1048576},"totalsize":{(self.max_step + 1) * 1048576},'
+                        f'"process_trace":"bench"}}'
+                    ).encode()
+                    return (
+                        f"PUT /v3/tasks/{task}/progress HTTP/1.1\r\n{self.get_headers}"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    ).encode() + body
             result.exhausted += 1
         source = self.ids[self.rng.randrange(len(self.ids))]
         return f"GET /v1/sms/sources/{source}/command HTTP/1.1\r\n{self.get_headers}\r\n".encode()

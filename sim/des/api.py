@@ -7,7 +7,8 @@ Unit tests step agent and operator models through it by hand, with no engine at 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sim.model.commands import CommandName
 from sim.model.controlplane import ControlPlane, Progress, Registration, TaskSpec
@@ -27,10 +28,18 @@ class InMemoryApi:
         self.cp = control_plane or ControlPlane(MemoryStore())
         self.project = project
         self._handlers: dict[str, Callable[[Call, float], Any]] = {
-            "register": self._register, "poll": self._poll, "poll_v3": self._poll,
-            "command_result": self._result, "progress": self._progress, "get_source": self._get_source,
-            "list_sources": self._list_sources, "create_task": self._create_task, "get_task": self._get_task,
-            "list_tasks": self._list_tasks, "action": self._action, "collect_log": self._collect_log,
+            "register": self._register,
+            "poll": self._poll,
+            "poll_v3": self._poll,
+            "command_result": self._result,
+            "progress": self._progress,
+            "get_source": self._get_source,
+            "list_sources": self._list_sources,
+            "create_task": self._create_task,
+            "get_task": self._get_task,
+            "list_tasks": self._list_tasks,
+            "action": self._action,
+            "collect_log": self._collect_log,
             "delete_task": self._delete_task,
         }
 
@@ -48,9 +57,16 @@ class InMemoryApi:
     # Agent side.
     def _register(self, call: Call, now: float) -> Any:
         b = call.body
-        reg = Registration(name=b["name"], os_type=OsType(b["os_type"]), os_version=b.get("os_version", ""),
-                           ip=b.get("ip", ""), hostname=b.get("hostname", ""), agent_version=b.get("agent_version", ""),
-                           total_bytes=sum(int(d.get("size", 0)) for d in b.get("disks", ())), id=b.get("id"))
+        reg = Registration(
+            name=b["name"],
+            os_type=OsType(b["os_type"]),
+            os_version=b.get("os_version", ""),
+            ip=b.get("ip", ""),
+            hostname=b.get("hostname", ""),
+            agent_version=b.get("agent_version", ""),
+            total_bytes=sum(int(d.get("size", 0)) for d in b.get("disks", ())),
+            id=b.get("id"),
+        )
         return {"id": self.cp.register(self.project, reg, now)}
 
     def _poll(self, call: Call, now: float) -> Any:
@@ -62,8 +78,9 @@ class InMemoryApi:
         try:
             name = CommandName(b["command_name"])
         except ValueError:  # RSET_LOG_ACL and the like: never pending here
-            raise SmsError("command reported by the client does not match the server's", code="SMS.2009",
-                           http_status=400) from None
+            raise SmsError(
+                "command reported by the client does not match the server's", code="SMS.2009", http_status=400
+            ) from None
         if b["result"] not in ("success", "fail"):
             raise InvalidRequest(f"result must be success or fail, got {b['result']!r}")
         self.cp.report_result(self.project, call.source_id, name, b["result"] == "success", now)
@@ -71,10 +88,15 @@ class InMemoryApi:
 
     def _progress(self, call: Call, now: float) -> Any:
         b = call.body
-        report = Progress(subtask_name=b["subtask_name"], progress=int(b["progress"]),
-                          replicatesize=b.get("replicatesize"), totalsize=b.get("totalsize"),
-                          migrate_speed=b.get("migrate_speed"), remain_time=b.get("remain_time"),
-                          process_trace=b.get("process_trace"))
+        report = Progress(
+            subtask_name=b["subtask_name"],
+            progress=int(b["progress"]),
+            replicatesize=b.get("replicatesize"),
+            totalsize=b.get("totalsize"),
+            migrate_speed=b.get("migrate_speed"),
+            remain_time=b.get("remain_time"),
+            process_trace=b.get("process_trace"),
+        )
         self.cp.report_progress(self.project, call.task_id, report, now)
         return _EMPTY
 
@@ -85,8 +107,9 @@ class InMemoryApi:
 
     def _list_sources(self, call: Call, now: float) -> Any:
         q = call.query
-        count, sources = self.cp.list_sources(self.project, limit=int(q.get("limit", 200)),
-                                              offset=int(q.get("offset", 0)))
+        count, sources = self.cp.list_sources(
+            self.project, limit=int(q.get("limit", 200)), offset=int(q.get("offset", 0))
+        )
         views = []
         for src in sources:
             task = self.cp.get_task(self.project, src.current_task_id) if src.current_task_id else None
@@ -95,9 +118,13 @@ class InMemoryApi:
 
     def _create_task(self, call: Call, now: float) -> Any:
         b = call.body
-        spec = TaskSpec(name=b["name"], type=TaskType(b["type"]), source_id=b["source_server"]["id"],
-                        os_type=OsType(b["os_type"]) if b.get("os_type") else None,
-                        extra={"priority": b.get("priority", 1)})
+        spec = TaskSpec(
+            name=b["name"],
+            type=TaskType(b["type"]),
+            source_id=b["source_server"]["id"],
+            os_type=OsType(b["os_type"]) if b.get("os_type") else None,
+            extra={"priority": b.get("priority", 1)},
+        )
         return {"id": self.cp.create_task(self.project, spec, now)}
 
     def _task_view(self, task_id: str) -> Any:

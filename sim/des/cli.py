@@ -16,10 +16,12 @@ from sim.scenario import ScenarioError, load_scenario
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "sim", help="simulate a scenario (SimPy) and write a run directory",
+        "sim",
+        help="simulate a scenario (SimPy) and write a run directory",
         description="Run the discrete-event simulation of SCENARIO: agents and the operator against a "
-                    "queueing model of the server, in virtual time. Writes a run directory (manifest.json, "
-                    "requests.parquet, tasks.parquet, commands.parquet, summary.json) and prints a summary.")
+        "queueing model of the server, in virtual time. Writes a run directory (manifest.json, "
+        "requests.parquet, tasks.parquet, commands.parquet, summary.json) and prints a summary.",
+    )
     p.add_argument("scenario", type=Path, help="scenario YAML file")
     p.add_argument("--out", type=Path, help="run directory to write (default: runs/NAME-des-TIMESTAMP)")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
@@ -42,9 +44,14 @@ class _LazyProgress:
         if self.bar is None:
             if time.perf_counter() - self.t0 < self.after_s:
                 return
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
-                                TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=total)
         self.bar.update(self.task, completed=now)
@@ -64,7 +71,8 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} must be positive, got {value}")
     try:
         scenario = load_scenario(args.scenario).with_overrides(
-            agents=args.agents, duration_s=args.duration_s, seed=args.seed)
+            agents=args.agents, duration_s=args.duration_s, seed=args.seed
+        )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     out = args.out or default_out(scenario, "des")

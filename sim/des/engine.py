@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 import simpy
 
@@ -54,8 +55,17 @@ class _Fifo:
 class SimServer:
     """The simulated SMS server: workers, per-endpoint service times (ms), a write lock, a round trip (ms)."""
 
-    def __init__(self, env: simpy.Environment, api: InMemoryApi, rng: random.Random, *, workers: int,
-                 service_ms: Callable[[str], Distribution], write_lock: bool, rtt_ms: Distribution) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        api: InMemoryApi,
+        rng: random.Random,
+        *,
+        workers: int,
+        service_ms: Callable[[str], Distribution],
+        write_lock: bool,
+        rtt_ms: Distribution,
+    ) -> None:
         self.env, self.api, self.rng = env, api, rng
         self.workers = _Fifo(env, workers)
         self.lock = _Fifo(env, 1) if write_lock else None
@@ -66,8 +76,9 @@ class SimServer:
     def half_rtt_s(self) -> float:
         return self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(self.rng) / 2000.0
 
-    def serve(self, call: Call, sent_at: float, half_back_s: float
-              ) -> Generator[simpy.Event | None, Any, tuple[Outcome, float, float]]:
+    def serve(
+        self, call: Call, sent_at: float, half_back_s: float
+    ) -> Generator[simpy.Event | None, Any, tuple[Outcome, float, float]]:
         """Serve a call that reaches the server now; returns (outcome, queue wait s, service s).
 
         Use with `yield from`. The outcome's latency counts the way back (`half_back_s`), which
@@ -98,8 +109,14 @@ class SimServer:
 class Simulation:
     """Runs models as SimPy processes against a SimServer, recording every request into `log`."""
 
-    def __init__(self, env: simpy.Environment, server: SimServer, log: RequestLog,
-                 on_chunk: Callable[[], None] | None = None, chunk_rows: int = 500_000) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        server: SimServer,
+        log: RequestLog,
+        on_chunk: Callable[[], None] | None = None,
+        chunk_rows: int = 500_000,
+    ) -> None:
         self.env, self.server, self.log = env, server, log
         self._on_chunk, self._chunk_rows = on_chunk, chunk_rows
 
@@ -130,8 +147,20 @@ class Simulation:
             outcome, wait_s, service_s = yield from server.serve(intent, sent_at, half_back)
             name, task_id = annotations(intent, outcome)
             method, template = ENDPOINTS[intent.endpoint]
-            log.add(agent_id, template, method, sent_at, sent_at, outcome.latency_s * 1000.0, outcome.status,
-                outcome.error_code or outcome.error, name, task_id, wait_s * 1000.0, service_s * 1000.0)
+            log.add(
+                agent_id,
+                template,
+                method,
+                sent_at,
+                sent_at,
+                outcome.latency_s * 1000.0,
+                outcome.status,
+                outcome.error_code or outcome.error,
+                name,
+                task_id,
+                wait_s * 1000.0,
+                service_s * 1000.0,
+            )
             if self._on_chunk is not None and len(self.log) >= self._chunk_rows:
                 self._on_chunk()
             delay = half_back

@@ -12,9 +12,9 @@ import hashlib
 import json
 import random
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import simpy
 
@@ -36,7 +36,7 @@ def run_id_for(scenario: Scenario, executor: str) -> str:
 
 
 def default_out(scenario: Scenario, executor: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scenario.name}-{executor}-{stamp}"
 
 
@@ -60,8 +60,9 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
     store = MemoryStore()
     api = InMemoryApi(ControlPlane(store, new_id=_ids(scenario.seed)))
     cfg = scenario.server
-    server = SimServer(env, api, rng, workers=cfg.workers, service_ms=cfg.service_ms_for,
-                       write_lock=cfg.write_lock, rtt_ms=cfg.rtt_ms)
+    server = SimServer(
+        env, api, rng, workers=cfg.workers, service_ms=cfg.service_ms_for, write_lock=cfg.write_lock, rtt_ms=cfg.rtt_ms
+    )
     log = RequestLog()
     sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, "des")))
     complete = False
@@ -83,8 +84,13 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         simulated_s = float(env.now)
         loaded = load_run(out)
         summary = summarize(loaded.requests, loaded.tasks, loaded.commands, max(simulated_s, 1e-9))
-        run.finish(summary, complete, simulated_s=simulated_s,
-                   wall_s=round(time.perf_counter() - wall0, 3), agents=scenario.fleet.agents)
+        run.finish(
+            summary,
+            complete,
+            simulated_s=simulated_s,
+            wall_s=round(time.perf_counter() - wall0, 3),
+            agents=scenario.fleet.agents,
+        )
     return out
 
 

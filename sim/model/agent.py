@@ -26,8 +26,9 @@ cannot parse) go to `violations`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Any, Generator
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
 
 from sim.model.commands import Command, CommandFormatError, CommandName, command_from_dict
 from sim.model.distributions import Distribution
@@ -75,9 +76,16 @@ class AgentSpec:
             "firmware": "BIOS",
             "cpu_quantity": 2,
             "memory": 4096,
-            "disks": [{"name": "/dev/vda" if self.os_type is OsType.LINUX else "C:", "size": self.disk_bytes,
-                       "used_size": self.disk_bytes, "device_use": "OS", "partition_style": "MBR",
-                       "os_disk": True}],
+            "disks": [
+                {
+                    "name": "/dev/vda" if self.os_type is OsType.LINUX else "C:",
+                    "size": self.disk_bytes,
+                    "used_size": self.disk_bytes,
+                    "device_use": "OS",
+                    "partition_style": "MBR",
+                    "os_disk": True,
+                }
+            ],
             "networks": [],
         }
 
@@ -132,8 +140,22 @@ class Agent:
     """One migration agent. Drive `run()` with outcomes; read `source_id`, `stats`, `violations`."""
 
     # Slots, and containers made only when first needed: a simulation holds 10^5 idle agents.
-    __slots__ = ("spec", "rng", "t", "source_id", "_stats", "_violations", "_executed", "_unacked", "_job",
-                 "_upload", "_deleted", "_task_types", "_next_poll", "_poll_call")
+    __slots__ = (
+        "spec",
+        "rng",
+        "t",
+        "source_id",
+        "_stats",
+        "_violations",
+        "_executed",
+        "_unacked",
+        "_job",
+        "_upload",
+        "_deleted",
+        "_task_types",
+        "_next_poll",
+        "_poll_call",
+    )
 
     def __init__(self, spec: AgentSpec, rng: random.Random) -> None:
         self.spec = spec
@@ -193,7 +215,11 @@ class Agent:
                 command, _ = self._upload
                 self._upload = None
                 yield from self._acknowledge(command, success=True)
-            if self._job is not None and not self._job.paused and self.t >= self._job.next_event(spec.progress_interval_s):
+            if (
+                self._job is not None
+                and not self._job.paused
+                and self.t >= self._job.next_event(spec.progress_interval_s)
+            ):
                 yield from self._advance_job()
             if self.t >= self._next_poll:
                 # The poll is inlined (no sub-generator unless it fails or brings a command): an
@@ -208,7 +234,9 @@ class Agent:
                 if outcome.ok and (outcome.body or outcome.error):  # `{}`: nothing pending
                     yield from self._on_poll(outcome)
                 outcome = None  # not kept alive while the agent sleeps
-                self._next_poll = self.t + spec.poll_interval_s + self.rng.uniform(-spec.poll_jitter_s, spec.poll_jitter_s)
+                self._next_poll = (
+                    self.t + spec.poll_interval_s + self.rng.uniform(-spec.poll_jitter_s, spec.poll_jitter_s)
+                )
 
     def _call(self, call: Call) -> _Steps:
         """Make a call, retrying 5xx, timeouts and refused connections by the retry policy."""
@@ -279,16 +307,22 @@ class Agent:
             yield from self._acknowledge(command, success=True)
             return
         handler = {
-            CommandName.START: self._on_start, CommandName.STOP: self._on_stop, CommandName.SYNC: self._on_sync,
-            CommandName.DELETE: self._on_delete, CommandName.UPLOAD_LOG: self._on_upload_log,
+            CommandName.START: self._on_start,
+            CommandName.STOP: self._on_stop,
+            CommandName.SYNC: self._on_sync,
+            CommandName.DELETE: self._on_delete,
+            CommandName.UPLOAD_LOG: self._on_upload_log,
         }[command.name]
         yield from handler(command)
 
     def _acknowledge(self, command: Command, success: bool) -> _Steps:
-        call = Call("command_result", source_id=self.source_id,
-                    body={"command_name": command.name.value, "result": "success" if success else "fail",
-                          "result_detail": {}},
-                    command_name=command.name.value, task_id=command.task_id or "")
+        call = Call(
+            "command_result",
+            source_id=self.source_id,
+            body={"command_name": command.name.value, "result": "success" if success else "fail", "result_detail": {}},
+            command_name=command.name.value,
+            task_id=command.task_id or "",
+        )
         outcome = yield from self._call(call)
         # SMS.2009 means the server no longer has it pending: an earlier attempt got through.
         if outcome.ok or outcome.error_code == "SMS.2009":
@@ -344,18 +378,34 @@ class Agent:
         spec = self.spec
         transfer_s = spec.disk_bytes * 8 / (spec.bandwidth_mbps * 1e6)
         names = subtask_sequence(task_type, spec.os_type, phase)
-        subtasks = [(n, (transfer_s * (spec.sync_fraction if phase is Phase.SYNC else 1.0)) if n in TRANSFER_SUBTASKS
-                     else spec.subtask_s.sample(self.rng)) for n in names]
+        subtasks = [
+            (
+                n,
+                (transfer_s * (spec.sync_fraction if phase is Phase.SYNC else 1.0))
+                if n in TRANSFER_SUBTASKS
+                else spec.subtask_s.sample(self.rng),
+            )
+            for n in names
+        ]
         # Where the server says this phase stands: the last entries of sub_tasks are this phase's.
         reported = view.get("sub_tasks") if isinstance(view.get("sub_tasks"), list) else []
-        progress = {s.get("name"): s.get("progress", 0) for s in reported[-len(names):] if isinstance(s, dict)}
+        progress = {s.get("name"): s.get("progress", 0) for s in reported[-len(names) :] if isinstance(s, dict)}
         index = next((i for i, (n, _) in enumerate(subtasks) if progress.get(n, 0) < 100), len(subtasks) - 1)
         done = subtasks[index][1] * min(progress.get(subtasks[index][0], 0), 99) / 100
         fail_at = None
         if phase is Phase.MIGRATE and self.rng.random() < spec.failure_probability:
             fail_at = transfer_s * self.rng.uniform(0.05, 0.95)
-        self._job = _Job(task_id, phase, subtasks, spec.disk_bytes, index=index, done_s=done, since=self.t,
-                         last_report=_REPORT_NOW, fail_at_s=fail_at)
+        self._job = _Job(
+            task_id,
+            phase,
+            subtasks,
+            spec.disk_bytes,
+            index=index,
+            done_s=done,
+            since=self.t,
+            last_report=_REPORT_NOW,
+            fail_at_s=fail_at,
+        )
 
     def _advance_job(self) -> _Steps:
         job = self._job
@@ -365,7 +415,9 @@ class Agent:
         if job.fail_at_s is not None and name in TRANSFER_SUBTASKS and done >= job.fail_at_s - 1e-9:
             self._job = None
             self.stats.failures_reported += 1
-            command = Command(CommandName.START if job.phase is Phase.MIGRATE else CommandName.SYNC, task_id=job.task_id)
+            command = Command(
+                CommandName.START if job.phase is Phase.MIGRATE else CommandName.SYNC, task_id=job.task_id
+            )
             yield from self._acknowledge(command, success=False)
             return
         if done >= duration - 1e-9:
@@ -380,8 +432,13 @@ class Agent:
 
     def _report(self, job: _Job, name: str, progress: int) -> _Steps:
         job.last_report = self.t
-        body: dict[str, Any] = {"subtask_name": name, "progress": progress, "totalsize": job.totalsize,
-                                "replicatesize": job.totalsize * progress // 100, "process_trace": ""}
+        body: dict[str, Any] = {
+            "subtask_name": name,
+            "progress": progress,
+            "totalsize": job.totalsize,
+            "replicatesize": job.totalsize * progress // 100,
+            "process_trace": "",
+        }
         if name in TRANSFER_SUBTASKS:
             body["migrate_speed"] = self.spec.bandwidth_mbps
         yield from self._call(Call("progress", task_id=job.task_id, body=body))

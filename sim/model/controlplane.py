@@ -17,18 +17,38 @@ Every check happens before anything is changed, so a rejected request changes no
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sim.model.commands import Command, CommandName
 from sim.model.entities import CommandRecord, Source, Subtask, Task, TaskEvent
 from sim.model.errors import (
-    CommandMismatch, Conflict, IllegalTransition, NotFound, ProgressRejected, SmsError,
-    SourceBusy, SourceNotFound, UnsupportedOs,
+    CommandMismatch,
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    ProgressRejected,
+    SmsError,
+    SourceBusy,
+    SourceNotFound,
+    UnsupportedOs,
 )
 from sim.model.lifecycle import (
-    GONE, PREVIOUS, Action, LogCollectStatus, Move, OsType, Phase, Reject, TaskState, TaskType,
-    Trigger, subtask_sequence, supported, transition,
+    GONE,
+    PREVIOUS,
+    Action,
+    LogCollectStatus,
+    Move,
+    OsType,
+    Phase,
+    Reject,
+    TaskState,
+    TaskType,
+    Trigger,
+    subtask_sequence,
+    supported,
+    transition,
 )
 from sim.model.store import Store, Tx
 
@@ -73,8 +93,13 @@ class Progress:
 
 
 def _reject(move: Reject) -> SmsError:
-    cls = CommandMismatch if move.code == "SMS.2009" else (
-        Conflict if move.code == "SMS.9804" else ProgressRejected if move.code == "SMS.9805" else IllegalTransition)
+    cls = (
+        CommandMismatch
+        if move.code == "SMS.2009"
+        else (
+            Conflict if move.code == "SMS.9804" else ProgressRejected if move.code == "SMS.9805" else IllegalTransition
+        )
+    )
     return cls(move.msg, code=move.code)
 
 
@@ -105,10 +130,21 @@ class ControlPlane:
                     src.connected, src.last_visit_time = True, now
                     tx.update_source(src)
                     return src.id
-            src = Source(id=reg.id or self._new_id(), project_id=project, name=reg.name, os_type=reg.os_type,
-                         registered_at=now, os_version=reg.os_version, ip=reg.ip, hostname=reg.hostname,
-                         agent_version=reg.agent_version, total_bytes=reg.total_bytes, connected=True,
-                         last_visit_time=now, extra=reg.extra)
+            src = Source(
+                id=reg.id or self._new_id(),
+                project_id=project,
+                name=reg.name,
+                os_type=reg.os_type,
+                registered_at=now,
+                os_version=reg.os_version,
+                ip=reg.ip,
+                hostname=reg.hostname,
+                agent_version=reg.agent_version,
+                total_bytes=reg.total_bytes,
+                connected=True,
+                last_visit_time=now,
+                extra=reg.extra,
+            )
             tx.insert_source(src)
             return src.id
 
@@ -177,19 +213,18 @@ class ControlPlane:
         """An agent's progress for one subtask; the last subtask at 100 completes the phase."""
         with self.store.write() as tx:
             task = self._task(tx, project, task_id, lock=True)
-            phase_subtasks = task.sub_tasks[task.phase_start:]
+            phase_subtasks = task.sub_tasks[task.phase_start :]
             names = [s.name for s in phase_subtasks]
             if report.subtask_name not in names:
                 raise ProgressRejected(
-                    f"subtask {report.subtask_name} is not part of this task's {task.phase.value} "
-                    f"({', '.join(names)})")
+                    f"subtask {report.subtask_name} is not part of this task's {task.phase.value} ({', '.join(names)})"
+                )
             idx = task.phase_start + names.index(report.subtask_name)
             sub = task.sub_tasks[idx]
             if not 0 <= report.progress <= 100:
                 raise ProgressRejected(f"progress must be 0..100, got {report.progress}")
             if report.progress < sub.progress:
-                raise ProgressRejected(
-                    f"progress of {sub.name} may not go down ({sub.progress} -> {report.progress})")
+                raise ProgressRejected(f"progress of {sub.name} may not go down ({sub.progress} -> {report.progress})")
             last = idx == len(task.sub_tasks) - 1 and report.progress == 100
             trigger = Trigger.PROGRESS_LAST if last else Trigger.PROGRESS
             move = transition(task.state, trigger)
@@ -197,7 +232,7 @@ class ControlPlane:
                 raise _reject(move)
             if idx < task.current:  # a repeat of an earlier subtask's last report: nothing to do
                 return task.state
-            for earlier in task.sub_tasks[task.current:idx]:  # moving on completes earlier subtasks
+            for earlier in task.sub_tasks[task.current : idx]:  # moving on completes earlier subtasks
                 earlier.progress, earlier.end_date = 100, earlier.end_date or now
                 earlier.start_date = earlier.start_date or now
             task.current = idx
@@ -227,9 +262,18 @@ class ControlPlane:
             if src.current_task_id is not None:
                 raise SourceBusy(f"source server {src.id} already has task {src.current_task_id}")
             names = subtask_sequence(spec.type, os_type, Phase.MIGRATE)
-            task = Task(id=self._new_id(), project_id=project, name=spec.name, type=spec.type, os_type=os_type,
-                        source_id=src.id, create_date=now, totalsize=src.total_bytes, extra=dict(spec.extra),
-                        sub_tasks=[Subtask(id=i + 1, name=n) for i, n in enumerate(names)])
+            task = Task(
+                id=self._new_id(),
+                project_id=project,
+                name=spec.name,
+                type=spec.type,
+                os_type=os_type,
+                source_id=src.id,
+                create_date=now,
+                totalsize=src.total_bytes,
+                extra=dict(spec.extra),
+                sub_tasks=[Subtask(id=i + 1, name=n) for i, n in enumerate(names)],
+            )
             tx.insert_task(task)
             src.current_task_id = task.id
             tx.update_source(src)
@@ -251,7 +295,7 @@ class ControlPlane:
                     raise Conflict("log collection for this task is already in progress")
                 task.log_collect_status = LogCollectStatus.INIT
             elif action is Action.RESTART:
-                for sub in task.sub_tasks[task.phase_start:]:
+                for sub in task.sub_tasks[task.phase_start :]:
                     sub.progress, sub.start_date, sub.end_date = 0, None, None
                 task.current = task.phase_start
                 task.finish_date = None
@@ -297,8 +341,19 @@ class ControlPlane:
             raise NotFound(f"task {task_id} not found")
         return task
 
-    def _move(self, tx: Tx, task: Task, move: Move, trigger: Trigger, now: float, *, src: Source | None = None,
-              log_bucket: str | None = None, subtask: str = "", progress: int = -1) -> None:
+    def _move(
+        self,
+        tx: Tx,
+        task: Task,
+        move: Move,
+        trigger: Trigger,
+        now: float,
+        *,
+        src: Source | None = None,
+        log_bucket: str | None = None,
+        subtask: str = "",
+        progress: int = -1,
+    ) -> None:
         """Apply a legal move: set the state, queue its command, record the transition."""
         before = task.state
         if move.to is PREVIOUS and before is TaskState.ABORT:
@@ -313,18 +368,33 @@ class ControlPlane:
             after = move.to
         if after in (TaskState.ABORTING, TaskState.DELETING) and before is not after:
             task.prev_state = before
-        if after in (TaskState.MIGRATE_SUCCESS, TaskState.SYNC_SUCCESS, TaskState.MIGRATE_FAIL,
-                     TaskState.SYNC_FAIL) and before is not after:
+        if (
+            after in (TaskState.MIGRATE_SUCCESS, TaskState.SYNC_SUCCESS, TaskState.MIGRATE_FAIL, TaskState.SYNC_FAIL)
+            and before is not after
+        ):
             task.finish_date = now
-        tx.add_event(TaskEvent(now, task.id, task.source_id, before.value,
-                               after if after == GONE else after.value, trigger.value, subtask, progress))
+        tx.add_event(
+            TaskEvent(
+                now,
+                task.id,
+                task.source_id,
+                before.value,
+                after if after == GONE else after.value,
+                trigger.value,
+                subtask,
+                progress,
+            )
+        )
         if move.command is not None:
             if move.command is CommandName.UPLOAD_LOG:
                 param = {"bucket": log_bucket or "", "object": log_object_name(task.id, now)}
             else:
                 param = {"task_id": task.id}
-            tx.add_command(CommandRecord(source_id=task.source_id, task_id=task.id, name=move.command,
-                                         param=param, enqueued_at=now))
+            tx.add_command(
+                CommandRecord(
+                    source_id=task.source_id, task_id=task.id, name=move.command, param=param, enqueued_at=now
+                )
+            )
         if after == GONE:
             tx.delete_task(task.id)
             src = src or tx.get_source(task.source_id, lock=True)

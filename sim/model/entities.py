@@ -38,7 +38,7 @@ class Source:
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "Source":
+    def from_doc(cls, doc: dict[str, Any]) -> Source:
         return cls(**{**doc, "os_type": OsType(doc["os_type"])})
 
 
@@ -89,31 +89,49 @@ class Task:
         # Written out rather than dataclasses.asdict, whose deep copy was half the cost of a
         # progress write on the reference server.
         return {
-            "id": self.id, "project_id": self.project_id, "name": self.name, "type": self.type.value,
-            "os_type": self.os_type.value, "source_id": self.source_id, "create_date": self.create_date,
-            "state": self.state.value, "phase": self.phase.value,
+            "id": self.id,
+            "project_id": self.project_id,
+            "name": self.name,
+            "type": self.type.value,
+            "os_type": self.os_type.value,
+            "source_id": self.source_id,
+            "create_date": self.create_date,
+            "state": self.state.value,
+            "phase": self.phase.value,
             "prev_state": self.prev_state.value if self.prev_state else None,
             "log_collect_status": self.log_collect_status.value if self.log_collect_status else None,
-            "sub_tasks": [{"id": s.id, "name": s.name, "progress": s.progress, "start_date": s.start_date,
-                           "end_date": s.end_date} for s in self.sub_tasks],
-            "current": self.current, "phase_start": self.phase_start, "start_date": self.start_date,
-            "finish_date": self.finish_date, "migrate_speed": self.migrate_speed,
-            "replicatesize": self.replicatesize, "totalsize": self.totalsize,
-            "remain_seconds": self.remain_seconds, "process_trace": self.process_trace, "extra": dict(self.extra),
+            "sub_tasks": [
+                {"id": s.id, "name": s.name, "progress": s.progress, "start_date": s.start_date, "end_date": s.end_date}
+                for s in self.sub_tasks
+            ],
+            "current": self.current,
+            "phase_start": self.phase_start,
+            "start_date": self.start_date,
+            "finish_date": self.finish_date,
+            "migrate_speed": self.migrate_speed,
+            "replicatesize": self.replicatesize,
+            "totalsize": self.totalsize,
+            "remain_seconds": self.remain_seconds,
+            "process_trace": self.process_trace,
+            "extra": dict(self.extra),
         }
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "Task":
-        return cls(**{
-            **doc,
-            "type": TaskType(doc["type"]),
-            "os_type": OsType(doc["os_type"]),
-            "state": TaskState(doc["state"]),
-            "phase": Phase(doc["phase"]),
-            "prev_state": TaskState(doc["prev_state"]) if doc.get("prev_state") else None,
-            "log_collect_status": LogCollectStatus(doc["log_collect_status"]) if doc.get("log_collect_status") else None,
-            "sub_tasks": [Subtask(**s) for s in doc["sub_tasks"]],
-        })
+    def from_doc(cls, doc: dict[str, Any]) -> Task:
+        return cls(
+            **{
+                **doc,
+                "type": TaskType(doc["type"]),
+                "os_type": OsType(doc["os_type"]),
+                "state": TaskState(doc["state"]),
+                "phase": Phase(doc["phase"]),
+                "prev_state": TaskState(doc["prev_state"]) if doc.get("prev_state") else None,
+                "log_collect_status": LogCollectStatus(doc["log_collect_status"])
+                if doc.get("log_collect_status")
+                else None,
+                "sub_tasks": [Subtask(**s) for s in doc["sub_tasks"]],
+            }
+        )
 
 
 @dataclass(slots=True)
@@ -131,8 +149,12 @@ class CommandRecord:
     result: str | None = None  # "success" / "fail" once acknowledged
 
     def command(self) -> Command:
-        return Command(self.name, task_id=self.param.get("task_id"),
-                       bucket=self.param.get("bucket"), object=self.param.get("object"))
+        return Command(
+            self.name,
+            task_id=self.param.get("task_id"),
+            bucket=self.param.get("bucket"),
+            object=self.param.get("object"),
+        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,9 +8,10 @@ itself never sends, sleeps or reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generator, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 # Endpoint name -> (method, path template). The name is what records and service-time
@@ -32,7 +33,8 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
 }
 _NO_QUERY: Mapping[str, Any] = MappingProxyType({})
 WRITE_ENDPOINTS = frozenset(
-    {"register", "command_result", "progress", "create_task", "action", "collect_log", "delete_task"})
+    {"register", "command_result", "progress", "create_task", "action", "collect_log", "delete_task"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,27 +98,42 @@ class Trigger(str, Enum):
     PROGRESS_LAST = "progress:last-subtask-100"
 
     @staticmethod
-    def for_action(action: Action) -> "Trigger":
+    def for_action(action: Action) -> Trigger:
         return Trigger(action.value)
 
     @staticmethod
-    def for_result(command: CommandName, success: bool) -> "Trigger":
+    def for_result(command: CommandName, success: bool) -> Trigger:
         return Trigger(f"result:{command.value}:{'success' if success else 'fail'}")
 
 
 # Subtask sequences per (task type, OS): the full migration, then the incremental sync.
 _MIGRATE: dict[tuple[TaskType, OsType], tuple[str, ...]] = {
     (TaskType.MIGRATE_FILE, OsType.LINUX): (
-        "CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_LINUX_FILE",
-        "MIGRATE_LINUX_FILE", "CONFIGURE_LINUX_FILE", "DETTACH_AGENT_IMAGE",
+        "CREATE_CLOUD_SERVER",
+        "ATTACH_AGENT_IMAGE",
+        "SSL_CONFIG",
+        "FORMAT_DISK_LINUX_FILE",
+        "MIGRATE_LINUX_FILE",
+        "CONFIGURE_LINUX_FILE",
+        "DETTACH_AGENT_IMAGE",
     ),
     (TaskType.MIGRATE_BLOCK, OsType.LINUX): (
-        "CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_LINUX_BLOCK",
-        "MIGRATE_LINUX_BLOCK", "CONFIGURE_LINUX_BLOCK", "DETTACH_AGENT_IMAGE",
+        "CREATE_CLOUD_SERVER",
+        "ATTACH_AGENT_IMAGE",
+        "SSL_CONFIG",
+        "FORMAT_DISK_LINUX_BLOCK",
+        "MIGRATE_LINUX_BLOCK",
+        "CONFIGURE_LINUX_BLOCK",
+        "DETTACH_AGENT_IMAGE",
     ),
     (TaskType.MIGRATE_BLOCK, OsType.WINDOWS): (
-        "CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_WINDOWS",
-        "MIGRATE_WINDOWS_BLOCK", "CONFIGURE_WINDOWS", "DETTACH_AGENT_IMAGE",
+        "CREATE_CLOUD_SERVER",
+        "ATTACH_AGENT_IMAGE",
+        "SSL_CONFIG",
+        "FORMAT_DISK_WINDOWS",
+        "MIGRATE_WINDOWS_BLOCK",
+        "CONFIGURE_WINDOWS",
+        "DETTACH_AGENT_IMAGE",
     ),
 }
 _SYNC: dict[tuple[TaskType, OsType], tuple[str, ...]] = {
@@ -129,16 +144,38 @@ _SYNC: dict[tuple[TaskType, OsType], tuple[str, ...]] = {
 
 # The subtask whose duration is the data transfer (disk size / bandwidth), per phase.
 TRANSFER_SUBTASKS = frozenset(
-    {"MIGRATE_LINUX_FILE", "MIGRATE_LINUX_BLOCK", "MIGRATE_WINDOWS_BLOCK",
-     "SYNC_LINUX_FILE", "SYNC_LINUX_BLOCK", "SYNC_WINDOWS_BLOCK"}
+    {
+        "MIGRATE_LINUX_FILE",
+        "MIGRATE_LINUX_BLOCK",
+        "MIGRATE_WINDOWS_BLOCK",
+        "SYNC_LINUX_FILE",
+        "SYNC_LINUX_BLOCK",
+        "SYNC_WINDOWS_BLOCK",
+    }
 )
 
 ALL_SUBTASK_NAMES = frozenset(
-    {"CREATE_CLOUD_SERVER", "SSL_CONFIG", "ATTACH_AGENT_IMAGE", "DETTACH_AGENT_IMAGE",
-     "FORMAT_DISK_LINUX", "FORMAT_DISK_LINUX_FILE", "FORMAT_DISK_LINUX_BLOCK", "FORMAT_DISK_WINDOWS",
-     "MIGRATE_LINUX_FILE", "MIGRATE_LINUX_BLOCK", "MIGRATE_WINDOWS_BLOCK", "CLONE_VM",
-     "SYNC_LINUX_FILE", "SYNC_LINUX_BLOCK", "SYNC_WINDOWS_BLOCK", "CONFIGURE_LINUX",
-     "CONFIGURE_LINUX_BLOCK", "CONFIGURE_LINUX_FILE", "CONFIGURE_WINDOWS"}
+    {
+        "CREATE_CLOUD_SERVER",
+        "SSL_CONFIG",
+        "ATTACH_AGENT_IMAGE",
+        "DETTACH_AGENT_IMAGE",
+        "FORMAT_DISK_LINUX",
+        "FORMAT_DISK_LINUX_FILE",
+        "FORMAT_DISK_LINUX_BLOCK",
+        "FORMAT_DISK_WINDOWS",
+        "MIGRATE_LINUX_FILE",
+        "MIGRATE_LINUX_BLOCK",
+        "MIGRATE_WINDOWS_BLOCK",
+        "CLONE_VM",
+        "SYNC_LINUX_FILE",
+        "SYNC_LINUX_BLOCK",
+        "SYNC_WINDOWS_BLOCK",
+        "CONFIGURE_LINUX",
+        "CONFIGURE_LINUX_BLOCK",
+        "CONFIGURE_LINUX_FILE",
+        "CONFIGURE_WINDOWS",
+    }
 )
 
 
@@ -206,26 +243,36 @@ def _build() -> dict[tuple[TaskState, Trigger], Move | Reject]:
             t[(state, trigger)] = cells.get(state.value, default)
 
     # Operator actions.
-    row(T.START, _RESUME_ONLY_PAUSED,
-        READY=Move(S.RUNNING, CommandName.START),
-        ABORT=Move(PREVIOUS, CommandName.START))  # resume: back to RUNNING, or SYNCING for a stopped sync
-    row(T.STOP, _PAUSE_ONLY_RUNNING,
+    row(
+        T.START, _RESUME_ONLY_PAUSED, READY=Move(S.RUNNING, CommandName.START), ABORT=Move(PREVIOUS, CommandName.START)
+    )  # resume: back to RUNNING, or SYNCING for a stopped sync
+    row(
+        T.STOP,
+        _PAUSE_ONLY_RUNNING,
         RUNNING=Move(S.ABORTING, CommandName.STOP),
-        SYNCING=Move(S.ABORTING, CommandName.STOP))
-    row(T.RESTART, _RESTART_ONLY_FAILED,
-        MIGRATE_FAIL=Move(S.RUNNING, CommandName.START))
-    row(T.SYNC, _SYNC_ONLY_MIGRATED,
+        SYNCING=Move(S.ABORTING, CommandName.STOP),
+    )
+    row(T.RESTART, _RESTART_ONLY_FAILED, MIGRATE_FAIL=Move(S.RUNNING, CommandName.START))
+    row(
+        T.SYNC,
+        _SYNC_ONLY_MIGRATED,
         DELETING=_BEING_DELETED,
         MIGRATE_SUCCESS=Move(S.SYNCING, CommandName.SYNC),
         SYNC_SUCCESS=Move(S.SYNCING, CommandName.SYNC),
-        SYNC_FAIL=Move(S.SYNCING, CommandName.SYNC))
+        SYNC_FAIL=Move(S.SYNCING, CommandName.SYNC),
+    )
     # Log collection leaves the state alone; only a task being deleted refuses it.
     for state in _ALL:
         t[(state, T.COLLECT_LOG)] = Move(state, CommandName.UPLOAD_LOG)
     t[(S.DELETING, T.COLLECT_LOG)] = _BEING_DELETED
-    row(T.DELETE, Move(S.DELETING, CommandName.DELETE),
-        RUNNING=_NO_DELETE_RUNNING, SYNCING=_NO_DELETE_RUNNING, ABORTING=_NO_DELETE_RUNNING,
-        DELETING=_BEING_DELETED)
+    row(
+        T.DELETE,
+        Move(S.DELETING, CommandName.DELETE),
+        RUNNING=_NO_DELETE_RUNNING,
+        SYNCING=_NO_DELETE_RUNNING,
+        ABORTING=_NO_DELETE_RUNNING,
+        DELETING=_BEING_DELETED,
+    )
 
     # Agent command results. START can be at the head of the queue in any state but READY
     # (the agent may finish, or the operator move on, before the acknowledgement arrives).

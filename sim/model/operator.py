@@ -13,8 +13,9 @@ them, and every `check_interval_s` lists the tasks and moves each along:
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 from sim.model.intents import Call, Model, Outcome, Sleep
 from sim.model.lifecycle import OsType, TaskType
@@ -156,15 +157,23 @@ class Operator:
             self._assigned.add(source_id)
             block = os_type is OsType.WINDOWS or self.rng.random() < self.spec.linux_block_fraction
             task_type = TaskType.MIGRATE_BLOCK if block else TaskType.MIGRATE_FILE
-            body = {"name": f"migrate-{source_id[:12]}", "type": task_type.value, "os_type": os_type.value,
-                    "source_server": {"id": source_id}, "priority": 1}
+            body = {
+                "name": f"migrate-{source_id[:12]}",
+                "type": task_type.value,
+                "os_type": os_type.value,
+                "source_server": {"id": source_id},
+                "priority": 1,
+            }
             outcome = yield from self._call(Call("create_task", body=body))
             if not (outcome.ok and isinstance(outcome.body, dict) and outcome.body.get("id")):
                 continue
             task_id = outcome.body["id"]
             self.stats.created += 1
-            self.plans[task_id] = _Plan(source_id, will_stop=self.rng.random() < self.spec.stop_probability,
-                                        will_collect_log=self.rng.random() < self.spec.log_collect_probability)
+            self.plans[task_id] = _Plan(
+                source_id,
+                will_stop=self.rng.random() < self.spec.stop_probability,
+                will_collect_log=self.rng.random() < self.spec.log_collect_probability,
+            )
             yield from self._act(task_id, "start")
 
     # -- moving tasks along -------------------------------------------------------------------

@@ -8,7 +8,8 @@ simulated run and a run over real HTTP are held to the very same rules.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from sim.model.lifecycle import GONE, PREVIOUS, Move, TaskState, Trigger, transition
 

@@ -14,7 +14,8 @@ rule before it changes a record, so a rejected request leaves nothing half-chang
 from __future__ import annotations
 
 from collections import deque
-from typing import ContextManager, Protocol
+from contextlib import AbstractContextManager as ContextManager
+from typing import Protocol
 
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
@@ -28,15 +29,30 @@ class Tx(Protocol):
     def get_source(self, source_id: str, lock: bool = False) -> Source | None: ...
     def insert_source(self, source: Source) -> None: ...
     def update_source(self, source: Source) -> None: ...
-    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
-                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]: ...
+    def list_sources(
+        self,
+        project_id: str,
+        *,
+        name: str | None = None,
+        connected: bool | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> tuple[int, list[Source]]: ...
 
     def get_task(self, task_id: str, lock: bool = False) -> Task | None: ...
     def insert_task(self, task: Task) -> None: ...
     def update_task(self, task: Task) -> None: ...
     def delete_task(self, task_id: str) -> None: ...
-    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
-                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]: ...
+    def list_tasks(
+        self,
+        project_id: str,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        source_id: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> tuple[int, list[Task]]: ...
 
     def head_command(self, source_id: str) -> CommandRecord | None:
         """The oldest unacknowledged command for this source."""
@@ -55,15 +71,17 @@ class Store(Protocol):
     def write(self) -> ContextManager[Tx]: ...
     def commands(self) -> list[CommandRecord]:
         """Every command ever queued, in seq order (for dispatch-latency reports)."""
+
     def events(self) -> list[TaskEvent]:
         """Every recorded task transition, in order."""
+
     def close(self) -> None: ...
 
 
 def page(items: list, limit: int, offset: int) -> tuple[int, list]:
     """The API's paging: `limit` 0 means the default of 200."""
     limit = limit or 200
-    return len(items), items[offset:offset + limit]
+    return len(items), items[offset : offset + limit]
 
 
 class _Unit:
@@ -71,10 +89,10 @@ class _Unit:
 
     __slots__ = ("store",)
 
-    def __init__(self, store: "MemoryStore") -> None:
+    def __init__(self, store: MemoryStore) -> None:
         self.store = store
 
-    def __enter__(self) -> "MemoryStore":
+    def __enter__(self) -> MemoryStore:
         return self.store
 
     def __exit__(self, *exc: object) -> None:
@@ -92,7 +110,7 @@ class MemoryStore:
         self._commands: list[CommandRecord] = []
         self._events: list[TaskEvent] = []
 
-    def read(self) -> "_Unit":
+    def read(self) -> _Unit:
         return self._unit
 
     # No rollback is needed: the control plane raises only before it changes anything.
@@ -111,10 +129,22 @@ class MemoryStore:
     def update_source(self, source: Source) -> None:
         self._sources[source.id] = source
 
-    def list_sources(self, project_id: str, *, name: str | None = None, connected: bool | None = None,
-                     limit: int = 200, offset: int = 0) -> tuple[int, list[Source]]:
-        found = [s for s in self._sources.values() if s.project_id == project_id
-                 and (name is None or s.name == name) and (connected is None or s.connected == connected)]
+    def list_sources(
+        self,
+        project_id: str,
+        *,
+        name: str | None = None,
+        connected: bool | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> tuple[int, list[Source]]:
+        found = [
+            s
+            for s in self._sources.values()
+            if s.project_id == project_id
+            and (name is None or s.name == name)
+            and (connected is None or s.connected == connected)
+        ]
         return page(sorted(found, key=lambda s: (s.registered_at, s.id)), limit, offset)
 
     def get_task(self, task_id: str, lock: bool = False) -> Task | None:
@@ -129,11 +159,24 @@ class MemoryStore:
     def delete_task(self, task_id: str) -> None:
         self._tasks.pop(task_id, None)
 
-    def list_tasks(self, project_id: str, *, state: str | None = None, name: str | None = None,
-                   source_id: str | None = None, limit: int = 200, offset: int = 0) -> tuple[int, list[Task]]:
-        found = [t for t in self._tasks.values() if t.project_id == project_id
-                 and (state is None or t.state.value == state) and (name is None or t.name == name)
-                 and (source_id is None or t.source_id == source_id)]
+    def list_tasks(
+        self,
+        project_id: str,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        source_id: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> tuple[int, list[Task]]:
+        found = [
+            t
+            for t in self._tasks.values()
+            if t.project_id == project_id
+            and (state is None or t.state.value == state)
+            and (name is None or t.name == name)
+            and (source_id is None or t.source_id == source_id)
+        ]
         return page(sorted(found, key=lambda t: (t.create_date, t.id)), limit, offset)
 
     def head_command(self, source_id: str) -> CommandRecord | None:

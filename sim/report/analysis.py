@@ -91,7 +91,10 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
     req = run.requests
     codes = M.endpoint_codes(req)
     a = RunAnalysis(
-        run=run, duration_s=duration, seed=seed, generator=load_generator(run.path),
+        run=run,
+        duration_s=duration,
+        seed=seed,
+        generator=load_generator(run.path),
         endpoints=M.endpoint_table(req, duration, n_boot=n_boot, seed=seed),
         errors=M.errors_by_status(req),
         latency_hist=M.endpoint_histograms(req, codes=codes),
@@ -113,39 +116,50 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
 def _warnings(a: RunAnalysis) -> list[str]:
     out = []
     if not a.run.manifest.get("complete", False):
-        out.append("Run incomplete: it was interrupted or did not finish (manifest `complete: false`); "
-                   "the tables hold the run only as far as it got.")
+        out.append(
+            "Run incomplete: it was interrupted or did not finish (manifest `complete: false`); "
+            "the tables hold the run only as far as it got."
+        )
     if a.run.requests.empty:
         out.append("No requests were recorded in this run.")
     if M.ALL in a.endpoints.index:
         total = a.endpoints.loc[M.ALL]
         if total["error_rate"] > ERROR_RATE_WARNING:
-            out.append(f"Errors: {total['error_rate']:.2%} of requests failed ({int(total['errors']):,} of "
-                       f"{int(total['count']):,}), above 1%.")
+            out.append(
+                f"Errors: {total['error_rate']:.2%} of requests failed ({int(total['errors']):,} of "
+                f"{int(total['count']):,}), above 1%."
+            )
     bad = a.endpoints[(a.endpoints.index != M.ALL) & (a.endpoints["error_rate"] > ERROR_RATE_WARNING)]
     for endpoint, row in bad.iterrows():
         out.append(f"Errors on {endpoint}: {row['error_rate']:.2%} ({int(row['errors']):,} of {int(row['count']):,}).")
     for reason in M.generator_saturation(a.lag, a.generator):
-        out.append(f"Load generator saturated: {reason}. Latency and throughput then describe the generator, "
-                   "not only the server.")
+        out.append(
+            f"Load generator saturated: {reason}. Latency and throughput then describe the generator, "
+            "not only the server."
+        )
     return out
-
 
 
 def _notes(a: RunAnalysis) -> list[str]:
     out = []
     if a.executor == "des":
-        out.append("Simulation: requests leave exactly when the model schedules them, so there is no generator "
-                   "lag or CPU to report; queue wait is the time a request waited for a server worker.")
+        out.append(
+            "Simulation: requests leave exactly when the model schedules them, so there is no generator "
+            "lag or CPU to report; queue wait is the time a request waited for a server worker."
+        )
     elif a.generator is None:
-        out.append("No generator.parquet in this run: the load generator's CPU was not recorded; saturation "
-                   "is judged from the lag alone.")
+        out.append(
+            "No generator.parquet in this run: the load generator's CPU was not recorded; saturation "
+            "is judged from the lag alone."
+        )
     if a.run.tasks.empty:
         why = a.run.manifest.get("server_tables") or "the run recorded no task events"
         out.append(f"No task or command tables: {why}.")
     if a.queue_wait.empty and a.executor != "des":
-        out.append("No queue wait: a load test cannot see the server's queue (`queue_wait_ms` is null); "
-                   "server time comes from the Server-Timing header.")
+        out.append(
+            "No queue wait: a load test cannot see the server's queue (`queue_wait_ms` is null); "
+            "server time comes from the Server-Timing header."
+        )
     return out
 
 
@@ -156,11 +170,22 @@ def shows_generator(a: RunAnalysis) -> bool:
 
 def report_figures(a: RunAnalysis) -> list[Figure]:
     """The figures of a run's report, in page order (each one's title is its alt text)."""
-    figs = [F.throughput_figure(a.throughput), F.percentiles_figure(a.latency), F.latency_cdf_figure(a.latency_hist),
-            F.tasks_by_state_figure(a.tasks_by_state), F.dispatch_figure(a.dispatch_latency)]
+    figs = [
+        F.throughput_figure(a.throughput),
+        F.percentiles_figure(a.latency),
+        F.latency_cdf_figure(a.latency_hist),
+        F.tasks_by_state_figure(a.tasks_by_state),
+        F.dispatch_figure(a.dispatch_latency),
+    ]
     if not a.queue_wait.empty:
-        figs.append(F.percentiles_figure(a.queue_wait_series, title="Queue wait over time (simulated server)",
-                                         ylabel="wait for a worker (ms)", yscale="symlog"))
+        figs.append(
+            F.percentiles_figure(
+                a.queue_wait_series,
+                title="Queue wait over time (simulated server)",
+                ylabel="wait for a worker (ms)",
+                yscale="symlog",
+            )
+        )
     if shows_generator(a):
         figs.append(F.generator_figure(a.lag, a.generator))
     return figs

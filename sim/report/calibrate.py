@@ -53,9 +53,10 @@ each request independently), granian's I/O threads overlapping the Python worker
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,13 +154,17 @@ def _pair_means(grid: np.ndarray) -> np.ndarray:
 def _matched(shape: Callable[[float], np.ndarray], bracket: tuple[float, float], want: np.ndarray) -> np.ndarray:
     """The grid `k * shape(a)` whose pair means have exactly the median want[0] and the p95 want[3]:
     the p95/p50 ratio grows with the spread `a` (found by root finding), the scale `k` is then exact."""
+
     def log_ratio(a: float) -> float:
         q50, q95 = np.quantile(_pair_means(shape(a)), [0.5, 0.95])
         return float(np.log(q95 / q50) - np.log(want[3] / want[0]))
 
     lo, hi = bracket
-    a = brentq(log_ratio, lo, hi, xtol=1e-4) if log_ratio(lo) * log_ratio(hi) < 0 else (
-        lo if abs(log_ratio(lo)) < abs(log_ratio(hi)) else hi)
+    a = (
+        brentq(log_ratio, lo, hi, xtol=1e-4)
+        if log_ratio(lo) * log_ratio(hi) < 0
+        else (lo if abs(log_ratio(lo)) < abs(log_ratio(hi)) else hi)
+    )
     grid = shape(a)
     return grid * want[0] / float(np.quantile(_pair_means(grid), 0.5))
 
@@ -189,12 +194,16 @@ def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
     ln_err = misfit(np.array([ln.quantile(p) for p in probs]))
     if ln_err <= tolerance:
         return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
-    emp_grid = _matched(lambda g: shape ** g, (0.2, 5.0), want)
+    emp_grid = _matched(lambda g: shape**g, (0.2, 5.0), want)
     emp_err = misfit(emp_grid)
     if emp_err >= ln_err:
         return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
-    return Fit(Empirical(tuple(np.round(np.sort(emp_grid), 4))), len(values),
-               source + ", measured shape to a power" + label, emp_err)
+    return Fit(
+        Empirical(tuple(np.round(np.sort(emp_grid), 4))),
+        len(values),
+        source + ", measured shape to a power" + label,
+        emp_err,
+    )
 
 
 def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
@@ -224,8 +233,9 @@ def _alone(requests: pd.DataFrame) -> np.ndarray:
     return started_before_end - ended_before_start - 1 == 0  # minus the request itself
 
 
-def _fit_services(names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray, what: str, min_samples: int,
-                  tolerance: float) -> dict[str, Fit]:
+def _fit_services(
+    names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray, what: str, min_samples: int, tolerance: float
+) -> dict[str, Fit]:
     """`default` (the endpoints without enough usable rows, else all) and one fit per endpoint with enough."""
     service: dict[str, Fit] = {}
     for name in sorted(set(names[usable]) - {""}):
@@ -238,10 +248,19 @@ def _fit_services(names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray,
     return {"default": default, **service}
 
 
-def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_ms: float | None = None,
-              workers: int | None = None, rtt_ms: float | None = None, from_latency: bool = False,
-              min_samples: int = 30, tolerance: float = 0.10, idle_busy: float = 0.5,
-              after_s: float = 0.0) -> Calibration:
+def calibrate(
+    run: Run | str | Path,
+    base: Scenario | None = None,
+    *,
+    overhead_ms: float | None = None,
+    workers: int | None = None,
+    rtt_ms: float | None = None,
+    from_latency: bool = False,
+    min_samples: int = 30,
+    tolerance: float = 0.10,
+    idle_busy: float = 0.5,
+    after_s: float = 0.0,
+) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
     `after_s` leaves out requests sent before it (a warm-up: the fleet arriving, Locust starting users).
@@ -254,8 +273,11 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
             raise CalibrationError(f"{run.path}: the manifest holds no scenario; pass the base scenario")
         base = validate_scenario(manifest["scenario"], source=f"{run.path}/manifest.json")
     req = run.requests
-    keep = (req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
-            & (req["t_start_s"].to_numpy(dtype=float) >= after_s))
+    keep = (
+        req["ok"].to_numpy(dtype=bool)
+        & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+        & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
+    )
     alone = _alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
     req = req[keep]
     if len(req) < min_samples:
@@ -277,14 +299,19 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
         n_workers, workers_source = 1, "smsload serve runs one granian worker: one request at a time"
 
     if not has_server:
-        overhead, overhead_source = 0.0, "none: without server time the service time is all of latency above the round trip"
+        overhead, overhead_source = (
+            0.0,
+            "none: without server time the service time is all of latency above the round trip",
+        )
     elif overhead_ms is not None:
         overhead, overhead_source = float(overhead_ms), "given (--overhead-ms)"
     elif executor == "des":
         overhead, overhead_source = 0.0, "0: a simulation's service time is the worker's whole occupancy"
     else:
-        overhead, overhead_source = DEFAULT_OVERHEAD_MS, ("default: granian's CPU per plain ASGI request "
-                                                          "(benchmarks/server), not measured in this run")
+        overhead, overhead_source = (
+            DEFAULT_OVERHEAD_MS,
+            ("default: granian's CPU per plain ASGI request (benchmarks/server), not measured in this run"),
+        )
 
     t_s = req["t_start_s"].to_numpy(dtype=float)
     if has_server:
@@ -298,25 +325,48 @@ def calibrate(run: Run | str | Path, base: Scenario | None = None, *, overhead_m
         busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
         idle = _idle_mask(t_s, busy, n_workers, idle_busy, min_samples)
         rest = latency - service_ms - wait
-        rtt = fit_rtt(rest[idle] if rtt_ms is None else np.array([rtt_ms]),
-                      "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)", tolerance)
+        rtt = fit_rtt(
+            rest[idle] if rtt_ms is None else np.array([rtt_ms]),
+            "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)",
+            tolerance,
+        )
     else:
         idle = _idle_mask(t_s, latency, n_workers, idle_busy, min_samples)
         r0 = float(np.quantile(latency[idle], 0.01)) if rtt_ms is None else float(rtt_ms)
-        rtt = Fit(Constant(round(r0, 4)), int(idle.sum()),
-                  "p1 of low-load latency (a constant)" if rtt_ms is None else "given (--rtt-ms)", 0.0)
+        rtt = Fit(
+            Constant(round(r0, 4)),
+            int(idle.sum()),
+            "p1 of low-load latency (a constant)" if rtt_ms is None else "given (--rtt-ms)",
+            0.0,
+        )
         service = _fit_services(names, latency - r0, idle, "low-load latency - rtt", min_samples, tolerance)
-        notes.append("No server time in this run: each request's service time is its low-load latency minus a "
-                     "constant round trip, so the client's own variation counts as service and the simulated "
-                     "server saturates earlier than the real one.")
+        notes.append(
+            "No server time in this run: each request's service time is its low-load latency minus a "
+            "constant round trip, so the client's own variation counts as service and the simulated "
+            "server saturates earlier than the real one."
+        )
 
     server_section: dict[str, Any] = {
-        "workers": n_workers, "write_lock": base.server.write_lock, "rtt_ms": rtt.dist.to_spec(),
+        "workers": n_workers,
+        "write_lock": base.server.write_lock,
+        "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
     }
     scenario = base.with_overrides(fields={"server": server_section})
-    return Calibration(scenario, run.path, str(manifest.get("run_id", run.path.name)), executor, service, rtt,
-                       overhead, overhead_source, n_workers, workers_source, int(idle.sum()), notes)
+    return Calibration(
+        scenario,
+        run.path,
+        str(manifest.get("run_id", run.path.name)),
+        executor,
+        service,
+        rtt,
+        overhead,
+        overhead_source,
+        n_workers,
+        workers_source,
+        int(idle.sum()),
+        notes,
+    )
 
 
 def calibrate_run(run: Run | str | Path, base: Scenario | None = None, **options: Any) -> Scenario:

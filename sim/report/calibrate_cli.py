@@ -9,7 +9,7 @@ how many requests, and how far it misses the data. `smsload validate` accepts it
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +25,21 @@ _PER_LINE = 10  # empirical values per line of the flow list
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "calibrate", help="fit the simulated server to a run and write the calibrated scenario",
+        "calibrate",
+        help="fit the simulated server to a run and write the calibrated scenario",
         description="Fit the simulated server of RUN's scenario to what RUN measured: per-endpoint service times "
-                    "(Server-Timing plus the server's time outside the handler, or low-load latency minus the round "
-                    "trip), the round trip, the number of workers. Writes the run's scenario with its server: "
-                    "section replaced, commented with the fit. See README 'Calibration' for the method and limits.")
+        "(Server-Timing plus the server's time outside the handler, or low-load latency minus the round "
+        "trip), the round trip, the number of workers. Writes the run's scenario with its server: "
+        "section replaced, commented with the fit. See README 'Calibration' for the method and limits.",
+    )
     p.add_argument("run", type=Path, help="run directory (smsload load, or smsload sim)")
     p.add_argument("-o", "--out", type=Path, required=True, help="scenario YAML file to write")
-    p.add_argument("--overhead-ms", type=float, help="server time per request outside the handler, added to each "
-                   "service time (default 0.05 for a load test, 0 for a simulation)")
+    p.add_argument(
+        "--overhead-ms",
+        type=float,
+        help="server time per request outside the handler, added to each "
+        "service time (default 0.05 for a load test, 0 for a simulation)",
+    )
     p.add_argument("--workers", type=int, help="server workers (default: 1 for a load test, as smsload serve runs)")
     p.add_argument("--rtt-ms", type=float, help="a constant round trip instead of the fitted one")
     p.add_argument("--after-s", type=float, default=0.0, help="leave out requests sent before this (a warm-up)")
@@ -54,8 +60,14 @@ def _main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     try:
-        cal = calibrate(args.run, overhead_ms=args.overhead_ms, workers=args.workers, rtt_ms=args.rtt_ms,
-                        from_latency=args.from_latency, after_s=args.after_s)
+        cal = calibrate(
+            args.run,
+            overhead_ms=args.overhead_ms,
+            workers=args.workers,
+            rtt_ms=args.rtt_ms,
+            from_latency=args.from_latency,
+            after_s=args.after_s,
+        )
     except (RunDirError, CalibrationError) as exc:
         raise UsageError(str(exc)) from None
     except ScenarioError as exc:
@@ -74,7 +86,7 @@ def _dist_yaml(spec: dict[str, Any], indent: str) -> str:
     if spec["dist"] != "empirical":
         return "{" + ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in spec.items()) + "}"
     values = [f"{v:g}" for v in spec["values"]]
-    lines = [", ".join(values[i:i + _PER_LINE]) for i in range(0, len(values), _PER_LINE)]
+    lines = [", ".join(values[i : i + _PER_LINE]) for i in range(0, len(values), _PER_LINE)]
     inner = (",\n" + indent + "    ").join(lines)
     return "{dist: empirical, values: [\n" + indent + "    " + inner + "]}"
 
@@ -89,7 +101,7 @@ def to_yaml(cal: Calibration) -> str:
     data.pop("server")
     head = [
         f"# Calibrated by `smsload calibrate` from run {cal.run_id} ({cal.executor}, {cal.run_path}),",
-        f"# {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Everything but `server:` is the run's own",
+        f"# {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Everything but `server:` is the run's own",
         "# scenario. The server section is fitted to the run (method and limits: README 'Calibration',",
         "# sim/report/calibrate.py). Service times in ms, per endpoint; `default` for endpoints with few requests.",
     ]

@@ -99,10 +99,14 @@ class PollQueue:
     poll_interval_s: float
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario) -> "PollQueue":
+    def from_scenario(cls, scenario: Scenario) -> PollQueue:
         server = scenario.server
-        return cls(workers=server.workers, service_ms=float(server.service_ms_for("poll").mean),
-                   rtt_ms=float(server.rtt_ms.mean), poll_interval_s=float(scenario.agent.poll_interval_s))
+        return cls(
+            workers=server.workers,
+            service_ms=float(server.service_ms_for("poll").mean),
+            rtt_ms=float(server.rtt_ms.mean),
+            poll_interval_s=float(scenario.agent.poll_interval_s),
+        )
 
     def polls_per_s(self, agents: float) -> float:
         return agents / self.poll_interval_s
@@ -144,12 +148,14 @@ def sweep_scenario(scenario: Scenario, agents: int, ramp_s: float, duration_s: f
     Every fleet of a sweep gets the same ramp and duration, so their steady states (after the
     ramp) cover the same stretch of time.
     """
-    return scenario.with_overrides(agents=agents, duration_s=duration_s,
-                                   fields={"fleet.arrival": {"kind": "ramp", "duration_s": ramp_s}})
+    return scenario.with_overrides(
+        agents=agents, duration_s=duration_s, fields={"fleet.arrival": {"kind": "ramp", "duration_s": ramp_s}}
+    )
 
 
-def steady_state(run: Run, warmup_s: float, endpoint: str = POLL, *, end_s: float | None = None,
-                 n_boot: int = 200) -> pd.Series:
+def steady_state(
+    run: Run, warmup_s: float, endpoint: str = POLL, *, end_s: float | None = None, n_boot: int = 200
+) -> pd.Series:
     """One endpoint's row of the report table (throughput, p50..max with intervals) for requests
     sent from `warmup_s` until `end_s` (default: the end of the run).
 
@@ -164,13 +170,15 @@ def steady_state(run: Run, warmup_s: float, endpoint: str = POLL, *, end_s: floa
         raise ValueError(f"the window {warmup_s} s .. {end} s is empty")
     table = M.endpoint_table(req, end - warmup_s, n_boot=n_boot, total=False)
     if endpoint not in table.index:
-        return pd.Series({"count": 0, "throughput_per_s": 0.0, "p50": np.nan, "p95": np.nan, "p99": np.nan},
-                         name=endpoint)
+        return pd.Series(
+            {"count": 0, "throughput_per_s": 0.0, "p50": np.nan, "p95": np.nan, "p99": np.nan}, name=endpoint
+        )
     return table.loc[endpoint]
 
 
 def largest_meeting(sweep: pd.DataFrame, target_ms: float, column: str = "p99") -> int | None:
-    """The largest `agents` of a sweep (columns agents, `column`) such that it and every smaller fleet meet the target."""
+    """The largest `agents` of a sweep (columns agents, `column`) such that it and every smaller fleet
+    meet the target."""
     best = None
     for agents, value in sweep.sort_values("agents")[["agents", column]].itertuples(index=False):
         if not value <= target_ms:  # NaN (no polls) counts as a miss
@@ -186,21 +194,38 @@ def sweep_figure(sweep: pd.DataFrame, queue: PollQueue, target_ms: float, q: flo
     quantile `q` with `pNN_lo`/`pNN_hi` (as `steady_state` returns them).
     """
     col = QUANTILE_COLUMN[q]
-    fig, (lat, thr) = new_figure(f"Poll endpoint against fleet size: simulation and Erlang C (M/M/{queue.workers})",
-                                 cols=2)
+    fig, (lat, thr) = new_figure(
+        f"Poll endpoint against fleet size: simulation and Erlang C (M/M/{queue.workers})", cols=2
+    )
     sweep = sweep.sort_values("agents")
     n = np.linspace(1, min(queue.saturation_fleet * 0.995, float(sweep["agents"].max()) * 1.1), 200)
     err = np.vstack([sweep[col] - sweep[f"{col}_lo"], sweep[f"{col}_hi"] - sweep[col]])
-    lat.errorbar(sweep["agents"], sweep[col], yerr=np.clip(err, 0, None), fmt="o", capsize=3,
-                 label=f"simulation {col} (95% interval)")
+    lat.errorbar(
+        sweep["agents"],
+        sweep[col],
+        yerr=np.clip(err, 0, None),
+        fmt="o",
+        capsize=3,
+        label=f"simulation {col} (95% interval)",
+    )
     lat.plot(n, [queue.latency_ms(x, q) for x in n], label=f"Erlang C {col}")
     lat.axhline(target_ms, color="tab:red", linestyle="--", label=f"target {target_ms:.1f} ms")
     lat.set_yscale("log")
     lat.set(xlabel="agents", ylabel=f"{col} poll latency (ms)", title="Latency")
-    thr.errorbar(sweep["agents"], sweep["throughput_per_s"],
-                 yerr=np.clip(np.vstack([sweep["throughput_per_s"] - sweep["throughput_lo"],
-                                         sweep["throughput_hi"] - sweep["throughput_per_s"]]), 0, None),
-                 fmt="o", capsize=3, label="simulation (95% interval)")
+    thr.errorbar(
+        sweep["agents"],
+        sweep["throughput_per_s"],
+        yerr=np.clip(
+            np.vstack(
+                [sweep["throughput_per_s"] - sweep["throughput_lo"], sweep["throughput_hi"] - sweep["throughput_per_s"]]
+            ),
+            0,
+            None,
+        ),
+        fmt="o",
+        capsize=3,
+        label="simulation (95% interval)",
+    )
     thr.plot(n, n / queue.poll_interval_s, label="offered: agents / poll interval")
     thr.axhline(queue.workers / queue.service_ms * 1000, color="0.5", linestyle=":", label="server capacity")
     thr.set(xlabel="agents", ylabel="polls per second", title="Throughput")

@@ -14,30 +14,39 @@ N_BOOT = 1000  # = sim.report.hist.N_BOOT, not imported: registering a subcomman
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "report", help="write RUN/report.html: tables with confidence intervals, figures, warnings",
+        "report",
+        help="write RUN/report.html: tables with confidence intervals, figures, warnings",
         description="Read a run directory (simulation or load test) and write one self-contained HTML page: "
-                    "per-endpoint latency percentiles and throughput with 95%% intervals, errors, figures over "
-                    "time, tasks, command dispatch, the scenario and the run's metadata, with warnings at the "
-                    "top (run incomplete, errors above 1%%, load generator saturated). Prints the page's path.")
+        "per-endpoint latency percentiles and throughput with 95%% intervals, errors, figures over "
+        "time, tasks, command dispatch, the scenario and the run's metadata, with warnings at the "
+        "top (run incomplete, errors above 1%%, load generator saturated). Prints the page's path.",
+    )
     p.add_argument("run", type=Path, help="run directory (from smsload sim or smsload load)")
     p.add_argument("--out", type=Path, help="page to write (default: RUN/report.html)")
     p.add_argument("--resamples", type=int, default=N_BOOT, help=f"bootstrap resamples (default {N_BOOT})")
     p.set_defaults(func=_report)
 
     c = sub.add_parser(
-        "compare", help="compare two runs per endpoint (B against A), with significance and --fail-on limits",
+        "compare",
+        help="compare two runs per endpoint (B against A), with significance and --fail-on limits",
         description="Compare RUN_B against RUN_A per endpoint (p50, p95, p99, throughput, error rate): relative "
-                    "changes, their 95%% intervals and whether they are significant; overlay figures; an HTML "
-                    "page. Works across executors (simulation vs load test). Exit code 1 when a --fail-on limit "
-                    "is breached, 0 otherwise, 2 on bad input.")
+        "changes, their 95%% intervals and whether they are significant; overlay figures; an HTML "
+        "page. Works across executors (simulation vs load test). Exit code 1 when a --fail-on limit "
+        "is breached, 0 otherwise, 2 on bad input.",
+    )
     c.add_argument("run_a", type=Path, help="baseline run directory (A)")
     c.add_argument("run_b", type=Path, help="run directory compared against it (B)")
     c.add_argument("--out", type=Path, help="page to write (default: RUN_B/compare.html)")
-    c.add_argument("--fail-on", action="append", default=[], metavar="SPEC",
-                   help="[ENDPOINT:]METRIC:LIMIT, e.g. 'p99:+10%%', 'throughput:-5%%', 'error_rate:+0.01', "
-                        "'GET /v1/sms/sources/{source_id}/command:p99:+10%%'; metrics p50, p90, p95, p99, p99_9, "
-                        "max, throughput, error_rate; repeatable. Without an endpoint: every endpoint of both runs "
-                        "and ALL")
+    c.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="[ENDPOINT:]METRIC:LIMIT, e.g. 'p99:+10%%', 'throughput:-5%%', 'error_rate:+0.01', "
+        "'GET /v1/sms/sources/{source_id}/command:p99:+10%%'; metrics p50, p90, p95, p99, p99_9, "
+        "max, throughput, error_rate; repeatable. Without an endpoint: every endpoint of both runs "
+        "and ALL",
+    )
     c.add_argument("--resamples", type=int, default=N_BOOT, help=f"bootstrap resamples (default {N_BOOT})")
     c.set_defaults(func=_compare)
 
@@ -111,7 +120,11 @@ def _compare(args: argparse.Namespace) -> int:
         console.print(message, highlight=False, markup=False, soft_wrap=True)
     if limits:
         n = int(result.checks["breached"].sum())
-        console.print(f"{n} of {len(result.checks)} limit checks failed" if n else
-                      f"all {len(result.checks)} limit checks passed", highlight=False)
+        console.print(
+            f"{n} of {len(result.checks)} limit checks failed"
+            if n
+            else f"all {len(result.checks)} limit checks passed",
+            highlight=False,
+        )
     print(out)
     return 1 if result.failed else 0

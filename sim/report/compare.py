@@ -68,12 +68,16 @@ def parse_limit(spec: str) -> Limit:
     if metric not in METRICS:
         raise LimitError(f"--fail-on {spec!r}: unknown metric {metric!r} (expected one of {', '.join(METRICS)})")
     if endpoint is not None and endpoint != M.ALL and not re.match(r"^[A-Z]+ /\S*$", endpoint):
-        raise LimitError(f"--fail-on {spec!r}: endpoint {endpoint!r} should be 'METHOD /path/template', "
-                         "e.g. 'GET /v1/sms/sources/{source_id}/command', or ALL")
+        raise LimitError(
+            f"--fail-on {spec!r}: endpoint {endpoint!r} should be 'METHOD /path/template', "
+            "e.g. 'GET /v1/sms/sources/{source_id}/command', or ALL"
+        )
     m = _LIMIT.match(text)
     if not m:
-        raise LimitError(f"--fail-on {spec!r}: limit {text!r} should be a signed number, e.g. +10% or -5%"
-                         + (" or +0.01 (error_rate, absolute)" if metric == "error_rate" else ""))
+        raise LimitError(
+            f"--fail-on {spec!r}: limit {text!r} should be a signed number, e.g. +10% or -5%"
+            + (" or +0.01 (error_rate, absolute)" if metric == "error_rate" else "")
+        )
     sign, number, percent = m.groups()
     value = float(number) * (-1 if sign == "-" else 1)
     if not percent and metric != "error_rate":
@@ -121,8 +125,20 @@ def compare_runs(a: RunAnalysis, b: RunAnalysis, *, n_boot: int = N_BOOT, level:
             enough = min(na, nb) >= min_samples(q, level)
             rows.append((endpoint, name, qa[i], qb[i], qb[i] - qa[i], rel[i], lo[i], hi[i], "rel", enough))
         ratio, r_lo, r_hi = rate_ratio_interval(na, a.duration_s, nb, b.duration_s, level)
-        rows.append((endpoint, "throughput", na / a.duration_s, nb / b.duration_s, nb / b.duration_s - na / a.duration_s,
-                     ratio - 1, r_lo - 1, r_hi - 1, "rel", True))
+        rows.append(
+            (
+                endpoint,
+                "throughput",
+                na / a.duration_s,
+                nb / b.duration_s,
+                nb / b.duration_s - na / a.duration_s,
+                ratio - 1,
+                r_lo - 1,
+                r_hi - 1,
+                "rel",
+                True,
+            )
+        )
         errs_a, errs_b = (int(e["errors"]) if e is not None else 0 for e in (ea, eb))
         d, d_lo, d_hi = proportion_difference_interval(errs_a, na, errs_b, nb, level)
         pa, pb = (errs_a / na if na else np.nan), (errs_b / nb if nb else np.nan)
@@ -142,14 +158,17 @@ def endpoint_scope(table: pd.DataFrame, limit: Limit, a: RunAnalysis, b: RunAnal
     if limit.endpoint is not None:
         if limit.endpoint != M.ALL and limit.endpoint not in set(a.latency_hist.labels) | set(b.latency_hist.labels):
             known = ", ".join(sorted(set(a.latency_hist.labels) | set(b.latency_hist.labels)))
-            raise LimitError(f"--fail-on {limit.spec!r}: no endpoint {limit.endpoint!r} in either run (they have: {known})")
+            raise LimitError(
+                f"--fail-on {limit.spec!r}: no endpoint {limit.endpoint!r} in either run (they have: {known})"
+            )
         return [limit.endpoint]
     both = set(a.latency_hist.labels) & set(b.latency_hist.labels)
     return [e for e in table["endpoint"].unique() if e in both or e == M.ALL]
 
 
 def check_limits(table: pd.DataFrame, limits: list[Limit], a: RunAnalysis, b: RunAnalysis) -> pd.DataFrame:
-    """One row per (limit, endpoint): spec, endpoint, metric, change, limit, breached, significant, significance, message.
+    """One row per (limit, endpoint): spec, endpoint, metric, change, limit, breached, significant,
+    significance, message.
 
     `significance` says it in words: "significant", "not significant", or "too few requests"
     (a percentile that neither run has enough requests to bound; see `compare_runs`).
@@ -161,20 +180,45 @@ def check_limits(table: pd.DataFrame, limits: list[Limit], a: RunAnalysis, b: Ru
             r = indexed.loc[(endpoint, limit.metric)]
             change = float(r["rel"] if limit.relative else r["diff"])
             if not np.isfinite(change) and not (np.isinf(change) and change > 0):
-                rows.append((limit.spec, endpoint, limit.metric, change, limit.limit, True, False, "-",
-                             f"FAIL: cannot check {limit.metric} of {endpoint}: it has no requests in run "
-                             f"{'A' if np.isnan(r['a']) else 'B'}"))
+                rows.append(
+                    (
+                        limit.spec,
+                        endpoint,
+                        limit.metric,
+                        change,
+                        limit.limit,
+                        True,
+                        False,
+                        "-",
+                        f"FAIL: cannot check {limit.metric} of {endpoint}: it has no requests in run "
+                        f"{'A' if np.isnan(r['a']) else 'B'}",
+                    )
+                )
                 continue
             breached = limit.breached(change)
             unit = (lambda v: f"{v:+.1%}") if limit.relative else (lambda v: f"{v:+.4f}")
             sig = _significance(r)
-            ci = (f"{r['lo']:+.1%}..{r['hi']:+.1%}" if r["ci"] == "rel" else f"{r['lo']:+.4f}..{r['hi']:+.4f}")
+            sig_text = sig if sig != "too few requests" else "significance not determined (too few requests)"
+            ci = f"{r['lo']:+.1%}..{r['hi']:+.1%}" if r["ci"] == "rel" else f"{r['lo']:+.4f}..{r['hi']:+.4f}"
             verdict = "FAIL" if breached else "ok"
-            rows.append((limit.spec, endpoint, limit.metric, change, limit.limit, breached, bool(r["significant"]), sig,
-                         f"{verdict}: {endpoint} {limit.metric} {unit(change)} (limit {unit(limit.limit)}), "
-                         f"{sig if sig != 'too few requests' else 'significance not determined (too few requests)'} (95% CI of the {'change' if r['ci'] == 'rel' else 'difference'} {ci})"))
-    return pd.DataFrame(rows, columns=["spec", "endpoint", "metric", "change", "limit", "breached", "significant",
-                                       "significance", "message"])
+            rows.append(
+                (
+                    limit.spec,
+                    endpoint,
+                    limit.metric,
+                    change,
+                    limit.limit,
+                    breached,
+                    bool(r["significant"]),
+                    sig,
+                    f"{verdict}: {endpoint} {limit.metric} {unit(change)} (limit {unit(limit.limit)}), "
+                    f"{sig_text} (95% CI of the {'change' if r['ci'] == 'rel' else 'difference'} {ci})",
+                )
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["spec", "endpoint", "metric", "change", "limit", "breached", "significant", "significance", "message"],
+    )
 
 
 @dataclass

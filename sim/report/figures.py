@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,19 @@ from sim.report.hist import GroupHistograms
 
 TIME_LABEL = "time since the run started (s)"
 WIDE = (10.0, 4.2)
-STATE_COLORS = {"READY": "tab:blue", "RUNNING": "tab:orange", "MIGRATE_SUCCESS": "tab:green",
-                "MIGRATE_FAIL": "tab:red", "SYNCING": "tab:purple", "SYNC_SUCCESS": "yellowgreen",
-                "SYNC_FAIL": "tab:pink", "ABORTING": "tab:brown", "ABORT": "tab:cyan", "DELETING": "0.35",
-                "DELETED": "0.85"}
+STATE_COLORS = {
+    "READY": "tab:blue",
+    "RUNNING": "tab:orange",
+    "MIGRATE_SUCCESS": "tab:green",
+    "MIGRATE_FAIL": "tab:red",
+    "SYNCING": "tab:purple",
+    "SYNC_SUCCESS": "yellowgreen",
+    "SYNC_FAIL": "tab:pink",
+    "ABORTING": "tab:brown",
+    "ABORT": "tab:cyan",
+    "DELETING": "0.35",
+    "DELETED": "0.85",
+}
 MAX_LINES = 7  # more endpoints than this are lumped together as "other endpoints"
 
 
@@ -50,8 +59,9 @@ def title_of(fig: Figure) -> str:
     return fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "")
 
 
-def new_figure(title: str, size: tuple[float, float] = WIDE, rows: int = 1, cols: int = 1,
-            sharex: bool = True) -> tuple[Figure, np.ndarray]:
+def new_figure(
+    title: str, size: tuple[float, float] = WIDE, rows: int = 1, cols: int = 1, sharex: bool = True
+) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=size, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=sharex, squeeze=False).ravel())
     fig.suptitle(title, fontsize=12, fontweight="bold")
@@ -98,15 +108,25 @@ def throughput_figure(series: pd.DataFrame, title: str = "Throughput over time, 
     return fig
 
 
-def percentiles_figure(series: pd.DataFrame, title: str = "Latency percentiles over time (all requests)",
-                       ylabel: str = "latency (ms)", yscale: str = "log") -> Figure:
+def percentiles_figure(
+    series: pd.DataFrame,
+    title: str = "Latency percentiles over time (all requests)",
+    ylabel: str = "latency (ms)",
+    yscale: str = "log",
+) -> Figure:
     """Percentile lines per time bin, from `percentiles_over_time` or `generator_lag` (one `endpoint`).
 
     `yscale` is "log", "linear" or "symlog" (log above 1, linear below: for values that are often 0).
     """
     fig, (ax,) = new_figure(title)
-    styles = {"p50": ("tab:blue", "-"), "p90": ("tab:cyan", "-"), "p95": ("tab:orange", "-"),
-              "p99": ("tab:red", "-"), "p99_9": ("tab:purple", "-"), "max": ("0.5", ":")}
+    styles = {
+        "p50": ("tab:blue", "-"),
+        "p90": ("tab:cyan", "-"),
+        "p95": ("tab:orange", "-"),
+        "p99": ("tab:red", "-"),
+        "p99_9": ("tab:purple", "-"),
+        "max": ("0.5", ":"),
+    }
     names = [c for c in styles if c in series.columns]
     shown = series[series["count"] > 0]
     if shown.empty:
@@ -125,8 +145,11 @@ def percentiles_figure(series: pd.DataFrame, title: str = "Latency percentiles o
     return fig
 
 
-def latency_cdf_figure(hist: GroupHistograms, title: str = "Latency distribution by endpoint (CDF)",
-                       xlabel: str = "latency (ms), log scale") -> Figure:
+def latency_cdf_figure(
+    hist: GroupHistograms,
+    title: str = "Latency distribution by endpoint (CDF)",
+    xlabel: str = "latency (ms), log scale",
+) -> Figure:
     """One cumulative distribution per endpoint (the busiest ones), from `endpoint_histograms`."""
     fig, (ax,) = new_figure(title)
     totals = pd.Series({label: hist.total(g) for g, label in enumerate(hist.labels)}, dtype=float)
@@ -154,8 +177,7 @@ def tasks_by_state_figure(frame: pd.DataFrame, title: str = "Tasks by state over
     else:
         spare = iter(["tab:gray", "gold", "teal", "navy", "salmon", "lime"])
         colors = [STATE_COLORS.get(state) or next(spare, "0.5") for state in frame.columns]
-        ax.stackplot(frame.index, frame.to_numpy().T, labels=list(frame.columns), step="post", alpha=0.9,
-                     colors=colors)
+        ax.stackplot(frame.index, frame.to_numpy().T, labels=list(frame.columns), step="post", alpha=0.9, colors=colors)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="state", title_fontsize=8)
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("tasks")
@@ -165,15 +187,22 @@ def tasks_by_state_figure(frame: pd.DataFrame, title: str = "Tasks by state over
 def _ecdf(ax: Axes, values: np.ndarray, label: str) -> None:
     v = np.sort(values[np.isfinite(values)])
     if v.size:
-        ax.step(np.maximum(v, 1e-3), np.arange(1, v.size + 1) / v.size, where="post", linewidth=1.3,
-                label=f"{label} (n={v.size:,})")
+        ax.step(
+            np.maximum(v, 1e-3),
+            np.arange(1, v.size + 1) / v.size,
+            where="post",
+            linewidth=1.3,
+            label=f"{label} (n={v.size:,})",
+        )
 
 
 def dispatch_figure(latency: pd.DataFrame, title: str = "Command dispatch latency, by command") -> Figure:
     """CDFs of enqueued -> first delivered and delivered -> acknowledged per command, from `dispatch_latency`."""
     fig, axes = new_figure(title, size=(10.0, 4.0), cols=2, sharex=False)
-    stages = (("deliver_ms", "enqueued -> first delivered (waits for a poll)"),
-              ("ack_ms", "delivered -> acknowledged (agent's work)"))
+    stages = (
+        ("deliver_ms", "enqueued -> first delivered (waits for a poll)"),
+        ("ack_ms", "delivered -> acknowledged (agent's work)"),
+    )
     for ax, (column, label) in zip(axes, stages):
         for name, group in latency.groupby("command_name", sort=True):
             _ecdf(ax, group[column].to_numpy(dtype=np.float64), str(name))
@@ -189,8 +218,9 @@ def dispatch_figure(latency: pd.DataFrame, title: str = "Command dispatch latenc
     return fig
 
 
-def generator_figure(lag: pd.DataFrame, generator: pd.DataFrame | None,
-                     title: str = "Load generator: lag behind schedule and CPU") -> Figure:
+def generator_figure(
+    lag: pd.DataFrame, generator: pd.DataFrame | None, title: str = "Load generator: lag behind schedule and CPU"
+) -> Figure:
     """Lag percentiles per second (`generator_lag`) and, when sampled, CPU per generator process."""
     rows = 2 if generator is not None else 1
     fig, axes = new_figure(title, size=(10.0, 3.2 * rows + 0.6), rows=rows)
@@ -208,7 +238,14 @@ def generator_figure(lag: pd.DataFrame, generator: pd.DataFrame | None,
             ax.plot(samples["t_s"], samples["cpu_percent"], linewidth=1.2, label=f"{process}")
         if "host_cpu_percent" in generator.columns and generator["host_cpu_percent"].notna().any():
             host = generator.groupby("t_s", sort=True)["host_cpu_percent"].mean()
-            ax.plot(host.index, host.to_numpy(), color="0.6", linestyle="--", linewidth=1, label="whole machine (% of all cores)")
+            ax.plot(
+                host.index,
+                host.to_numpy(),
+                color="0.6",
+                linestyle="--",
+                linewidth=1,
+                label="whole machine (% of all cores)",
+            )
         ax.axhline(90, color="tab:red", linestyle=":", linewidth=1, label="90% (saturated)")
         ax.set_ylabel("CPU (% of one core)")
         ax.set_title("generator CPU per process", fontsize=10)
@@ -224,11 +261,18 @@ def titles(figures: Sequence[Figure]) -> list[str]:
 
 # -- overlays of two runs (compare): A solid blue, B dashed orange -------------------------------
 
-STYLE: dict[int, dict[str, str]] = {0: {"color": "tab:blue", "linestyle": "-"}, 1: {"color": "tab:orange", "linestyle": "--"}}
+STYLE: dict[int, dict[str, str]] = {
+    0: {"color": "tab:blue", "linestyle": "-"},
+    1: {"color": "tab:orange", "linestyle": "--"},
+}
 
 
-def throughput_overlay(a: pd.DataFrame, b: pd.DataFrame, labels: tuple[str, str],
-                       title: str = "Throughput over time: A vs B (all requests)") -> Figure:
+def throughput_overlay(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    labels: tuple[str, str],
+    title: str = "Throughput over time: A vs B (all requests)",
+) -> Figure:
     """Total requests per second of both runs, from their `throughput_over_time` tables."""
     fig, (ax,) = new_figure(title)
     for i, series in enumerate((a, b)):
@@ -240,8 +284,13 @@ def throughput_overlay(a: pd.DataFrame, b: pd.DataFrame, labels: tuple[str, str]
     return fig
 
 
-def percentiles_overlay(a: pd.DataFrame, b: pd.DataFrame, labels: tuple[str, str], names: tuple[str, ...] = ("p50", "p99"),
-                        title: str = "Latency percentiles over time: A vs B (all requests)") -> Figure:
+def percentiles_overlay(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    labels: tuple[str, str],
+    names: tuple[str, ...] = ("p50", "p99"),
+    title: str = "Latency percentiles over time: A vs B (all requests)",
+) -> Figure:
     """Percentiles per second of both runs (one panel per percentile), from `percentiles_over_time`."""
     fig, axes = new_figure(title, size=(10.0, 2.8 * len(names) + 0.6), rows=len(names))
     for ax, name in zip(axes, names):
@@ -256,8 +305,14 @@ def percentiles_overlay(a: pd.DataFrame, b: pd.DataFrame, labels: tuple[str, str
     return fig
 
 
-def cdf_overlay(a: GroupHistograms, b: GroupHistograms, labels: tuple[str, str], endpoints: list[str] | None = None,
-                limit: int = 6, title: str = "Latency distribution by endpoint: A vs B (CDF)") -> Figure:
+def cdf_overlay(
+    a: GroupHistograms,
+    b: GroupHistograms,
+    labels: tuple[str, str],
+    endpoints: list[str] | None = None,
+    limit: int = 6,
+    title: str = "Latency distribution by endpoint: A vs B (CDF)",
+) -> Figure:
     """One panel per endpoint (the busiest `limit` of both runs) with both runs' latency CDFs."""
     if endpoints is None:
         totals = pd.Series({e: 0 for e in set(a.labels) | set(b.labels)}, dtype=float)
@@ -273,8 +328,14 @@ def cdf_overlay(a: GroupHistograms, b: GroupHistograms, labels: tuple[str, str],
             if endpoint in h.labels and h.total(h.labels.index(endpoint)):
                 g = h.labels.index(endpoint)
                 x, y = h.cdf(g)
-                ax.step(np.maximum(x, h.spec.lo), y, where="post", linewidth=1.3,
-                        label=f"{labels[i]} (n={h.total(g):,})", **STYLE[i])
+                ax.step(
+                    np.maximum(x, h.spec.lo),
+                    y,
+                    where="post",
+                    linewidth=1.3,
+                    label=f"{labels[i]} (n={h.total(g):,})",
+                    **STYLE[i],
+                )
         if ax.lines:
             log_x(ax)
             ax.legend(loc="lower right", fontsize=7)
@@ -284,6 +345,6 @@ def cdf_overlay(a: GroupHistograms, b: GroupHistograms, labels: tuple[str, str],
         ax.set_xlabel("latency (ms), log scale")
         ax.set_ylabel("share at or below")
         ax.set_ylim(0, 1.02)
-    for ax in axes[len(endpoints):]:
+    for ax in axes[len(endpoints) :]:
         ax.set_visible(False)
     return fig

@@ -100,8 +100,9 @@ class GroupHistograms:
         return self.spec.upper(self.bins[g]), np.cumsum(c) / max(int(c.sum()), 1)
 
 
-def group_histograms(values: np.ndarray, codes: np.ndarray, labels: list[str],
-                     spec: LogBins = DEFAULT_BINS) -> GroupHistograms:
+def group_histograms(
+    values: np.ndarray, codes: np.ndarray, labels: list[str], spec: LogBins = DEFAULT_BINS
+) -> GroupHistograms:
     """Count `values` into `spec`'s bins per group (`codes` index `labels`; NaN values and code -1 are dropped)."""
     k = spec.index(values)
     codes = np.asarray(codes, dtype=np.int64)
@@ -120,7 +121,8 @@ def _ranks(total: int | np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def _quantile_bins(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Position of the first cumulative count reaching each rank; cum is (bins,) or (rows, bins), ranks (q,) or (rows, q).
+    """Position of the first cumulative count reaching each rank; cum is (bins,) or (rows, bins), ranks
+    (q,) or (rows, q).
 
     Rows are searched in one call: each row is shifted above the previous one's total, which
     keeps the flattened array sorted.
@@ -173,13 +175,22 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.
     """Percentile interval of bootstrap samples along axis 0 (NaN samples ignored)."""
     a = (1 - level) / 2
     with np.errstate(all="ignore"):
-        lo, hi = np.nanquantile(samples, [a, 1 - a], axis=0) if np.isfinite(samples).any() else (
-            np.full(samples.shape[1:], np.nan), np.full(samples.shape[1:], np.nan))
+        lo, hi = (
+            np.nanquantile(samples, [a, 1 - a], axis=0)
+            if np.isfinite(samples).any()
+            else (np.full(samples.shape[1:], np.nan), np.full(samples.shape[1:], np.nan))
+        )
     return lo, hi
 
 
-def quantile_frame(h: GroupHistograms, names: dict[str, float] | None = None, *, n_boot: int = N_BOOT,
-                   seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+def quantile_frame(
+    h: GroupHistograms,
+    names: dict[str, float] | None = None,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> pd.DataFrame:
     """One row per group: `count`, then for each quantile NAME the columns NAME, NAME_lo, NAME_hi."""
     names = names or QUANTILES
     probs = np.array(list(names.values()))
@@ -204,8 +215,9 @@ def combine(h: GroupHistograms, label: str) -> GroupHistograms:
     return GroupHistograms([label], [bins], [dense[bins].astype(np.int64)], h.spec)
 
 
-def binned_quantiles(cells: np.ndarray, values: np.ndarray, n_cells: int, probs: np.ndarray,
-                     spec: LogBins = DEFAULT_BINS) -> tuple[np.ndarray, np.ndarray]:
+def binned_quantiles(
+    cells: np.ndarray, values: np.ndarray, n_cells: int, probs: np.ndarray, spec: LogBins = DEFAULT_BINS
+) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles of `values` in each of `n_cells` cells (e.g. time bins): (counts (n_cells,), quantiles (n_cells, q)).
 
     Sparse, so memory follows the rows and not cells x bins: the (cell, bin) codes are sorted

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jinja2
 import pandas as pd
@@ -27,8 +28,13 @@ from sim.report.compare import Comparison
 from sim.report.hist import QUANTILES, min_samples
 
 TEMPLATES = Path(__file__).parent / "templates"
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
-                          lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
 LATENCY_NAMES = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p99_9": "p99.9", "max": "max"}
 
 
@@ -102,19 +108,29 @@ def interval_cells(row: pd.Series, names: Iterable[str]) -> list[Cell]:
     return out
 
 
-WEAK_NOTE = ("Under each value: its 95% bootstrap interval. Grey intervals: fewer samples than a distribution-free "
-             "interval needs (6 for p50, 36 for p90, 72 for p95, 368 for p99, 3,688 for p99.9; never for the max): "
-             "they understate the uncertainty.")
+WEAK_NOTE = (
+    "Under each value: its 95% bootstrap interval. Grey intervals: fewer samples than a distribution-free "
+    "interval needs (6 for p50, 36 for p90, 72 for p95, 368 for p99, 3,688 for p99.9; never for the max): "
+    "they understate the uncertainty."
+)
 
 
 def endpoint_rows(table: pd.DataFrame) -> list[list[Cell]]:
     rows = []
     for endpoint, r in table.iterrows():
-        rows.append([Cell(str(endpoint), cls="name"), Cell(f"{int(r['count']):,}"),
-                     Cell(num(r["throughput_per_s"]), f"{num(r['throughput_lo'])} – {num(r['throughput_hi'])}"),
-                     Cell(pct(r["error_rate"]), f"{pct(r['error_rate_lo'])} – {pct(r['error_rate_hi'])}",
-                          "bad" if r["error_rate"] > 0.01 else ""),
-                     *interval_cells(r, LATENCY_NAMES)])
+        rows.append(
+            [
+                Cell(str(endpoint), cls="name"),
+                Cell(f"{int(r['count']):,}"),
+                Cell(num(r["throughput_per_s"]), f"{num(r['throughput_lo'])} – {num(r['throughput_hi'])}"),
+                Cell(
+                    pct(r["error_rate"]),
+                    f"{pct(r['error_rate_lo'])} – {pct(r['error_rate_hi'])}",
+                    "bad" if r["error_rate"] > 0.01 else "",
+                ),
+                *interval_cells(r, LATENCY_NAMES),
+            ]
+        )
     return rows
 
 
@@ -135,7 +151,9 @@ def _figures(figs: list[Figure]) -> list[Picture]:
 
 
 def _metadata(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in manifest.items() if k != "scenario"]
+    return [
+        (k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in manifest.items() if k != "scenario"
+    ]
 
 
 def _q_headers(unit: str) -> list[str]:
@@ -147,35 +165,85 @@ def render_report(a: RunAnalysis) -> str:
     m = a.run.manifest
     state = "complete" if m.get("complete") else "INCOMPLETE"
     tables = {
-        "endpoints": Table("Requests by endpoint", ["endpoint", "requests", "per s", "error rate", *_q_headers("ms")],
-                           endpoint_rows(a.endpoints), WEAK_NOTE, "endpoints", "no requests"),
-        "errors": Table("Failed requests by status", ["endpoint", "status", "error", "count", "share of endpoint"],
-                        [[Cell(r.endpoint, cls="name"), Cell(str(r.status)), Cell(str(r.error or "")),
-                          Cell(f"{r.count:,}"), Cell(pct(r.share))] for r in a.errors.itertuples()],
-                        "Status 0: no answer (timeout or refused connection).", "errors", "no failed requests"),
-        "server": Table("Server time by endpoint", ["endpoint", "requests", *_q_headers("ms")],
-                        quantile_rows(a.server_time, []),
-                        "Simulation: the service time drawn by the server model. Load test: the server's own time "
-                        "from its Server-Timing header.", "server", "no server time recorded"),
-        "queue": Table("Queue wait by endpoint", ["endpoint", "requests", *_q_headers("ms")],
-                       quantile_rows(a.queue_wait, []), "Time a request waited for a worker of the simulated server.",
-                       "queue-wait", "no queue wait (recorded by simulations only)"),
-        "lifecycle": Table("Task lifecycle: time per stay in each state", ["state", "still there at the end", "stays",
-                                                                           *_q_headers("s")],
-                           quantile_rows(a.lifecycle, ["open"]), "", "lifecycle", "no task events"),
-        "dispatch": Table("Command dispatch latency", ["stage", "command", "missing", "commands", *_q_headers("ms")],
-                          quantile_rows(a.dispatch.set_index("stage"), ["command_name", "missing"]),
-                          "missing: commands that had not reached the end of the stage when the run ended.",
-                          "dispatch", "no commands"),
+        "endpoints": Table(
+            "Requests by endpoint",
+            ["endpoint", "requests", "per s", "error rate", *_q_headers("ms")],
+            endpoint_rows(a.endpoints),
+            WEAK_NOTE,
+            "endpoints",
+            "no requests",
+        ),
+        "errors": Table(
+            "Failed requests by status",
+            ["endpoint", "status", "error", "count", "share of endpoint"],
+            [
+                [
+                    Cell(r.endpoint, cls="name"),
+                    Cell(str(r.status)),
+                    Cell(str(r.error or "")),
+                    Cell(f"{r.count:,}"),
+                    Cell(pct(r.share)),
+                ]
+                for r in a.errors.itertuples()
+            ],
+            "Status 0: no answer (timeout or refused connection).",
+            "errors",
+            "no failed requests",
+        ),
+        "server": Table(
+            "Server time by endpoint",
+            ["endpoint", "requests", *_q_headers("ms")],
+            quantile_rows(a.server_time, []),
+            "Simulation: the service time drawn by the server model. Load test: the server's own time "
+            "from its Server-Timing header.",
+            "server",
+            "no server time recorded",
+        ),
+        "queue": Table(
+            "Queue wait by endpoint",
+            ["endpoint", "requests", *_q_headers("ms")],
+            quantile_rows(a.queue_wait, []),
+            "Time a request waited for a worker of the simulated server.",
+            "queue-wait",
+            "no queue wait (recorded by simulations only)",
+        ),
+        "lifecycle": Table(
+            "Task lifecycle: time per stay in each state",
+            ["state", "still there at the end", "stays", *_q_headers("s")],
+            quantile_rows(a.lifecycle, ["open"]),
+            "",
+            "lifecycle",
+            "no task events",
+        ),
+        "dispatch": Table(
+            "Command dispatch latency",
+            ["stage", "command", "missing", "commands", *_q_headers("ms")],
+            quantile_rows(a.dispatch.set_index("stage"), ["command_name", "missing"]),
+            "missing: commands that had not reached the end of the stage when the run ended.",
+            "dispatch",
+            "no commands",
+        ),
     }
     pictures = _figures(report_figures(a))
-    page = Page(f"Run report: {a.run_id}",
-                f"{a.executor} run of scenario {m.get('scenario', {}).get('name', '?')}, {state}, "
-                f"{a.duration_s:,.1f} s, {len(a.run.requests):,} requests", a.warnings, a.notes)
+    page = Page(
+        f"Run report: {a.run_id}",
+        f"{a.executor} run of scenario {m.get('scenario', {}).get('name', '?')}, {state}, "
+        f"{a.duration_s:,.1f} s, {len(a.run.requests):,} requests",
+        a.warnings,
+        a.notes,
+    )
     return _env.get_template("report.html").render(
-        page=page, tables=tables, pictures=pictures, scenario=yaml.safe_dump(m.get("scenario", {}), sort_keys=False),
-        metadata=_metadata(m), tasks=(a.run.summary or {}).get("tasks", {}), seed=a.seed, version=__version__,
-        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"), path=str(a.run.path))
+        page=page,
+        tables=tables,
+        pictures=pictures,
+        scenario=yaml.safe_dump(m.get("scenario", {}), sort_keys=False),
+        metadata=_metadata(m),
+        tasks=(a.run.summary or {}).get("tasks", {}),
+        seed=a.seed,
+        version=__version__,
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
+        path=str(a.run.path),
+    )
 
 
 def write_report(a: RunAnalysis, out: Path | None = None) -> Path:
@@ -187,16 +255,18 @@ def write_report(a: RunAnalysis, out: Path | None = None) -> Path:
 
 def render_page(template: str, **context: Any) -> str:
     """Render any template of this package with the shared helpers (for the compare page)."""
-    return _env.get_template(template).render(version=__version__,
-                                              generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                              **context)
+    return _env.get_template(template).render(
+        version=__version__, generated=datetime.now(UTC).isoformat(timespec="seconds"), **context
+    )
 
 
 def _change_cells(r: pd.Series) -> list[Cell]:
     if r["ci"] == "diff":  # error rate: an absolute difference, in percentage points
-        pp = (lambda v: "–" if not math.isfinite(v) else f"{v * 100:+.2f} pp")
-        return [Cell(pp(r["diff"]), change(r["rel"]) + " relative" if math.isfinite(r["rel"]) else ""),
-                Cell(f"{pp(r['lo'])} … {pp(r['hi'])}")]
+        pp = lambda v: "–" if not math.isfinite(v) else f"{v * 100:+.2f} pp"
+        return [
+            Cell(pp(r["diff"]), change(r["rel"]) + " relative" if math.isfinite(r["rel"]) else ""),
+            Cell(f"{pp(r['lo'])} … {pp(r['hi'])}"),
+        ]
     return [Cell(change(r["rel"])), Cell(f"{change(r['lo'])} … {change(r['hi'])}")]
 
 
@@ -209,34 +279,68 @@ def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]
         for _, r in group.iterrows():
             is_rate = r["metric"] == "error_rate"
             value = pct if is_rate else num
-            verdict = ("yes" if r["significant"] else "no" if r["enough"] else "too few requests")
-            rows.append([Cell(LATENCY_NAMES.get(r["metric"], r["metric"].replace("_", " ")), cls="name"),
-                         Cell(value(r["a"])), Cell(value(r["b"])), *_change_cells(r),
-                         Cell(verdict, cls="sig" if r["significant"] else "")])
+            verdict = "yes" if r["significant"] else "no" if r["enough"] else "too few requests"
+            rows.append(
+                [
+                    Cell(LATENCY_NAMES.get(r["metric"], r["metric"].replace("_", " ")), cls="name"),
+                    Cell(value(r["a"])),
+                    Cell(value(r["b"])),
+                    *_change_cells(r),
+                    Cell(verdict, cls="sig" if r["significant"] else ""),
+                ]
+            )
     return rows
 
 
 def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
     """The comparison page of two runs (HTML string), showing `metrics` side by side."""
     labels = c.labels()
-    figs = [F.throughput_overlay(c.a.throughput, c.b.throughput, labels),
-            F.percentiles_overlay(c.a.latency, c.b.latency, labels),
-            F.cdf_overlay(c.a.latency_hist, c.b.latency_hist, labels)]
-    checks = Table("Limits (--fail-on)", ["limit", "endpoint", "result", "significant", "detail"],
-                   [[Cell(r.spec, cls="name"), Cell(r.endpoint, cls="name"),
-                     Cell("FAIL" if r.breached else "ok", cls="fail" if r.breached else "pass"),
-                     Cell(r.significance), Cell(r.message, cls="name")]
-                    for r in c.checks.itertuples()], "", "limits", "no limits given")
-    side = Table("Per endpoint: B against A", ["metric", "A", "B", "change B vs A", "95% interval", "significant"],
-                 compare_rows(c.table, metrics),
-                 "Latency in ms, throughput in requests/s. Change: B / A - 1 (error rate: B - A in percentage points). "
-                 "Significant: the 95% interval of the change excludes zero (percentiles: bootstrap of both runs' "
-                 "histograms; throughput: exact Poisson rate ratio; error rate: Newcombe).", "side", "no requests")
+    figs = [
+        F.throughput_overlay(c.a.throughput, c.b.throughput, labels),
+        F.percentiles_overlay(c.a.latency, c.b.latency, labels),
+        F.cdf_overlay(c.a.latency_hist, c.b.latency_hist, labels),
+    ]
+    checks = Table(
+        "Limits (--fail-on)",
+        ["limit", "endpoint", "result", "significant", "detail"],
+        [
+            [
+                Cell(r.spec, cls="name"),
+                Cell(r.endpoint, cls="name"),
+                Cell("FAIL" if r.breached else "ok", cls="fail" if r.breached else "pass"),
+                Cell(r.significance),
+                Cell(r.message, cls="name"),
+            ]
+            for r in c.checks.itertuples()
+        ],
+        "",
+        "limits",
+        "no limits given",
+    )
+    side = Table(
+        "Per endpoint: B against A",
+        ["metric", "A", "B", "change B vs A", "95% interval", "significant"],
+        compare_rows(c.table, metrics),
+        "Latency in ms, throughput in requests/s. Change: B / A - 1 (error rate: B - A in percentage points). "
+        "Significant: the 95% interval of the change excludes zero (percentiles: bootstrap of both runs' "
+        "histograms; throughput: exact Poisson rate ratio; error rate: Newcombe).",
+        "side",
+        "no requests",
+    )
     warnings = [f"A: {w}" for w in c.a.warnings] + [f"B: {w}" for w in c.b.warnings]
     notes = [f"A: {n}" for n in c.a.notes] + [f"B: {n}" for n in c.b.notes]
     failed = c.checks[c.checks["breached"]] if not c.checks.empty else c.checks
     page = Page(f"Comparison: {c.b.run_id} against {c.a.run_id}", f"{labels[0]}  ·  {labels[1]}", warnings, notes)
-    return render_page("compare.html", page=page, checks=checks, side=side, pictures=_figures(figs),
-                       failed=len(failed), limits=len(c.limits),
-                       runs=[(labels[i], x.duration_s, len(x.run.requests), x.run.manifest.get("complete"), str(x.run.path))
-                             for i, x in enumerate((c.a, c.b))])
+    return render_page(
+        "compare.html",
+        page=page,
+        checks=checks,
+        side=side,
+        pictures=_figures(figs),
+        failed=len(failed),
+        limits=len(c.limits),
+        runs=[
+            (labels[i], x.duration_s, len(x.run.requests), x.run.manifest.get("complete"), str(x.run.path))
+            for i, x in enumerate((c.a, c.b))
+        ],
+    )

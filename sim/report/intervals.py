@@ -28,8 +28,9 @@ def poisson_interval(count: np.ndarray, level: float = LEVEL) -> tuple[np.ndarra
     return lo, hi
 
 
-def rate_ratio_interval(count_a: float, t_a: float, count_b: float, t_b: float,
-                        level: float = LEVEL) -> tuple[float, float, float]:
+def rate_ratio_interval(
+    count_a: float, t_a: float, count_b: float, t_b: float, level: float = LEVEL
+) -> tuple[float, float, float]:
     """(ratio, lo, hi) of the rate of B to the rate of A, each a Poisson count over a duration.
 
     Conditional on the total n = a + b, b is binomial with p = rB tB / (rA tA + rB tB); the
@@ -61,14 +62,17 @@ def wilson_interval(errors: np.ndarray, total: np.ndarray, level: float = LEVEL)
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
-def proportion_difference_interval(errors_a: int, total_a: int, errors_b: int, total_b: int,
-                                   level: float = LEVEL) -> tuple[float, float, float]:
+def proportion_difference_interval(
+    errors_a: int, total_a: int, errors_b: int, total_b: int, level: float = LEVEL
+) -> tuple[float, float, float]:
     """(pB - pA, lo, hi): Newcombe's hybrid score interval for the difference of two proportions."""
     if total_a == 0 or total_b == 0:
         return float("nan"), float("nan"), float("nan")
     pa, pb = errors_a / total_a, errors_b / total_b
-    (la, ua), (lb, ub) = (wilson_interval(np.array(errors_a), np.array(total_a), level),
-                          wilson_interval(np.array(errors_b), np.array(total_b), level))
+    (la, ua), (lb, ub) = (
+        wilson_interval(np.array(errors_a), np.array(total_a), level),
+        wilson_interval(np.array(errors_b), np.array(total_b), level),
+    )
     d = pb - pa
     lo = d - float(np.sqrt((pb - lb) ** 2 + (ua - pa) ** 2))
     hi = d + float(np.sqrt((ub - pb) ** 2 + (pa - la) ** 2))

@@ -23,16 +23,46 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.report.hist import (DEFAULT_BINS, LEVEL, N_BOOT, QUANTILES, GroupHistograms, LogBins, binned_quantiles,
-                             combine, group_histograms, quantile_frame)
+from sim.report.hist import (
+    DEFAULT_BINS,
+    LEVEL,
+    N_BOOT,
+    QUANTILES,
+    GroupHistograms,
+    LogBins,
+    binned_quantiles,
+    combine,
+    group_histograms,
+    quantile_frame,
+)
 from sim.report.intervals import poisson_interval, wilson_interval
-from sim.report.tasks import (STATE_ORDER, dispatch_latency, dispatch_table, lifecycle_table, state_intervals,
-                              tasks_by_state)
+from sim.report.tasks import (
+    STATE_ORDER,
+    dispatch_latency,
+    dispatch_table,
+    lifecycle_table,
+    state_intervals,
+    tasks_by_state,
+)
 
 __all__ = [
-    "ALL", "QUANTILES", "STATE_ORDER", "endpoint_codes", "endpoint_histograms", "endpoint_table", "value_table",
-    "errors_by_status", "throughput_over_time", "percentiles_over_time", "generator_lag", "generator_saturation",
-    "dispatch_latency", "dispatch_table", "lifecycle_table", "state_intervals", "tasks_by_state",
+    "ALL",
+    "QUANTILES",
+    "STATE_ORDER",
+    "endpoint_codes",
+    "endpoint_histograms",
+    "endpoint_table",
+    "value_table",
+    "errors_by_status",
+    "throughput_over_time",
+    "percentiles_over_time",
+    "generator_lag",
+    "generator_saturation",
+    "dispatch_latency",
+    "dispatch_table",
+    "lifecycle_table",
+    "state_intervals",
+    "tasks_by_state",
 ]
 
 ALL = "ALL"  # the label of the row or series that counts every request
@@ -53,16 +83,27 @@ def endpoint_codes(requests: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return lookup[pair], labels
 
 
-def endpoint_histograms(requests: pd.DataFrame, column: str = "latency_ms", spec: LogBins = DEFAULT_BINS,
-                        codes: tuple[np.ndarray, list[str]] | None = None) -> GroupHistograms:
+def endpoint_histograms(
+    requests: pd.DataFrame,
+    column: str = "latency_ms",
+    spec: LogBins = DEFAULT_BINS,
+    codes: tuple[np.ndarray, list[str]] | None = None,
+) -> GroupHistograms:
     """Histograms of `column` per endpoint (rows where it is null are left out)."""
     code, labels = codes or endpoint_codes(requests)
     return group_histograms(requests[column].to_numpy(dtype=np.float64, na_value=np.nan), code, labels, spec)
 
 
-def value_table(requests: pd.DataFrame, column: str = "latency_ms", *, n_boot: int = N_BOOT, seed: int = 0,
-                level: float = LEVEL, total: bool = True,
-                codes: tuple[np.ndarray, list[str]] | None = None) -> pd.DataFrame:
+def value_table(
+    requests: pd.DataFrame,
+    column: str = "latency_ms",
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+    total: bool = True,
+    codes: tuple[np.ndarray, list[str]] | None = None,
+) -> pd.DataFrame:
     """Per endpoint (index): count of non-null values and p50 .. max of `column` with NAME_lo/NAME_hi bounds.
 
     Use it for `queue_wait_ms` (simulation) or `server_ms`; it is empty when the column is all null.
@@ -75,8 +116,15 @@ def value_table(requests: pd.DataFrame, column: str = "latency_ms", *, n_boot: i
     return table[table["count"] > 0]
 
 
-def endpoint_table(requests: pd.DataFrame, duration_s: float, *, n_boot: int = N_BOOT, seed: int = 0,
-                   level: float = LEVEL, total: bool = True) -> pd.DataFrame:
+def endpoint_table(
+    requests: pd.DataFrame,
+    duration_s: float,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+    total: bool = True,
+) -> pd.DataFrame:
     """The run's headline table, one row per endpoint (index "METHOD /template"), plus `ALL` if `total`.
 
     Columns: method, template, count, throughput_per_s (+ _lo/_hi, Poisson), errors, error_rate
@@ -106,16 +154,21 @@ def endpoint_table(requests: pd.DataFrame, duration_s: float, *, n_boot: int = N
 
 
 def errors_by_status(requests: pd.DataFrame) -> pd.DataFrame:
-    """Failed requests per endpoint, status and error code: endpoint, status, error, count, share (of the endpoint's requests)."""
+    """Failed requests per endpoint, status and error code: endpoint, status, error, count, share (of
+    the endpoint's requests)."""
     columns = ["endpoint", "status", "error", "count", "share"]
     code, labels = endpoint_codes(requests)
     bad = ~requests["ok"].to_numpy(dtype=bool)
     if not bad.any():
         return pd.DataFrame(columns=columns)
     per_endpoint = np.bincount(code, minlength=len(labels))
-    failed = pd.DataFrame({"endpoint": np.asarray(labels, dtype=object)[code[bad]],
-                           "status": requests["status"].to_numpy()[bad],
-                           "error": requests["error"].iloc[np.flatnonzero(bad)].to_numpy(dtype=object)})
+    failed = pd.DataFrame(
+        {
+            "endpoint": np.asarray(labels, dtype=object)[code[bad]],
+            "status": requests["status"].to_numpy()[bad],
+            "error": requests["error"].iloc[np.flatnonzero(bad)].to_numpy(dtype=object),
+        }
+    )
     out = failed.groupby(["endpoint", "status", "error"], sort=False, dropna=False).size().rename("count").reset_index()
     out["share"] = out["count"] / per_endpoint[[labels.index(e) for e in out["endpoint"]]]
     return out.sort_values(["count", "endpoint"], ascending=[False, True], ignore_index=True)[columns]
@@ -131,8 +184,9 @@ def _time_cells(t: np.ndarray, duration_s: float | None, bin_s: float) -> tuple[
     return cells, n, np.where(widths > 0, widths, bin_s)
 
 
-def throughput_over_time(requests: pd.DataFrame, duration_s: float | None = None, *, bin_s: float = 1.0,
-                         by_endpoint: bool = True) -> pd.DataFrame:
+def throughput_over_time(
+    requests: pd.DataFrame, duration_s: float | None = None, *, bin_s: float = 1.0, by_endpoint: bool = True
+) -> pd.DataFrame:
     """Requests sent per time bin: t_s (bin start), endpoint (or `ALL`), requests, errors, per_s.
 
     Every bin from 0 to `duration_s` is present, zeros included (a gap in the traffic shows).
@@ -145,36 +199,66 @@ def throughput_over_time(requests: pd.DataFrame, duration_s: float | None = None
     size = len(labels) * n
     count = np.bincount(flat, minlength=size)
     errors = np.bincount(flat, weights=~requests["ok"].to_numpy(dtype=bool)[keep], minlength=size).astype(np.int64)
-    return pd.DataFrame({"t_s": np.tile(np.arange(n) * bin_s, len(labels)),
-                         "endpoint": np.repeat(np.asarray(labels, dtype=object), n),
-                         "requests": count, "errors": errors, "per_s": count / np.tile(widths, len(labels))})
+    return pd.DataFrame(
+        {
+            "t_s": np.tile(np.arange(n) * bin_s, len(labels)),
+            "endpoint": np.repeat(np.asarray(labels, dtype=object), n),
+            "requests": count,
+            "errors": errors,
+            "per_s": count / np.tile(widths, len(labels)),
+        }
+    )
 
 
-def _series(t: np.ndarray, values: np.ndarray, codes: np.ndarray, labels: list[str], duration_s: float | None,
-            bin_s: float, names: tuple[str, ...]) -> pd.DataFrame:
+def _series(
+    t: np.ndarray,
+    values: np.ndarray,
+    codes: np.ndarray,
+    labels: list[str],
+    duration_s: float | None,
+    bin_s: float,
+    names: tuple[str, ...],
+) -> pd.DataFrame:
     cells, n, _ = _time_cells(t, duration_s, bin_s)
     probs = np.array([QUANTILES[name] for name in names])
     flat = np.where((cells >= 0) & (cells < n), codes * n + cells, -1)  # -1: outside the run, dropped
     counts, q = binned_quantiles(flat, values, len(labels) * n, probs)
-    out = pd.DataFrame({"t_s": np.tile(np.arange(n) * bin_s, len(labels)),
-                        "endpoint": np.repeat(np.asarray(labels, dtype=object), n), "count": counts})
+    out = pd.DataFrame(
+        {
+            "t_s": np.tile(np.arange(n) * bin_s, len(labels)),
+            "endpoint": np.repeat(np.asarray(labels, dtype=object), n),
+            "count": counts,
+        }
+    )
     for i, name in enumerate(names):
         out[name] = q[:, i]
     return out
 
 
-def percentiles_over_time(requests: pd.DataFrame, column: str = "latency_ms", duration_s: float | None = None, *,
-                          bin_s: float = 1.0, names: tuple[str, ...] = ("p50", "p95", "p99", "max"),
-                          by_endpoint: bool = False) -> pd.DataFrame:
-    """Percentiles of `column` per time bin: t_s, endpoint (or `ALL`), count, then one column per name (NaN when empty)."""
+def percentiles_over_time(
+    requests: pd.DataFrame,
+    column: str = "latency_ms",
+    duration_s: float | None = None,
+    *,
+    bin_s: float = 1.0,
+    names: tuple[str, ...] = ("p50", "p95", "p99", "max"),
+    by_endpoint: bool = False,
+) -> pd.DataFrame:
+    """Percentiles of `column` per time bin: t_s, endpoint (or `ALL`), count, then one column per name
+    (NaN when empty)."""
     t = requests["t_start_s"].to_numpy(dtype=np.float64)
     values = requests[column].to_numpy(dtype=np.float64, na_value=np.nan)
     code, labels = endpoint_codes(requests) if by_endpoint else (np.zeros(len(t), np.int64), [ALL])
     return _series(t, values, code, labels, duration_s, bin_s, names)
 
 
-def generator_lag(requests: pd.DataFrame, duration_s: float | None = None, *, bin_s: float = 1.0,
-                  names: tuple[str, ...] = ("p50", "p95", "p99", "max")) -> pd.DataFrame:
+def generator_lag(
+    requests: pd.DataFrame,
+    duration_s: float | None = None,
+    *,
+    bin_s: float = 1.0,
+    names: tuple[str, ...] = ("p50", "p95", "p99", "max"),
+) -> pd.DataFrame:
     """The load generator's lag `t_start_s - t_sched_s` in ms per time bin: t_s, endpoint (`ALL`), count, percentiles.
 
     When the lag grows, requests leave later than the model meant to send them: the generator,
@@ -185,8 +269,14 @@ def generator_lag(requests: pd.DataFrame, duration_s: float | None = None, *, bi
     return _series(t, np.maximum(lag, 0.0), np.zeros(len(t), np.int64), [ALL], duration_s, bin_s, names)
 
 
-def generator_saturation(lag: pd.DataFrame, generator: pd.DataFrame | None = None, *, growth_ms: float = 100.0,
-                         cpu_percent: float = 90.0, cpu_share: float = 0.1) -> list[str]:
+def generator_saturation(
+    lag: pd.DataFrame,
+    generator: pd.DataFrame | None = None,
+    *,
+    growth_ms: float = 100.0,
+    cpu_percent: float = 90.0,
+    cpu_share: float = 0.1,
+) -> list[str]:
     """Why the load generator looks saturated (an empty list when it does not).
 
     - lag growing: the median of the per-second p95 lag over the last quarter of the run exceeds
@@ -203,12 +293,16 @@ def generator_saturation(lag: pd.DataFrame, generator: pd.DataFrame | None = Non
         quarter = max(len(series) // 4, 2)
         first, last = series["p95"].iloc[:quarter].median(), series["p95"].iloc[-quarter:].median()
         if last - first > growth_ms:
-            reasons.append(f"generator lag grew from {first:.0f} ms to {last:.0f} ms (p95 per second, "
-                           f"first vs last quarter of the run): the load generator fell behind its schedule")
+            reasons.append(
+                f"generator lag grew from {first:.0f} ms to {last:.0f} ms (p95 per second, "
+                f"first vs last quarter of the run): the load generator fell behind its schedule"
+            )
     if generator is not None and not generator.empty:
         for process, samples in generator.groupby("process", sort=True):
             busy = float((samples["cpu_percent"] > cpu_percent).mean())
             if busy >= cpu_share:
-                reasons.append(f"generator process {process} was above {cpu_percent:.0f}% CPU in {busy:.0%} of its "
-                               f"samples (max {samples['cpu_percent'].max():.0f}%)")
+                reasons.append(
+                    f"generator process {process} was above {cpu_percent:.0f}% CPU in {busy:.0%} of its "
+                    f"samples (max {samples['cpu_percent'].max():.0f}%)"
+                )
     return reasons

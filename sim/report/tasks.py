@@ -17,8 +17,19 @@ from sim.records import migration_durations
 from sim.report.hist import LEVEL, N_BOOT, QUANTILES, combine, group_histograms, quantile_frame
 
 #: Lifecycle order, for columns and legends; DELETED is not an API state (the task is gone).
-STATE_ORDER = ["READY", "RUNNING", "MIGRATE_SUCCESS", "MIGRATE_FAIL", "SYNCING", "SYNC_SUCCESS", "SYNC_FAIL",
-               "ABORTING", "ABORT", "DELETING", "DELETED"]
+STATE_ORDER = [
+    "READY",
+    "RUNNING",
+    "MIGRATE_SUCCESS",
+    "MIGRATE_FAIL",
+    "SYNCING",
+    "SYNC_SUCCESS",
+    "SYNC_FAIL",
+    "ABORTING",
+    "ABORT",
+    "DELETING",
+    "DELETED",
+]
 DISPATCH_STAGES = {  # stage label -> (from column, to column) of the commands table
     "enqueued -> first delivered": ("enqueued_s", "delivered_s"),
     "delivered -> acknowledged": ("delivered_s", "acked_s"),
@@ -72,8 +83,13 @@ def state_intervals(tasks: pd.DataFrame) -> pd.DataFrame:
     DELETED is terminal and has no stays.
     """
     changes = _changes(tasks)
-    out = pd.DataFrame({"task_id": changes["task_id"].to_numpy(), "state": changes["to_state"].to_numpy(),
-                        "t_enter_s": changes["t_s"].to_numpy(dtype=np.float64)})
+    out = pd.DataFrame(
+        {
+            "task_id": changes["task_id"].to_numpy(),
+            "state": changes["to_state"].to_numpy(),
+            "t_enter_s": changes["t_s"].to_numpy(dtype=np.float64),
+        }
+    )
     same_task = changes["task_id"].to_numpy()[1:] == changes["task_id"].to_numpy()[:-1]
     nxt = np.append(same_task, False)
     t_next = np.append(out["t_enter_s"].to_numpy()[1:], np.nan)
@@ -96,11 +112,21 @@ def lifecycle_table(tasks: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
     states = _ordered(sorted(set(stays["state"])))
     done = stays.dropna(subset=["duration_s"])
     codes = done["state"].map({s: i for i, s in enumerate(states)}).to_numpy(dtype=np.int64)
-    table = quantile_frame(group_histograms(done["duration_s"].to_numpy(), codes, states),
-                           n_boot=n_boot, seed=seed, level=level)
+    table = quantile_frame(
+        group_histograms(done["duration_s"].to_numpy(), codes, states), n_boot=n_boot, seed=seed, level=level
+    )
     migration = migration_durations(tasks).to_numpy(dtype=np.float64) if not tasks.empty else np.empty(0)
-    table = pd.concat([table, quantile_frame(group_histograms(migration, np.zeros(len(migration)), [MIGRATION]),
-                                             n_boot=n_boot, seed=seed, level=level)])
+    table = pd.concat(
+        [
+            table,
+            quantile_frame(
+                group_histograms(migration, np.zeros(len(migration)), [MIGRATION]),
+                n_boot=n_boot,
+                seed=seed,
+                level=level,
+            ),
+        ]
+    )
     open_stays = stays[stays["duration_s"].isna()].groupby("state").size()
     table.insert(1, "open", [int(open_stays.get(s, 0)) for s in table.index])
     table.index.name = "state"
@@ -114,16 +140,22 @@ def dispatch_latency(commands: pd.DataFrame) -> pd.DataFrame:
     poll), ack_ms (delivered -> acknowledged: the agent's work until its result) and total_ms.
     """
     c = commands
-    return pd.DataFrame({
-        "seq": c["seq"].to_numpy(), "command_name": c["command_name"].to_numpy(), "task_id": c["task_id"].to_numpy(),
-        "enqueued_s": c["enqueued_s"].to_numpy(dtype=np.float64, na_value=np.nan),
-        "deliver_ms": (c["delivered_s"] - c["enqueued_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
-        "ack_ms": (c["acked_s"] - c["delivered_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
-        "total_ms": (c["acked_s"] - c["enqueued_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
-    })
+    return pd.DataFrame(
+        {
+            "seq": c["seq"].to_numpy(),
+            "command_name": c["command_name"].to_numpy(),
+            "task_id": c["task_id"].to_numpy(),
+            "enqueued_s": c["enqueued_s"].to_numpy(dtype=np.float64, na_value=np.nan),
+            "deliver_ms": (c["delivered_s"] - c["enqueued_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
+            "ack_ms": (c["acked_s"] - c["delivered_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
+            "total_ms": (c["acked_s"] - c["enqueued_s"]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000,
+        }
+    )
 
 
-def dispatch_table(commands: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+def dispatch_table(
+    commands: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> pd.DataFrame:
     """Command-dispatch latency in ms per stage and command name (and `ALL` commands).
 
     Columns: stage, command_name, count (commands that reached the stage's end), missing (that

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any, AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -95,8 +96,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
         # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401.
-        return _error_response(SmsError(f"invalid HTTP method: {where} (allowed: {allowed})",
-                                        code="SMS.2003", http_status=401))
+        return _error_response(
+            SmsError(f"invalid HTTP method: {where} (allowed: {allowed})", code="SMS.2003", http_status=401)
+        )
     if exc.status_code == 404:
         return _error_response(NotFound(f"no such resource: {where}"))
     return _error_response(SmsError(f"{where}: {exc.detail}", code="SMS.9801", http_status=exc.status_code))
@@ -134,8 +136,13 @@ def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:
         finally:
             plane.close()
 
-    app = SmsApp(api, tokens, routes=_routes(api), lifespan=lifespan,
-                 exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error})
+    app = SmsApp(
+        api,
+        tokens,
+        routes=_routes(api),
+        lifespan=lifespan,
+        exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error},
+    )
     # `/v3/tasks/` is an unknown route (404), not a redirect to `/v3/tasks`.
     app.router.redirect_slashes = False
     return app

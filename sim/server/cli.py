@@ -32,15 +32,25 @@ _TOKEN = re.compile(r"[!-~]{1,16384}")  # visible ASCII: what an HTTP header val
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "serve", help="run the reference SMS server",
-        description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL).")
-    p.add_argument("--db", default=DEFAULT_DB,
-                   help=f"store URL: sqlite:///PATH, postgresql://... or memory:// (default {DEFAULT_DB})")
+        "serve",
+        help="run the reference SMS server",
+        description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL).",
+    )
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"store URL: sqlite:///PATH, postgresql://... or memory:// (default {DEFAULT_DB})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", default="8080", help="port to listen on; 0 picks a free one (default 8080)")
-    p.add_argument("--token", action="append", default=[], metavar="TOKEN[=PROJECT]",
-                   help=f"accept this X-Auth-Token, for PROJECT (default {DEFAULT_PROJECT!r}); repeatable. "
-                        f"Without --token: ${TOKEN_ENV}, else a generated token (printed)")
+    p.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN[=PROJECT]",
+        help=f"accept this X-Auth-Token, for PROJECT (default {DEFAULT_PROJECT!r}); repeatable. "
+        f"Without --token: ${TOKEN_ENV}, else a generated token (printed)",
+    )
     p.add_argument("--workers", default="1", help="worker processes (default 1)")
     p.set_defaults(func=serve)
 
@@ -159,8 +169,16 @@ def _run_granian(host: str, port: int, workers: int) -> None:
     # granian's backpressure caps the connections a worker accepts (default backlog / workers =
     # 1024); every agent keeps a keep-alive connection, so a fleet of a few thousand would find
     # the rest never accepted (connect timeouts). Cap it at what a process can hold instead.
-    Granian(APP_FACTORY, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
-            backpressure=MAX_CONNECTIONS_PER_WORKER, factory=True, log_level=LogLevels.warning).serve()
+    Granian(
+        APP_FACTORY,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        backpressure=MAX_CONNECTIONS_PER_WORKER,
+        factory=True,
+        log_level=LogLevels.warning,
+    ).serve()
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -174,5 +192,4 @@ def _run_uvicorn(host: str, port: int, workers: int) -> None:
     # signal again (to die by it); with these handlers a requested stop is exit code 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning",
-                lifespan="on")
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning", lifespan="on")

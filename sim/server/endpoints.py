@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -33,8 +34,9 @@ MAX_BODY_BYTES = 10_240
 EMPTY_OBJECT = NO_COMMAND_JSON.encode()
 
 # The ListTasks `state` filter accepts the current task states and the older filter enum.
-TASK_STATE_FILTERS = frozenset({s.value for s in TaskState} | {
-    "SKIPPING", "RESETING", "SYNC_F_ROLLBACKING", "SYNC_F_ROLLBACK_SUCCESS"})
+TASK_STATE_FILTERS = frozenset(
+    {s.value for s in TaskState} | {"SKIPPING", "RESETING", "SYNC_F_ROLLBACKING", "SYNC_F_ROLLBACK_SUCCESS"}
+)
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -104,9 +106,17 @@ class Api:
     async def register(self, request: Request) -> Response:
         body = await read_body(request, schemas.RegisterBody)
         extra = {k: v for k in schemas.REGISTER_EXTRA_FIELDS if (v := getattr(body, k)) is not None}
-        reg = Registration(name=body.name, os_type=body.os_type, os_version=body.os_version or "",
-                           ip=body.ip or "", hostname=body.hostname or "", agent_version=body.agent_version or "",
-                           total_bytes=body.total_bytes, id=body.id, extra=extra)
+        reg = Registration(
+            name=body.name,
+            os_type=body.os_type,
+            os_version=body.os_version or "",
+            ip=body.ip or "",
+            hostname=body.hostname or "",
+            agent_version=body.agent_version or "",
+            total_bytes=body.total_bytes,
+            id=body.id,
+            extra=extra,
+        )
         return json_response({"id": self.plane.register(request.scope["sms.project"], reg, time.time())})
 
     async def command_result(self, request: Request) -> Response:
@@ -116,8 +126,9 @@ class Api:
             self.plane.get_source(project, source_id)  # 404 first, as for any other result
             raise CommandMismatch("reported RSET_LOG_ACL, which the reference server never sends")
         # result_detail is free JSON the real service only stores; the reference server drops it.
-        self.plane.report_result(project, source_id, CommandName(body.command_name),
-                                 body.result == "success", time.time())
+        self.plane.report_result(
+            project, source_id, CommandName(body.command_name), body.result == "success", time.time()
+        )
         return Response(EMPTY_OBJECT, media_type="application/json")
 
     async def progress_v1(self, request: Request) -> Response:
@@ -130,10 +141,15 @@ class Api:
 
     async def progress_v3(self, request: Request) -> Response:
         body = await read_body(request, schemas.ProgressV3Body)
-        report = Progress(subtask_name=body.subtask_name.value, progress=body.progress,
-                          replicatesize=body.replicatesize, totalsize=body.totalsize,
-                          migrate_speed=body.migrate_speed, remain_time=body.remain_time,
-                          process_trace=body.process_trace)
+        report = Progress(
+            subtask_name=body.subtask_name.value,
+            progress=body.progress,
+            replicatesize=body.replicatesize,
+            totalsize=body.totalsize,
+            migrate_speed=body.migrate_speed,
+            remain_time=body.remain_time,
+            process_trace=body.process_trace,
+        )
         self.plane.report_progress(request.scope["sms.project"], request.path_params["task_id"], report, time.time())
         return Response(EMPTY_OBJECT, media_type="application/json")
 
@@ -157,10 +173,11 @@ class Api:
                 found = [src] if q.get("name", src.name) == src.name and connected in (None, src.connected) else []
             except NotFound:
                 found = []
-            count, page = len(found), found[offset:offset + (limit or 200)]
+            count, page = len(found), found[offset : offset + (limit or 200)]
         else:
-            count, page = self.plane.list_sources(project, name=q.get("name"), connected=connected,
-                                                  limit=limit, offset=offset)
+            count, page = self.plane.list_sources(
+                project, name=q.get("name"), connected=connected, limit=limit, offset=offset
+            )
         tasks = self._tasks_by_id([s.current_task_id for s in page if s.current_task_id])
         views = [source_view(s, tasks.get(s.current_task_id or "")) for s in page]
         return json_response({"count": count, "source_servers": views})
@@ -168,8 +185,9 @@ class Api:
     async def create_task(self, request: Request) -> Response:
         body = await read_body(request, schemas.CreateTaskBody)
         extra = body.model_dump(mode="json", exclude_none=True, exclude={"name", "type", "source_server", "os_type"})
-        spec = TaskSpec(name=body.name, type=body.type, source_id=body.source_server.id, os_type=body.os_type,
-                        extra=extra)
+        spec = TaskSpec(
+            name=body.name, type=body.type, source_id=body.source_server.id, os_type=body.os_type, extra=extra
+        )
         return json_response({"id": self.plane.create_task(request.scope["sms.project"], spec, time.time())})
 
     async def show_task(self, request: Request) -> Response:
@@ -185,29 +203,50 @@ class Api:
         if "id" in q:
             try:
                 task = self.plane.get_task(project, q["id"])
-                found = [task] if (state in (None, task.state.value) and q.get("name", task.name) == task.name
-                                   and q.get("source_server_id", task.source_id) == task.source_id) else []
+                found = (
+                    [task]
+                    if (
+                        state in (None, task.state.value)
+                        and q.get("name", task.name) == task.name
+                        and q.get("source_server_id", task.source_id) == task.source_id
+                    )
+                    else []
+                )
             except NotFound:
                 found = []
-            count, page = len(found), found[offset:offset + (limit or 200)]
+            count, page = len(found), found[offset : offset + (limit or 200)]
         else:
-            count, page = self.plane.list_tasks(project, state=state, name=q.get("name"),
-                                                source_id=q.get("source_server_id"), limit=limit, offset=offset)
+            count, page = self.plane.list_tasks(
+                project,
+                state=state,
+                name=q.get("name"),
+                source_id=q.get("source_server_id"),
+                limit=limit,
+                offset=offset,
+            )
         return json_response({"count": count, "tasks": self._task_views(page)})
 
     async def task_action(self, request: Request) -> Response:
         body = await read_body(request, schemas.TaskActionBody)
         if body.operation in schemas.UNSIMULATED_OPERATIONS:
-            raise InvalidRequest(f"operation {body.operation!r} is documented by SMS but not simulated by the "
-                                 f"reference server (simulated: {', '.join(schemas.SIMULATED_OPERATIONS)})")
-        self.plane.act(request.scope["sms.project"], request.path_params["task_id"], Action(body.operation),
-                       time.time())
+            raise InvalidRequest(
+                f"operation {body.operation!r} is documented by SMS but not simulated by the "
+                f"reference server (simulated: {', '.join(schemas.SIMULATED_OPERATIONS)})"
+            )
+        self.plane.act(
+            request.scope["sms.project"], request.path_params["task_id"], Action(body.operation), time.time()
+        )
         return Response(EMPTY_OBJECT, media_type="application/json")
 
     async def collect_log(self, request: Request) -> Response:
         body = await read_body(request, schemas.CollectLogBody)
-        self.plane.act(request.scope["sms.project"], request.path_params["task_id"], Action.COLLECT_LOG,
-                       time.time(), log_bucket=body.log_bucket)
+        self.plane.act(
+            request.scope["sms.project"],
+            request.path_params["task_id"],
+            Action.COLLECT_LOG,
+            time.time(),
+            log_bucket=body.log_bucket,
+        )
         return Response(EMPTY_OBJECT, media_type="application/json")
 
     async def delete_task(self, request: Request) -> Response:
@@ -232,5 +271,4 @@ class Api:
         """Task views with their source's name and connection (one read for the whole page)."""
         with self.plane.store.read() as tx:
             sources: dict[str, Source | None] = {i: tx.get_source(i) for i in {t.source_id for t in tasks}}
-        return [task_view(t, s.name if (s := sources[t.source_id]) else "", s.connected if s else None)
-                for t in tasks]
+        return [task_view(t, s.name if (s := sources[t.source_id]) else "", s.connected if s else None) for t in tasks]

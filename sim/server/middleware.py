@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any
 
 from sim.model.errors import SmsError, Unauthorized
 
@@ -34,8 +35,13 @@ def error_json(exc: SmsError) -> bytes:
 
 async def send_json(send: Callable[[Message], Any], status: int, body: bytes) -> None:
     """Send a complete JSON response in the two ASGI messages."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body))]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body))],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -147,9 +153,17 @@ class PollFastPath:
                 t0 = perf_counter()
                 status, body = self._answer(scope, source_id)
                 timing = b"app;dur=%.3f" % ((perf_counter() - t0) * 1000.0)
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body)),
-                                        (b"server-timing", timing)]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            JSON_CONTENT_TYPE,
+                            (b"content-length", b"%d" % len(body)),
+                            (b"server-timing", timing),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -41,8 +41,20 @@ class RunningServer:
 
 
 def serve_command(db: str, tokens: list[str], host: str = "127.0.0.1", port: int = 0, workers: int = 1) -> list[str]:
-    cmd = [sys.executable, "-m", "sim.cli", "serve", "--db", db, "--host", host, "--port", str(port),
-           "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "serve",
+        "--db",
+        db,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     for token in tokens:
         cmd += ["--token", token]
     return cmd
@@ -90,12 +102,18 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
 
 
 @contextmanager
-def run_server(db: str, tokens: list[str], log_path: Path, *, workers: int = 1,
-               timeout_s: float = 30.0) -> Iterator[RunningServer]:
+def run_server(
+    db: str, tokens: list[str], log_path: Path, *, workers: int = 1, timeout_s: float = 30.0
+) -> Iterator[RunningServer]:
     """A running `smsload serve` on a free loopback port, stopped on exit (even on error or Ctrl-C)."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(serve_command(db, tokens, workers=workers), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=_child_env())
+        proc = subprocess.Popen(
+            serve_command(db, tokens, workers=workers),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_child_env(),
+        )
     server = None
     try:
         server = RunningServer(wait_ready(proc, log_path, time.monotonic() + timeout_s), proc.pid, log_path)

@@ -67,11 +67,12 @@ class RegisterBody(_Body):
     has_tc: bool | None = None
     has_rsync: bool | None = None
     paravirtualization: bool | None = None
-    platform: Literal["hw", "ali", "aws", "azure", "gcp", "tencent", "vmware", "hyperv", "other",
-                      "default"] | None = None
+    platform: Literal["hw", "ali", "aws", "azure", "gcp", "tencent", "vmware", "hyperv", "other", "default"] | None = (
+        None
+    )
 
     @model_validator(mode="after")
-    def _an_address(self) -> "RegisterBody":
+    def _an_address(self) -> RegisterBody:
         if not self.ip and not self.ipv6:
             raise ValueError("ip or ipv6 is required")
         return self
@@ -83,9 +84,21 @@ class RegisterBody(_Body):
 
 # Registration fields kept on the source record and shown back in its view (scalars only:
 # disks are summed into total_bytes, NIC and btrfs lists are not kept).
-REGISTER_EXTRA_FIELDS = ("ipv6", "kernel_version", "firmware", "cpu_quantity", "memory", "domain_id",
-                         "migration_cycle", "start_type", "io_read_wait", "has_tc", "has_rsync",
-                         "paravirtualization", "platform")
+REGISTER_EXTRA_FIELDS = (
+    "ipv6",
+    "kernel_version",
+    "firmware",
+    "cpu_quantity",
+    "memory",
+    "domain_id",
+    "migration_cycle",
+    "start_type",
+    "io_read_wait",
+    "has_tc",
+    "has_rsync",
+    "paravirtualization",
+    "platform",
+)
 
 
 class CommandResultBody(_Body):
@@ -165,10 +178,34 @@ class CreateTaskBody(_Body):
 
 SIMULATED_OPERATIONS = ("start", "stop", "restart", "sync")
 # Documented operations (any API version) the reference server knows but does not simulate.
-UNSIMULATED_OPERATIONS = ("test", "clone_test", "network_check", "skip", "clear", "migration_test", "cutover",
-                          "error_for_overspeed", "collect_log", "sync_failed_rollback")
-Operation = Literal["start", "stop", "restart", "sync", "test", "clone_test", "network_check", "skip", "clear",
-                    "migration_test", "cutover", "error_for_overspeed", "collect_log", "sync_failed_rollback"]
+UNSIMULATED_OPERATIONS = (
+    "test",
+    "clone_test",
+    "network_check",
+    "skip",
+    "clear",
+    "migration_test",
+    "cutover",
+    "error_for_overspeed",
+    "collect_log",
+    "sync_failed_rollback",
+)
+Operation = Literal[
+    "start",
+    "stop",
+    "restart",
+    "sync",
+    "test",
+    "clone_test",
+    "network_check",
+    "skip",
+    "clear",
+    "migration_test",
+    "cutover",
+    "error_for_overspeed",
+    "collect_log",
+    "sync_failed_rollback",
+]
 
 
 class TaskActionBody(_Body):

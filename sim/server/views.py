@@ -52,8 +52,13 @@ def task_view(task: Task, source_name: str, connected: bool | None) -> dict[str,
         "source_server": {"id": task.source_id, "name": source_name},
         "subtask_info": task.subtask_info,
         "sub_tasks": [
-            {"id": s.id, "name": s.name, "progress": s.progress,
-             "start_date": epoch_ms(s.start_date), "end_date": epoch_ms(s.end_date)}
+            {
+                "id": s.id,
+                "name": s.name,
+                "progress": s.progress,
+                "start_date": epoch_ms(s.start_date),
+                "end_date": epoch_ms(s.end_date),
+            }
             for s in task.sub_tasks
         ],
     }

@@ -23,14 +23,28 @@ POLL = "/v1/sms/sources/{source_id}/command"
 BATCHES = 20
 
 
-def _scenario(agents: int, interval_s: float, jitter_s: float, workers: int, service_ms: float,
-              duration_s: float, ramp_s: float, seed: int) -> dict:
+def _scenario(
+    agents: int,
+    interval_s: float,
+    jitter_s: float,
+    workers: int,
+    service_ms: float,
+    duration_s: float,
+    ramp_s: float,
+    seed: int,
+) -> dict:
     return {
-        "name": "queueing-check", "seed": seed, "duration_s": duration_s,
+        "name": "queueing-check",
+        "seed": seed,
+        "duration_s": duration_s,
         "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": ramp_s}},
         "agent": {"poll_interval_s": interval_s, "poll_jitter_s": jitter_s},
-        "server": {"workers": workers, "write_lock": False, "rtt_ms": 0,
-                   "service_ms": {"default": {"dist": "exponential", "mean": service_ms}}},
+        "server": {
+            "workers": workers,
+            "write_lock": False,
+            "rtt_ms": 0,
+            "service_ms": {"default": {"dist": "exponential", "mean": service_ms}},
+        },
     }
 
 
@@ -52,8 +66,8 @@ def _batch_ci(polls: pd.DataFrame, column: str, start: float, end: float) -> tup
 def erlang_c(c: int, offered: float) -> float:
     """P(wait > 0) in M/M/c with `offered` = lambda/mu Erlangs."""
     rho = offered / c
-    top = offered ** c / math.factorial(c) / (1 - rho)
-    return top / (sum(offered ** k / math.factorial(k) for k in range(c)) + top)
+    top = offered**c / math.factorial(c) / (1 - rho)
+    return top / (sum(offered**k / math.factorial(k) for k in range(c)) + top)
 
 
 @pytest.mark.slow
@@ -62,7 +76,9 @@ def test_mean_wait_and_wait_probability_match_erlang_c(tmp_path: Path, rho: floa
     workers, service_s, interval_s = 4, 0.010, 10.0
     agents = round(rho * workers / service_s * interval_s)
     warmup, duration = 40.0, 400.0
-    polls = _polls(tmp_path, _scenario(agents, interval_s, 5.0, workers, service_s * 1000, duration, 20.0, seed), warmup)
+    polls = _polls(
+        tmp_path, _scenario(agents, interval_s, 5.0, workers, service_s * 1000, duration, 20.0, seed), warmup
+    )
     lam = len(polls) / (duration - warmup)  # the offered load the fleet actually made
     offered = lam * service_s
     assert offered / workers == pytest.approx(rho, rel=0.02)
@@ -72,7 +88,9 @@ def test_mean_wait_and_wait_probability_match_erlang_c(tmp_path: Path, rho: floa
     polls["waited"] = (polls["queue_wait_ms"] > 0).astype(float)
     w, w_lo, w_hi = _batch_ci(polls, "queue_wait_ms", warmup, duration)
     p, p_lo, p_hi = _batch_ci(polls, "waited", warmup, duration)
-    assert w_lo <= mean_wait_ms <= w_hi, f"Erlang C mean wait {mean_wait_ms:.3f} ms, simulated {w:.3f} [{w_lo:.3f}, {w_hi:.3f}]"
+    assert w_lo <= mean_wait_ms <= w_hi, (
+        f"Erlang C mean wait {mean_wait_ms:.3f} ms, simulated {w:.3f} [{w_lo:.3f}, {w_hi:.3f}]"
+    )
     assert p_lo <= p_wait <= p_hi, f"Erlang C P(wait>0) {p_wait:.4f}, simulated {p:.4f} [{p_lo:.4f}, {p_hi:.4f}]"
     # Exponential service times: the simulated service column has the configured mean.
     assert polls["server_ms"].mean() == pytest.approx(service_s * 1000, rel=0.03)
@@ -100,6 +118,8 @@ def test_closed_fleet_near_saturation_matches_exact_mva(tmp_path: Path) -> None:
     edges = np.linspace(warmup, duration, BATCHES + 1)
     counts = np.histogram(polls["t_start_s"], bins=edges)[0] / np.diff(edges)
     half = stats.t.ppf(0.975, BATCHES - 1) * counts.std(ddof=1) / math.sqrt(BATCHES)
-    assert counts.mean() - half <= x_mva <= counts.mean() + half, f"MVA X {x_mva:.2f}/s, simulated {counts.mean():.2f} ± {half:.2f}"
+    assert counts.mean() - half <= x_mva <= counts.mean() + half, (
+        f"MVA X {x_mva:.2f}/s, simulated {counts.mean():.2f} ± {half:.2f}"
+    )
     r, r_lo, r_hi = _batch_ci(polls, "latency_ms", warmup, duration)
     assert r_lo <= r_mva * 1000 <= r_hi, f"MVA R {r_mva * 1000:.3f} ms, simulated {r:.3f} [{r_lo:.3f}, {r_hi:.3f}]"

@@ -88,24 +88,40 @@ def test_progress_per_subtask_never_goes_down(quickstart_runs: tuple[Path, Path]
 
 def test_stops_failures_and_logs_go_through_legal_transitions(tmp_path: Path) -> None:
     # The quickstart's probabilities raised, so that every branch of the lifecycle is taken.
-    scenario = load_scenario(QUICKSTART).with_overrides(fields={
-        "agent.failure_probability": 0.5, "operator.stop_probability": 0.5,
-        "operator.log_collect_probability": 0.5})
+    scenario = load_scenario(QUICKSTART).with_overrides(
+        fields={
+            "agent.failure_probability": 0.5,
+            "operator.stop_probability": 0.5,
+            "operator.log_collect_probability": 0.5,
+        }
+    )
     tasks = load_run(run_des(scenario, tmp_path / "busy")).tasks
     triggers = tasks["trigger"].value_counts()
-    for trigger in ("start", "sync", "delete", "result:DELETE:success", "progress:last-subtask-100", "stop",
-                    "result:STOP:success", "collect_log", "result:UPLOAD_LOG:success"):
+    for trigger in (
+        "start",
+        "sync",
+        "delete",
+        "result:DELETE:success",
+        "progress:last-subtask-100",
+        "stop",
+        "result:STOP:success",
+        "collect_log",
+        "result:UPLOAD_LOG:success",
+    ):
         assert triggers.get(trigger, 0) >= 1, trigger
     assert triggers.get("result:START:fail", 0) >= 3 and triggers.get("restart", 0) >= 3
     for task_id, rows in tasks.groupby("task_id", sort=False):
         assert illegal_transitions(rows.itertuples()) == [], task_id
 
 
-@pytest.mark.parametrize(("content", "field"), [
-    ("name: x\nduration_s: -5\nfleet: {agents: 10}\n", "duration_s"),
-    ("name: x\nduration_s: 5\nfleet: {agents: 10, colour: red}\n", "fleet.colour"),
-    ("name: x\nduration_s: 5\nfleet: {agents: 10}\nagent: {poll_interval_s: fast}\n", "agent.poll_interval_s"),
-])
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ("name: x\nduration_s: -5\nfleet: {agents: 10}\n", "duration_s"),
+        ("name: x\nduration_s: 5\nfleet: {agents: 10, colour: red}\n", "fleet.colour"),
+        ("name: x\nduration_s: 5\nfleet: {agents: 10}\nagent: {poll_interval_s: fast}\n", "agent.poll_interval_s"),
+    ],
+)
 def test_malformed_scenario_exits_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)

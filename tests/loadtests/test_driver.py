@@ -121,13 +121,18 @@ def test_annotations_read_the_poll_answer_and_the_call() -> None:
     got = Outcome(200, {"command_name": "START", "command_param": {"task_id": "t1"}})
     assert annotations(poll, got) == ("START", "t1")
     assert annotations(poll, Outcome(200, {})) == ("", "")
-    assert annotations(poll, Outcome(200, {"command_name": "UPLOAD_LOG", "command_param": {"bucket": "b"}})) == ("UPLOAD_LOG", "")
+    assert annotations(poll, Outcome(200, {"command_name": "UPLOAD_LOG", "command_param": {"bucket": "b"}})) == (
+        "UPLOAD_LOG",
+        "",
+    )
     ack = Call("command_result", source_id="s", command_name="SYNC", task_id="t2")
     assert annotations(ack, Outcome(200, {})) == ("SYNC", "t2")
 
 
-@pytest.mark.parametrize("arrival", [{"kind": "all_at_once"}, {"kind": "ramp", "duration_s": 20},
-                                     {"kind": "wave", "waves": 3, "interval_s": 10}])
+@pytest.mark.parametrize(
+    "arrival",
+    [{"kind": "all_at_once"}, {"kind": "ramp", "duration_s": 20}, {"kind": "wave", "waves": 3, "interval_s": 10}],
+)
 def test_the_shape_starts_exactly_the_agents_that_have_arrived(arrival: dict[str, Any]) -> None:
     scenario = load_scenario(QUICKSTART).with_overrides(agents=50, fields={"fleet.arrival": arrival})
     for t in (0.0, 0.3, 5.0, 9.99, 10.0, 15.5, 25.0, 59.0):

@@ -42,8 +42,14 @@ def _env(token: str | None = None) -> dict[str, str]:
 
 
 def smsload(*args: str, token: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", "load", *args], capture_output=True, text=True,
-                          timeout=timeout, env=_env(token), cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", "load", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(token),
+        cwd=ROOT,
+    )
 
 
 def _no_token_in(path: Path, token: str) -> None:
@@ -114,8 +120,9 @@ def test_tasks_live_their_whole_life_over_http_by_the_rules(quickstart: Run) -> 
 @pytest.mark.slow
 def test_workers_merge_into_one_table_without_losing_a_row(tmp_path: Path) -> None:
     out = tmp_path / "workers"
-    done = smsload(str(QUICKSTART), "--out", str(out), "--workers", "2", "--duration-s", "16", "--token", TOKEN,
-                   "--quiet")
+    done = smsload(
+        str(QUICKSTART), "--out", str(out), "--workers", "2", "--duration-s", "16", "--token", TOKEN, "--quiet"
+    )
     assert done.returncode == 0, done.stderr
     run = load_run(out)
     r = run.requests
@@ -154,8 +161,14 @@ class _Lines:
 @pytest.mark.slow
 def test_sigint_leaves_a_readable_incomplete_run_and_no_process_behind(tmp_path: Path) -> None:
     out = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "load", str(QUICKSTART), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "load", str(QUICKSTART), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
     try:
         stderr = _Lines(proc)
         server_pid = int(stderr.wait_for("reference server on", 120).split("(pid ")[1].split(")")[0])
@@ -179,10 +192,28 @@ def test_the_locustfile_runs_on_its_own(tmp_path: Path) -> None:
     token = "own-token-77aa"
     before = set(ROOT.glob("runs/quickstart-locust-*"))
     with run_server(f"sqlite:///{tmp_path / 'sms.sqlite3'}", [token], tmp_path / "server.log") as server:
-        done = subprocess.run([sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
-                               "--scenario", str(QUICKSTART), "--host", server.base_url, "--headless", "-t", "10s",
-                               "--only-summary"],
-                              capture_output=True, text=True, timeout=120, env=_env(token), cwd=tmp_path)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(ROOT / "loadtests" / "locustfile.py"),
+                "--scenario",
+                str(QUICKSTART),
+                "--host",
+                server.base_url,
+                "--headless",
+                "-t",
+                "10s",
+                "--only-summary",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(token),
+            cwd=tmp_path,
+        )
     (out,) = (tmp_path / "runs").iterdir()  # the default run directory, under the working directory
     run = load_run(out)
     # Locust exits 1 when requests failed; that much is allowed, and only then.
@@ -198,17 +229,21 @@ def test_an_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    done = smsload(str(QUICKSTART), "--host", f"http://127.0.0.1:{port}", "--token", "x", "--out",
-                   str(tmp_path / "o"), timeout=60)
+    done = smsload(
+        str(QUICKSTART), "--host", f"http://127.0.0.1:{port}", "--token", "x", "--out", str(tmp_path / "o"), timeout=60
+    )
     assert done.returncode == 2
     assert "cannot reach the server" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("content", "field"), [
-    ("name: x\nduration_s: 5\nfleet: {agents: 10, colour: red}\n", "fleet.colour"),
-    ("name: x\nduration_s: 5\nfleet: {agents: 10}\nagent: {poll_interval_s: fast}\n", "agent.poll_interval_s"),
-])
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ("name: x\nduration_s: 5\nfleet: {agents: 10, colour: red}\n", "fleet.colour"),
+        ("name: x\nduration_s: 5\nfleet: {agents: 10}\nagent: {poll_interval_s: fast}\n", "agent.poll_interval_s"),
+    ],
+)
 def test_a_bad_scenario_exits_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)

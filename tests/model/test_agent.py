@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import pytest
 
@@ -19,9 +19,17 @@ from sim.model.lifecycle import Action, OsType, TaskState, TaskType
 from sim.model.retry import RetryPolicy, RetryPolicyName
 
 SPEC = AgentSpec(
-    index=7, os_type=OsType.LINUX, disk_bytes=10 * 10**9, bandwidth_mbps=800.0, poll_interval_s=5.0,
-    poll_jitter_s=0.5, progress_interval_s=2.0, subtask_s=Constant(1.0), failure_probability=0.0,
-    upload_log_s=Constant(3.0), sync_fraction=0.1,
+    index=7,
+    os_type=OsType.LINUX,
+    disk_bytes=10 * 10**9,
+    bandwidth_mbps=800.0,
+    poll_interval_s=5.0,
+    poll_jitter_s=0.5,
+    progress_interval_s=2.0,
+    subtask_s=Constant(1.0),
+    failure_probability=0.0,
+    upload_log_s=Constant(3.0),
+    sync_fraction=0.1,
     retry=RetryPolicy(RetryPolicyName.EXPONENTIAL, base_s=1.0, cap_s=4.0, max_attempts=4),
 )
 TRANSFER_S = 10 * 10**9 * 8 / 800e6  # 100 s
@@ -30,8 +38,9 @@ TRANSFER_S = 10 * 10**9 * 8 / 800e6  # 100 s
 class Driver:
     """Steps one agent generator against an API by hand: Sleep advances t, a Call is answered at once."""
 
-    def __init__(self, agent: Agent, api: InMemoryApi,
-                 fault: Callable[[Call, float], Outcome | None] = lambda call, t: None) -> None:
+    def __init__(
+        self, agent: Agent, api: InMemoryApi, fault: Callable[[Call, float], Outcome | None] = lambda call, t: None
+    ) -> None:
         self.agent, self.api, self.fault = agent, api, fault
         self.gen = agent.run()
         self.t = 0.0
@@ -108,8 +117,15 @@ def test_start_runs_every_subtask_in_order_to_migrate_success(api: InMemoryApi) 
     reports = [(c.body["subtask_name"], c.body["progress"]) for _, c, o in d.calls_to("progress")]
     assert all(o.ok for _, _, o in d.calls_to("progress"))
     order = list(dict.fromkeys(name for name, _ in reports))
-    assert order == ["CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_LINUX_FILE",
-                     "MIGRATE_LINUX_FILE", "CONFIGURE_LINUX_FILE", "DETTACH_AGENT_IMAGE"]
+    assert order == [
+        "CREATE_CLOUD_SERVER",
+        "ATTACH_AGENT_IMAGE",
+        "SSL_CONFIG",
+        "FORMAT_DISK_LINUX_FILE",
+        "MIGRATE_LINUX_FILE",
+        "CONFIGURE_LINUX_FILE",
+        "DETTACH_AGENT_IMAGE",
+    ]
     transfer = [t for t, c, _ in d.calls_to("progress") if c.body["subtask_name"] == "MIGRATE_LINUX_FILE"]
     assert transfer[-1] - transfer[0] == pytest.approx(TRANSFER_S, abs=1.0)
     assert len(transfer) >= TRANSFER_S / SPEC.progress_interval_s - 2  # reported on its cadence
@@ -133,8 +149,11 @@ def test_stop_pauses_mid_transfer_and_start_resumes(api: InMemoryApi) -> None:
     api.cp.act("default", task_id, Action.START, d.t)
     d.run_until(200)
     assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
-    after = [c.body["progress"] for t, c, _ in d.calls_to("progress")
-             if t > stopped_at and c.body["subtask_name"] == "MIGRATE_LINUX_FILE"]
+    after = [
+        c.body["progress"]
+        for t, c, _ in d.calls_to("progress")
+        if t > stopped_at and c.body["subtask_name"] == "MIGRATE_LINUX_FILE"
+    ]
     assert after[0] >= progress_at_stop  # resumed, not restarted
     assert all(o.ok for _, _, o in d.calls_to("progress"))
 
@@ -234,6 +253,7 @@ def test_command_after_delete_is_a_violation(api: InMemoryApi) -> None:
     d.run_until(12)
     # A broken server re-queues START for the deleted task: the agent notices.
     from sim.model.entities import CommandRecord
+
     with api.cp.store.write() as tx:
         tx.add_command(CommandRecord(d.agent.source_id, task_id, CommandName.START, {"task_id": task_id}, d.t))
     d.run_until(24)

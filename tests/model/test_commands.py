@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from sim.model.commands import (
-    Command, CommandFormatError, CommandName, command_from_dict, command_to_json, parse_command,
+    Command,
+    CommandFormatError,
+    CommandName,
+    command_from_dict,
+    command_to_json,
+    parse_command,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "commands"
@@ -46,11 +51,19 @@ def test_invalid_json_is_rejected_not_repaired(text: str) -> None:
         parse_command(text)
 
 
-@pytest.mark.parametrize("body", [
-    "{}", '{"command_name": null}', '{"command_name": ""}', '{"command_param": {}}',
-    '{"command_name": null, "command_param": null}', '{"command_name": "TASK_NOT_STARTED"}',
-    '{"command_name": "TASK_HAS_STOPPED"}', '{"command_name": "TASK_HAS_FINISHED"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{}",
+        '{"command_name": null}',
+        '{"command_name": ""}',
+        '{"command_param": {}}',
+        '{"command_name": null, "command_param": null}',
+        '{"command_name": "TASK_NOT_STARTED"}',
+        '{"command_name": "TASK_HAS_STOPPED"}',
+        '{"command_name": "TASK_HAS_FINISHED"}',
+    ],
+)
 def test_nothing_pending_in_every_form(body: str) -> None:
     assert parse_command(body) is None
 
@@ -59,15 +72,18 @@ def test_reference_server_sends_empty_object_for_nothing() -> None:
     assert command_to_json(None) == "{}"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ('[]', "JSON object"),
-    ('{"command_name": "REBOOT", "command_param": {}}', "unknown command_name 'REBOOT'"),
-    ('{"command_name": 3}', "must be a string"),
-    ('{"command_name": "START", "command_param": {}}', "task_id"),
-    ('{"command_name": "START", "command_param": {"task_id": 7}}', "task_id must be a string"),
-    ('{"command_name": "UPLOAD_LOG", "command_param": {"object": "x"}}', "bucket"),
-    ('{"command_name": "STOP", "command_param": "abc"}', "command_param must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[]", "JSON object"),
+        ('{"command_name": "REBOOT", "command_param": {}}', "unknown command_name 'REBOOT'"),
+        ('{"command_name": 3}', "must be a string"),
+        ('{"command_name": "START", "command_param": {}}', "task_id"),
+        ('{"command_name": "START", "command_param": {"task_id": 7}}', "task_id must be a string"),
+        ('{"command_name": "UPLOAD_LOG", "command_param": {"object": "x"}}', "bucket"),
+        ('{"command_name": "STOP", "command_param": "abc"}', "command_param must be a JSON object"),
+    ],
+)
 def test_malformed_commands_name_the_problem(body: str, message: str) -> None:
     with pytest.raises(CommandFormatError, match=message):
         parse_command(body)

@@ -72,8 +72,13 @@ def test_spec_round_trip() -> None:
     for d in CASES:
         spec = d.to_spec()
         kind = spec.pop("dist")
-        cls = {"constant": Constant, "uniform": Uniform, "exponential": Exponential,
-               "lognormal": LogNormal, "empirical": Empirical}[kind]
+        cls = {
+            "constant": Constant,
+            "uniform": Uniform,
+            "exponential": Exponential,
+            "lognormal": LogNormal,
+            "empirical": Empirical,
+        }[kind]
         assert cls(**spec) == d
 
 

@@ -6,8 +6,19 @@ import pytest
 
 from sim.model.commands import CommandName
 from sim.model.lifecycle import (
-    GONE, PREVIOUS, TRANSITIONS, Move, OsType, Phase, Reject, TaskState, TaskType, Trigger,
-    subtask_sequence, supported, transition,
+    GONE,
+    PREVIOUS,
+    TRANSITIONS,
+    Move,
+    OsType,
+    Phase,
+    Reject,
+    TaskState,
+    TaskType,
+    Trigger,
+    subtask_sequence,
+    supported,
+    transition,
 )
 
 # Columns, in order. A cell is one of:
@@ -19,10 +30,24 @@ from sim.model.lifecycle import (
 #   GONE         the task is deleted
 #   NNNN         rejected with error code SMS.NNNN
 COLUMNS = [
-    Trigger.START, Trigger.STOP, Trigger.RESTART, Trigger.SYNC, Trigger.COLLECT_LOG, Trigger.DELETE,
-    Trigger.START_OK, Trigger.START_FAIL, Trigger.STOP_OK, Trigger.STOP_FAIL, Trigger.SYNC_OK,
-    Trigger.SYNC_FAIL, Trigger.DELETE_OK, Trigger.DELETE_FAIL, Trigger.LOG_OK, Trigger.LOG_FAIL,
-    Trigger.PROGRESS, Trigger.PROGRESS_LAST,
+    Trigger.START,
+    Trigger.STOP,
+    Trigger.RESTART,
+    Trigger.SYNC,
+    Trigger.COLLECT_LOG,
+    Trigger.DELETE,
+    Trigger.START_OK,
+    Trigger.START_FAIL,
+    Trigger.STOP_OK,
+    Trigger.STOP_FAIL,
+    Trigger.SYNC_OK,
+    Trigger.SYNC_FAIL,
+    Trigger.DELETE_OK,
+    Trigger.DELETE_FAIL,
+    Trigger.LOG_OK,
+    Trigger.LOG_FAIL,
+    Trigger.PROGRESS,
+    Trigger.PROGRESS_LAST,
 ]
 GRID = """
 #               start          stop          restart       sync          log            delete          START_OK START_FAIL   STOP_OK STOP_FAIL SYNC_OK SYNC_FAIL DEL_OK DEL_FAIL LOG_OK LOG_FAIL progress progress_last
@@ -72,8 +97,9 @@ def test_grid_covers_every_state_and_trigger() -> None:
     assert set(EXPECTED) == set(TRANSITIONS) == {(s, t) for s in TaskState for t in Trigger}
 
 
-@pytest.mark.parametrize(("state", "trigger"), sorted(EXPECTED, key=lambda k: (k[0].value, k[1].value)),
-                         ids=lambda v: v.value)
+@pytest.mark.parametrize(
+    ("state", "trigger"), sorted(EXPECTED, key=lambda k: (k[0].value, k[1].value)), ids=lambda v: v.value
+)
 def test_transition_cell(state: TaskState, trigger: Trigger) -> None:
     assert _render(state, transition(state, trigger)) == EXPECTED[(state, trigger)]
 
@@ -85,15 +111,24 @@ def test_rejections_carry_documented_codes() -> None:
 
 def test_linux_file_level_subtask_order() -> None:
     assert subtask_sequence(TaskType.MIGRATE_FILE, OsType.LINUX, Phase.MIGRATE) == (
-        "CREATE_CLOUD_SERVER", "ATTACH_AGENT_IMAGE", "SSL_CONFIG", "FORMAT_DISK_LINUX_FILE",
-        "MIGRATE_LINUX_FILE", "CONFIGURE_LINUX_FILE", "DETTACH_AGENT_IMAGE")
+        "CREATE_CLOUD_SERVER",
+        "ATTACH_AGENT_IMAGE",
+        "SSL_CONFIG",
+        "FORMAT_DISK_LINUX_FILE",
+        "MIGRATE_LINUX_FILE",
+        "CONFIGURE_LINUX_FILE",
+        "DETTACH_AGENT_IMAGE",
+    )
     assert subtask_sequence(TaskType.MIGRATE_FILE, OsType.LINUX, Phase.SYNC) == ("SYNC_LINUX_FILE",)
 
 
-@pytest.mark.parametrize(("task_type", "os_type", "transfer", "sync"), [
-    (TaskType.MIGRATE_BLOCK, OsType.LINUX, "MIGRATE_LINUX_BLOCK", "SYNC_LINUX_BLOCK"),
-    (TaskType.MIGRATE_BLOCK, OsType.WINDOWS, "MIGRATE_WINDOWS_BLOCK", "SYNC_WINDOWS_BLOCK"),
-])
+@pytest.mark.parametrize(
+    ("task_type", "os_type", "transfer", "sync"),
+    [
+        (TaskType.MIGRATE_BLOCK, OsType.LINUX, "MIGRATE_LINUX_BLOCK", "SYNC_LINUX_BLOCK"),
+        (TaskType.MIGRATE_BLOCK, OsType.WINDOWS, "MIGRATE_WINDOWS_BLOCK", "SYNC_WINDOWS_BLOCK"),
+    ],
+)
 def test_block_and_windows_variants(task_type: TaskType, os_type: OsType, transfer: str, sync: str) -> None:
     seq = subtask_sequence(task_type, os_type, Phase.MIGRATE)
     assert seq[0] == "CREATE_CLOUD_SERVER" and seq[-1] == "DETTACH_AGENT_IMAGE" and transfer in seq
@@ -116,14 +151,39 @@ def test_task_document_round_trips_every_field() -> None:
     from sim.model.entities import Subtask, Task
     from sim.model.lifecycle import LogCollectStatus
 
-    task = Task(id="t", project_id="p", name="n", type=TaskType.MIGRATE_BLOCK, os_type=OsType.WINDOWS,
-                source_id="s", create_date=1.5, state=TaskState.ABORTING, phase=Phase.SYNC,
-                prev_state=TaskState.SYNCING, log_collect_status=LogCollectStatus.UPLOADING,
-                sub_tasks=[Subtask(1, "CREATE_CLOUD_SERVER", 100, 2.0, 3.0), Subtask(2, "SYNC_WINDOWS_BLOCK", 40, 4.0)],
-                current=1, phase_start=1, start_date=2.0, finish_date=None, migrate_speed=12.5,
-                replicatesize=10, totalsize=20, remain_seconds=7, process_trace="x", extra={"priority": 2})
+    task = Task(
+        id="t",
+        project_id="p",
+        name="n",
+        type=TaskType.MIGRATE_BLOCK,
+        os_type=OsType.WINDOWS,
+        source_id="s",
+        create_date=1.5,
+        state=TaskState.ABORTING,
+        phase=Phase.SYNC,
+        prev_state=TaskState.SYNCING,
+        log_collect_status=LogCollectStatus.UPLOADING,
+        sub_tasks=[Subtask(1, "CREATE_CLOUD_SERVER", 100, 2.0, 3.0), Subtask(2, "SYNC_WINDOWS_BLOCK", 40, 4.0)],
+        current=1,
+        phase_start=1,
+        start_date=2.0,
+        finish_date=None,
+        migrate_speed=12.5,
+        replicatesize=10,
+        totalsize=20,
+        remain_seconds=7,
+        process_trace="x",
+        extra={"priority": 2},
+    )
     doc = task.to_doc()
     assert set(doc) == {f.name for f in fields(Task)}
     assert Task.from_doc(doc) == task
-    assert doc == {**asdict(task), "type": "MIGRATE_BLOCK", "os_type": "WINDOWS", "state": "ABORTING",
-                   "phase": "sync", "prev_state": "SYNCING", "log_collect_status": "UPLOADING"}
+    assert doc == {
+        **asdict(task),
+        "type": "MIGRATE_BLOCK",
+        "os_type": "WINDOWS",
+        "state": "ABORTING",
+        "phase": "sync",
+        "prev_state": "SYNCING",
+        "log_collect_status": "UPLOADING",
+    }

@@ -12,8 +12,9 @@ from sim.model.intents import Call, Outcome, Sleep
 from sim.model.lifecycle import OsType, Phase, TaskState, subtask_sequence
 from sim.model.operator import Operator, OperatorSpec
 
-SPEC = OperatorSpec(waves=((1.0, 2),), check_interval_s=1.0, sync_after_s=2.0, log_collect_probability=0.0,
-                    delete_at_end=True)
+SPEC = OperatorSpec(
+    waves=((1.0, 2),), check_interval_s=1.0, sync_after_s=2.0, log_collect_probability=0.0, delete_at_end=True
+)
 
 
 class Driver:
@@ -34,8 +35,11 @@ class Driver:
                 self.intent = self.gen.send(outcome)
 
     def operations(self) -> list[str]:
-        return [c.body["operation"] if c.endpoint == "action" else c.endpoint
-                for _, c, o in self.calls if o.ok and c.endpoint in ("action", "collect_log", "delete_task", "create_task")]
+        return [
+            c.body["operation"] if c.endpoint == "action" else c.endpoint
+            for _, c, o in self.calls
+            if o.ok and c.endpoint in ("action", "collect_log", "delete_task", "create_task")
+        ]
 
 
 def _sources(api: InMemoryApi, n: int, os_type: OsType = OsType.LINUX) -> list[str]:
@@ -86,8 +90,9 @@ def test_a_task_goes_through_sync_and_delete() -> None:
 def test_stop_then_resume_after_the_pause() -> None:
     api = InMemoryApi()
     source = _sources(api, 1)[0]
-    d = Driver(Operator(replace(SPEC, waves=((1.0, 1),), stop_probability=1.0, resume_after_s=3.0),
-                        random.Random(3)), api)
+    d = Driver(
+        Operator(replace(SPEC, waves=((1.0, 1),), stop_probability=1.0, resume_after_s=3.0), random.Random(3)), api
+    )
     d.run_until(2.5)
     assert d.operations() == ["create_task", "start", "stop"]
     api.cp.report_result("default", source, CommandName.START, True, d.t)

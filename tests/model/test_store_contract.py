@@ -7,7 +7,8 @@ requests must give the same answers and leave the same records whichever store k
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,13 @@ from sim.model.controlplane import ControlPlane, Progress, Registration, TaskSpe
 from sim.model.entities import CommandRecord, Source, Subtask, Task, TaskEvent
 from sim.model.errors import CommandMismatch, NotFound, SmsError, SourceNotFound
 from sim.model.lifecycle import (
-    Action, LogCollectStatus, OsType, Phase, TaskState, TaskType, subtask_sequence,
+    Action,
+    LogCollectStatus,
+    OsType,
+    Phase,
+    TaskState,
+    TaskType,
+    subtask_sequence,
 )
 from sim.model.store import MemoryStore, Store
 
@@ -24,14 +31,30 @@ P = "proj-a"
 
 
 def _source(i: int, project: str = P, connected: bool = True, name: str | None = None) -> Source:
-    return Source(id=f"s{i}", project_id=project, name=name or f"host-{i}", os_type=OsType.LINUX,
-                  registered_at=100.0 + i, connected=connected, extra={"cpu": i, "tags": ["a", "b"]})
+    return Source(
+        id=f"s{i}",
+        project_id=project,
+        name=name or f"host-{i}",
+        os_type=OsType.LINUX,
+        registered_at=100.0 + i,
+        connected=connected,
+        extra={"cpu": i, "tags": ["a", "b"]},
+    )
 
 
 def _task(i: int, source_id: str, project: str = P, state: TaskState = TaskState.READY) -> Task:
-    return Task(id=f"t{i}", project_id=project, name=f"task-{i % 2}", type=TaskType.MIGRATE_FILE,
-                os_type=OsType.LINUX, source_id=source_id, create_date=200.0 + i, state=state,
-                sub_tasks=[Subtask(1, "CREATE_CLOUD_SERVER", 40, 201.5)], migrate_speed=1.25)
+    return Task(
+        id=f"t{i}",
+        project_id=project,
+        name=f"task-{i % 2}",
+        type=TaskType.MIGRATE_FILE,
+        os_type=OsType.LINUX,
+        source_id=source_id,
+        create_date=200.0 + i,
+        state=state,
+        sub_tasks=[Subtask(1, "CREATE_CLOUD_SERVER", 40, 201.5)],
+        migrate_speed=1.25,
+    )
 
 
 def _command(source_id: str, task_id: str, name: CommandName, t: float) -> CommandRecord:
@@ -62,8 +85,13 @@ def test_source_insert_get_update(store: Store) -> None:
         src.connected, src.name, src.current_task_id, src.last_visit_time = False, "renamed", "t9", 123.5
         tx.update_source(src)
     with store.read() as tx:
-        assert tx.get_source("s1").to_doc() == {**_source(1).to_doc(), "connected": False, "name": "renamed",
-                                                "current_task_id": "t9", "last_visit_time": 123.5}
+        assert tx.get_source("s1").to_doc() == {
+            **_source(1).to_doc(),
+            "connected": False,
+            "name": "renamed",
+            "current_task_id": "t9",
+            "last_visit_time": 123.5,
+        }
         assert tx.source_brief("s1") == ("proj-a", False)
 
 
@@ -143,8 +171,11 @@ def test_commands_are_fifo_per_source_and_acknowledged_ones_leave_the_queue(stor
     history = store.commands()
     assert [c.seq for c in history] == seqs
     assert [(c.name, c.delivered_at, c.acked_at, c.result) for c in history] == [
-        (CommandName.START, 5.0, 6.0, "success"), (CommandName.START, None, None, None),
-        (CommandName.STOP, 7.0, 7.5, "fail"), (CommandName.UPLOAD_LOG, None, None, None)]
+        (CommandName.START, 5.0, 6.0, "success"),
+        (CommandName.START, None, None, None),
+        (CommandName.STOP, 7.0, 7.5, "fail"),
+        (CommandName.UPLOAD_LOG, None, None, None),
+    ]
     assert history[1].param == {"task_id": "tb"} and history[3].param == {"bucket": "bk", "object": "o/1.tgz"}
 
 
@@ -157,8 +188,9 @@ def test_seq_keeps_increasing_across_transactions(store: Store) -> None:
 
 
 def test_events_are_kept_in_order(store: Store) -> None:
-    events = [TaskEvent(float(10 - i), f"t{i % 3}", "s1", "READY", "RUNNING", "start", "SSL_CONFIG", i)
-              for i in range(7)]  # times deliberately not increasing: order is insertion order
+    events = [
+        TaskEvent(float(10 - i), f"t{i % 3}", "s1", "READY", "RUNNING", "start", "SSL_CONFIG", i) for i in range(7)
+    ]  # times deliberately not increasing: order is insertion order
     for chunk in (events[:3], events[3:]):
         with store.write() as tx:
             for event in chunk:
@@ -334,8 +366,12 @@ def test_a_result_for_a_command_that_is_not_the_head_is_2009(control_plane: Cont
 def _snapshot(cp: ControlPlane, sid: str, tid: str) -> tuple[Any, ...]:
     """Everything a request could change, copied (the memory store hands out live records)."""
     src, task = cp.get_source(P, sid)
-    return (src.to_doc(), task.to_doc() if task else None, [dataclasses.asdict(c) for c in cp.store.commands()],
-            cp.store.events())
+    return (
+        src.to_doc(),
+        task.to_doc() if task else None,
+        [dataclasses.asdict(c) for c in cp.store.commands()],
+        cp.store.events(),
+    )
 
 
 def _rejected_requests(cp: ControlPlane, sid: str, tid: str, now: Clock) -> Iterator[Any]:

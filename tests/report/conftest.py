@@ -12,8 +12,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,19 +31,25 @@ POLL = "GET /v1/sms/sources/{source_id}/command"
 
 def smsload(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The real command line, in a child process."""
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
-def _edit(src: Path, dst: Path, requests: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-          manifest: dict[str, Any] | None = None) -> Path:
+def _edit(
+    src: Path,
+    dst: Path,
+    requests: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> Path:
     """A copy of run `src` at `dst`, with its requests table and manifest edited."""
     shutil.copytree(src, dst)
     if requests is not None:
         table = pq.read_table(dst / "requests.parquet").to_pandas()
         edited = requests(table)
-        pq.write_table(pa.Table.from_pandas(edited, schema=REQUEST_SCHEMA, preserve_index=False),
-                       dst / "requests.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(edited, schema=REQUEST_SCHEMA, preserve_index=False), dst / "requests.parquet"
+        )
     if manifest:
         m = json.loads((dst / "manifest.json").read_text())
         m.update(manifest)
@@ -86,7 +93,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "empty": _edit(sim, base / "empty", lambda r: r.iloc[:0], {"run_id": f"{run_id}-empty", "complete": False}),
     }
     t = np.arange(1.0, 61.0)
-    pq.write_table(pa.table({"t_s": t, "process": ["local"] * len(t), "cpu_percent": np.full(len(t), 95.0),
-                             "rss_mb": np.full(len(t), 150.0), "users": np.full(len(t), 201, np.int32)}),
-                   out["saturated"] / "generator.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "t_s": t,
+                "process": ["local"] * len(t),
+                "cpu_percent": np.full(len(t), 95.0),
+                "rss_mb": np.full(len(t), 150.0),
+                "users": np.full(len(t), 201, np.int32),
+            }
+        ),
+        out["saturated"] / "generator.parquet",
+    )
     return out

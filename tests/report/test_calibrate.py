@@ -74,8 +74,14 @@ def load_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "poll.yaml").write_text(POLL_ONLY)
     out = tmp / "load"
     env = {"SMS_AUTH_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "sim.cli", "load", str(tmp / "poll.yaml"), "--out", str(out),
-                           "--quiet"], capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "load", str(tmp / "poll.yaml"), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -117,8 +123,15 @@ def test_smsload_calibrate_writes_a_valid_commented_scenario(load_run_dir: Path,
 @pytest.fixture(scope="module")
 def sim_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated run of POLL_ONLY (1 worker, service 0.4 ms lognormal, round trip 2 ms)."""
-    scenario = parse_scenario(POLL_ONLY).with_overrides(fields={"server": {
-        "workers": 1, "rtt_ms": 2.0, "service_ms": {"default": {"dist": "lognormal", "median": 0.4, "sigma": 0.3}}}})
+    scenario = parse_scenario(POLL_ONLY).with_overrides(
+        fields={
+            "server": {
+                "workers": 1,
+                "rtt_ms": 2.0,
+                "service_ms": {"default": {"dist": "lognormal", "median": 0.4, "sigma": 0.3}},
+            }
+        }
+    )
     return run_des(scenario, tmp_path_factory.mktemp("sim") / "run")
 
 

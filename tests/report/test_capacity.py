@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from sim.report.capacity import (
-    PollQueue, erlang_c, largest_meeting, mmc_response_quantile_ms, mmc_tail, registration_s, sweep_figure, sweep_scenario,
+    PollQueue,
+    erlang_c,
+    largest_meeting,
+    mmc_response_quantile_ms,
+    mmc_tail,
+    registration_s,
+    sweep_figure,
+    sweep_scenario,
 )
 from sim.scenario import load_scenario
 
@@ -18,8 +25,8 @@ QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
 
 
 def _erlang_c_textbook(c: int, a: float) -> float:
-    top = a ** c / math.factorial(c) / (1 - a / c)
-    return top / (sum(a ** k / math.factorial(k) for k in range(c)) + top)
+    top = a**c / math.factorial(c) / (1 - a / c)
+    return top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
 
 
 @pytest.mark.parametrize(("c", "a"), [(1, 0.5), (2, 1.0), (4, 3.2), (8, 7.9), (30, 20.0)])
@@ -37,7 +44,9 @@ def test_mm1_response_time_is_exponential_with_rate_mu_minus_lambda() -> None:
     lam_per_s, service_ms = 600.0, 1.0
     rate_per_ms = 1 / service_ms - lam_per_s / 1000
     for q in (0.5, 0.95, 0.99):
-        assert mmc_response_quantile_ms(q, lam_per_s, service_ms, 1) == pytest.approx(-math.log(1 - q) / rate_per_ms, rel=1e-6)
+        assert mmc_response_quantile_ms(q, lam_per_s, service_ms, 1) == pytest.approx(
+            -math.log(1 - q) / rate_per_ms, rel=1e-6
+        )
     assert mmc_response_quantile_ms(0.99, 1000.0, service_ms, 1) == math.inf
 
 
@@ -81,7 +90,16 @@ def test_sweep_scenarios_ramp_the_fleet_in_and_the_figure_draws() -> None:
     swept = sweep_scenario(base, 500, ramp_s=10.0, duration_s=40.0)
     assert (swept.fleet.agents, swept.duration_s, swept.fleet.arrival.kind) == (500, 40.0, "ramp")
     assert swept.server == base.server and swept.agent == base.agent
-    sweep = pd.DataFrame({"agents": [100, 200], "throughput_per_s": [20.0, 40.0], "throughput_lo": [19.0, 38.0],
-                          "throughput_hi": [21.0, 42.0], "p99": [3.0, 3.5], "p99_lo": [2.9, 3.3], "p99_hi": [3.2, 3.9]})
+    sweep = pd.DataFrame(
+        {
+            "agents": [100, 200],
+            "throughput_per_s": [20.0, 40.0],
+            "throughput_lo": [19.0, 38.0],
+            "throughput_hi": [21.0, 42.0],
+            "p99": [3.0, 3.5],
+            "p99_lo": [2.9, 3.3],
+            "p99_hi": [3.2, 3.9],
+        }
+    )
     fig = sweep_figure(sweep, PollQueue.from_scenario(base), target_ms=5.0)
     assert len(fig.axes) == 2 and "Erlang C" in fig.get_suptitle()

@@ -18,8 +18,9 @@ POLL = "GET /v1/sms/sources/{source_id}/command"
 
 
 def smsload(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def test_a_run_against_itself_passes(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -55,14 +56,17 @@ def test_error_rate_limits_absolute_and_relative(runs: dict[str, Path], capsys: 
     assert main(["compare", str(runs["errors"]), str(runs["errors"]), "--fail-on", "error_rate:+1%"]) == 0
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("p999:+10%", "unknown metric 'p999'"),
-    ("p99:10%", "should be a signed number"),
-    ("p99:+10", "p99 limits are relative"),
-    ("p99", "expected [ENDPOINT:]METRIC:LIMIT"),
-    ("get /x:p99:+1%", "should be 'METHOD /path/template'"),
-    ("GET /v9/nowhere:p99:+10%", "no endpoint 'GET /v9/nowhere' in either run"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("p999:+10%", "unknown metric 'p999'"),
+        ("p99:10%", "should be a signed number"),
+        ("p99:+10", "p99 limits are relative"),
+        ("p99", "expected [ENDPOINT:]METRIC:LIMIT"),
+        ("get /x:p99:+1%", "should be 'METHOD /path/template'"),
+        ("GET /v9/nowhere:p99:+10%", "no endpoint 'GET /v9/nowhere' in either run"),
+    ],
+)
 def test_a_bad_limit_exits_2_naming_it(runs: dict[str, Path], spec: str, message: str) -> None:
     done = smsload("compare", str(runs["sim"]), str(runs["sim"]), "--fail-on", "p50:+5%", "--fail-on", spec)
     assert done.returncode == 2 and done.stdout == ""
@@ -81,14 +85,18 @@ def test_a_missing_run_exits_2(runs: dict[str, Path], tmp_path: Path) -> None:
     assert done.returncode == 2 and "not a run directory" in done.stderr
 
 
-def test_the_compare_page_has_overlays_and_loads_nothing(runs: dict[str, Path], tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_compare_page_has_overlays_and_loads_nothing(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cmp.html"
     assert main(["compare", str(runs["sim"]), str(runs["saturated"]), "--out", str(out), "--fail-on", "p90:+10%"]) == 0
     page = out.read_text()
     titles = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]*)"', page)
-    assert titles == ["Throughput over time: A vs B (all requests)", "Latency percentiles over time: A vs B (all requests)",
-                      "Latency distribution by endpoint: A vs B (CDF)"]
+    assert titles == [
+        "Throughput over time: A vs B (all requests)",
+        "Latency percentiles over time: A vs B (all requests)",
+        "Latency distribution by endpoint: A vs B (CDF)",
+    ]
     for value in re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', page):
         assert value.startswith(("data:", "#"))
     assert "<link" not in page and "@import" not in page and "http" not in page

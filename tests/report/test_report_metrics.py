@@ -16,14 +16,30 @@ PROBS = np.array([0.5, 0.95, 0.99])
 TRUE = -MEAN_MS * np.log(1 - PROBS)  # quantiles of the exponential distribution
 
 
-def requests_table(latency: np.ndarray, t: np.ndarray | None = None, endpoint: str = "/v1/sms/sources/{source_id}/command",
-                   method: str = "GET", ok: np.ndarray | None = None) -> pd.DataFrame:
+def requests_table(
+    latency: np.ndarray,
+    t: np.ndarray | None = None,
+    endpoint: str = "/v1/sms/sources/{source_id}/command",
+    method: str = "GET",
+    ok: np.ndarray | None = None,
+) -> pd.DataFrame:
     n = len(latency)
     t = np.linspace(0, 10, n, endpoint=False) if t is None else t
     ok = np.ones(n, bool) if ok is None else ok
-    return pd.DataFrame({"method": [method] * n, "endpoint": [endpoint] * n, "t_sched_s": t, "t_start_s": t,
-                         "latency_ms": latency, "ok": ok, "status": np.where(ok, 200, 503).astype(np.int32),
-                         "error": np.where(ok, "", "SMS.0503"), "queue_wait_ms": np.nan, "server_ms": np.nan})
+    return pd.DataFrame(
+        {
+            "method": [method] * n,
+            "endpoint": [endpoint] * n,
+            "t_sched_s": t,
+            "t_start_s": t,
+            "latency_ms": latency,
+            "ok": ok,
+            "status": np.where(ok, 200, 503).astype(np.int32),
+            "error": np.where(ok, "", "SMS.0503"),
+            "queue_wait_ms": np.nan,
+            "server_ms": np.nan,
+        }
+    )
 
 
 def exp_hist(n: int, seed: int) -> tuple[np.ndarray, object]:
@@ -101,8 +117,15 @@ def test_endpoint_table_counts_rates_and_intervals() -> None:
 def test_errors_by_status() -> None:
     r = requests_table(np.ones(100), ok=np.arange(100) >= 10)
     out = M.errors_by_status(r)
-    assert out.to_dict("records") == [{"endpoint": "GET /v1/sms/sources/{source_id}/command", "status": 503,
-                                       "error": "SMS.0503", "count": 10, "share": 0.1}]
+    assert out.to_dict("records") == [
+        {
+            "endpoint": "GET /v1/sms/sources/{source_id}/command",
+            "status": 503,
+            "error": "SMS.0503",
+            "count": 10,
+            "share": 0.1,
+        }
+    ]
     assert M.errors_by_status(requests_table(np.ones(5))).empty
 
 
@@ -134,6 +157,8 @@ def test_generator_saturation_from_lag_and_cpu() -> None:
     assert M.generator_saturation(M.generator_lag(steady, 60.0)) == []
     falling_behind = steady.assign(t_start_s=steady["t_sched_s"] * 1.01)  # 0 -> 600 ms late
     assert "lag grew" in M.generator_saturation(M.generator_lag(falling_behind, 60.0))[0]
-    busy = pd.DataFrame({"t_s": np.arange(60.0), "process": "worker-1", "cpu_percent": np.where(np.arange(60) < 30, 50, 97)})
+    busy = pd.DataFrame(
+        {"t_s": np.arange(60.0), "process": "worker-1", "cpu_percent": np.where(np.arange(60) < 30, 50, 97)}
+    )
     (reason,) = M.generator_saturation(M.generator_lag(steady, 60.0), busy)
     assert "worker-1" in reason and "50%" in reason

@@ -15,15 +15,21 @@ ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 
 IMG = '<img src="data:image/png;base64,'
-COMMON = ["Throughput over time, by endpoint", "Latency percentiles over time (all requests)",
-          "Latency distribution by endpoint (CDF)", "Tasks by state over time", "Command dispatch latency, by command"]
+COMMON = [
+    "Throughput over time, by endpoint",
+    "Latency percentiles over time (all requests)",
+    "Latency distribution by endpoint (CDF)",
+    "Tasks by state over time",
+    "Command dispatch latency, by command",
+]
 SIM_FIGURES = [*COMMON, "Queue wait over time (simulated server)"]
 LOAD_FIGURES = [*COMMON, "Load generator: lag behind schedule and CPU"]
 
 
 def smsload(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def figure_titles(page: str) -> list[str]:
@@ -35,7 +41,7 @@ def assert_self_contained(page: str) -> None:
         assert value.startswith(("data:", "#")), f"{attr}={value[:60]!r} loads or links outside the page"
     assert not re.search(r"<link\b", page, re.I) and "@import" not in page
     assert not re.search(r"<script\b[^>]*\bsrc=", page, re.I) and not re.search(r"url\(\s*['\"]?(?!data:)", page)
-    assert "http://" not in page.split("<h2 id=\"scenario\">")[0] and "https://" not in page
+    assert "http://" not in page.split('<h2 id="scenario">')[0] and "https://" not in page
 
 
 def report(run: Path, capsys: pytest.CaptureFixture[str]) -> str:
@@ -62,8 +68,15 @@ def test_report_on_a_simulation_run(runs: dict[str, Path]) -> None:
     assert page.count(IMG) == len(SIM_FIGURES) and figure_titles(page) == SIM_FIGURES
     assert_self_contained(page)
     assert 'id="warnings"' not in page  # a clean, complete run
-    for text in ("GET /v1/sms/sources/{source_id}/command", "p99.9 (ms)", "Queue wait by endpoint",
-                 "Command dispatch latency", "name: quickstart", "bootstrap seed", "Simulation: requests leave"):
+    for text in (
+        "GET /v1/sms/sources/{source_id}/command",
+        "p99.9 (ms)",
+        "Queue wait by endpoint",
+        "Command dispatch latency",
+        "name: quickstart",
+        "bootstrap seed",
+        "Simulation: requests leave",
+    ):
         assert text in page, text
 
 

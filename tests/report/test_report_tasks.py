@@ -23,15 +23,17 @@ def tasks_table(rows: list[tuple[float, str, str, str, str]]) -> pd.DataFrame:
 # Task a: created at 0.5, started at 1.2, migrated at 3.5, deleted 4.0 -> 4.5.
 # Task b: existed before the run (first seen leaving RUNNING at 2.0), failed.
 # A progress row (no state change) must not count.
-TASKS = tasks_table([
-    (0.5, "a", "", "READY", "create"),
-    (1.2, "a", "READY", "RUNNING", "start"),
-    (2.0, "b", "RUNNING", "MIGRATE_FAIL", "result:START:fail"),
-    (2.5, "a", "RUNNING", "RUNNING", "progress"),
-    (3.5, "a", "RUNNING", "MIGRATE_SUCCESS", "progress:last-subtask-100"),
-    (4.0, "a", "MIGRATE_SUCCESS", "DELETING", "delete"),
-    (4.5, "a", "DELETING", "DELETED", "result:DELETE:success"),
-])
+TASKS = tasks_table(
+    [
+        (0.5, "a", "", "READY", "create"),
+        (1.2, "a", "READY", "RUNNING", "start"),
+        (2.0, "b", "RUNNING", "MIGRATE_FAIL", "result:START:fail"),
+        (2.5, "a", "RUNNING", "RUNNING", "progress"),
+        (3.5, "a", "RUNNING", "MIGRATE_SUCCESS", "progress:last-subtask-100"),
+        (4.0, "a", "MIGRATE_SUCCESS", "DELETING", "delete"),
+        (4.5, "a", "DELETING", "DELETED", "result:DELETE:success"),
+    ]
+)
 
 
 def test_tasks_by_state_over_time() -> None:
@@ -39,8 +41,11 @@ def test_tasks_by_state_over_time() -> None:
     assert list(frame.index) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert list(frame.columns) == ["READY", "RUNNING", "MIGRATE_SUCCESS", "MIGRATE_FAIL", "DELETING", "DELETED"]
     expected = {  # counts at each whole second, changes at or before it included
-        0.0: {"RUNNING": 1}, 1.0: {"READY": 1, "RUNNING": 1}, 2.0: {"RUNNING": 1, "MIGRATE_FAIL": 1},
-        3.0: {"RUNNING": 1, "MIGRATE_FAIL": 1}, 4.0: {"MIGRATE_FAIL": 1, "DELETING": 1},
+        0.0: {"RUNNING": 1},
+        1.0: {"READY": 1, "RUNNING": 1},
+        2.0: {"RUNNING": 1, "MIGRATE_FAIL": 1},
+        3.0: {"RUNNING": 1, "MIGRATE_FAIL": 1},
+        4.0: {"MIGRATE_FAIL": 1, "DELETING": 1},
         5.0: {"MIGRATE_FAIL": 1, "DELETED": 1},
     }
     for t, counts in expected.items():
@@ -63,11 +68,19 @@ def test_state_intervals_and_lifecycle_durations() -> None:
 
 
 def test_dispatch_latency_and_table() -> None:
-    commands = pd.DataFrame({
-        "run_id": "r", "seq": [1, 2, 3], "source_id": "s", "task_id": ["a", "b", "c"],
-        "command_name": ["START", "START", "DELETE"], "enqueued_s": [1.0, 2.0, 3.0],
-        "delivered_s": [1.5, 2.25, np.nan], "acked_s": [1.6, np.nan, np.nan], "result": ["success", None, None],
-    })
+    commands = pd.DataFrame(
+        {
+            "run_id": "r",
+            "seq": [1, 2, 3],
+            "source_id": "s",
+            "task_id": ["a", "b", "c"],
+            "command_name": ["START", "START", "DELETE"],
+            "enqueued_s": [1.0, 2.0, 3.0],
+            "delivered_s": [1.5, 2.25, np.nan],
+            "acked_s": [1.6, np.nan, np.nan],
+            "result": ["success", None, None],
+        }
+    )
     per_command = M.dispatch_latency(commands)
     assert np.allclose(per_command["deliver_ms"].to_numpy()[:2], [500, 250])
     assert math.isnan(per_command["ack_ms"].iloc[1]) and math.isclose(per_command["total_ms"].iloc[0], 600)

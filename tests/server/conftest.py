@@ -9,8 +9,9 @@ one module do not see each other's state.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,8 +26,9 @@ def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[R
     """The running server process and {project: token}."""
     tmp = tmp_path_factory.mktemp("reference_server")
     tokens = {project: f"tok-{project}-{secrets.token_hex(8)}" for project in PROJECTS}
-    with run_server(f"sqlite:///{tmp / 'sms.sqlite3'}", [f"{t}={p}" for p, t in tokens.items()],
-                    tmp / "server.log") as server:
+    with run_server(
+        f"sqlite:///{tmp / 'sms.sqlite3'}", [f"{t}={p}" for p, t in tokens.items()], tmp / "server.log"
+    ) as server:
         yield server, tokens
 
 
@@ -72,8 +74,7 @@ class Sms:
         return self.call("POST", f"/v3/sources/{source_id}/command_result", body, expect=expect)
 
     def progress(self, task_id: str, subtask: str, progress: int, expect: int = 200) -> Any:
-        body = {"subtask_name": subtask, "progress": progress, "replicatesize": 0, "totalsize": 1,
-                "process_trace": ""}
+        body = {"subtask_name": subtask, "progress": progress, "replicatesize": 0, "totalsize": 1, "process_trace": ""}
         return self.call("PUT", f"/v3/tasks/{task_id}/progress", body, expect=expect)
 
     def task(self, task_id: str) -> dict[str, Any]:

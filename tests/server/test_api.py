@@ -29,8 +29,9 @@ def test_start_is_delivered_on_every_poll_until_acknowledged(sms):
 def test_progress_moves_subtasks_and_the_last_at_100_completes_the_migration(sms):
     source_id, task_id = sms.running_task()
     sms.progress(task_id, MIGRATE[0], 100)
-    sms.call("PUT", f"/v1/sms/tasks/{task_id}/progress", {"subtask_name": MIGRATE[1], "progress": 40,
-                                                          "migrate_speed": 2.5})
+    sms.call(
+        "PUT", f"/v1/sms/tasks/{task_id}/progress", {"subtask_name": MIGRATE[1], "progress": 40, "migrate_speed": 2.5}
+    )
     task = sms.task(task_id)
     assert task["state"] == "RUNNING"
     assert task["subtask_info"] == f"{MIGRATE[1]}:40"
@@ -150,7 +151,11 @@ def test_source_view_and_lists(sms):
     task_id = sms.create_task(source_id, name="view-task")
     current = sms.source(source_id)["current_task"]
     assert {k: current[k] for k in ("id", "name", "type", "state")} == {
-        "id": task_id, "name": "view-task", "type": "MIGRATE_FILE", "state": "READY"}
+        "id": task_id,
+        "name": "view-task",
+        "type": "MIGRATE_FILE",
+        "state": "READY",
+    }
 
     listed = sms.call("GET", "/v3/sources", params={"name": "view-src"})
     assert listed["count"] == 1 and listed["source_servers"][0]["id"] == source_id

@@ -25,8 +25,12 @@ def assert_sms_error(response: httpx.Response, status: int, code: str, mentions:
 
 def snapshot(sms, source_id: str, task_id: str) -> tuple:
     """Everything a rejected request could have changed, read without side effects."""
-    return (sms.source(source_id), sms.task(task_id), sms.call("GET", "/v3/sources")["count"],
-            sms.call("GET", "/v3/tasks")["count"])
+    return (
+        sms.source(source_id),
+        sms.task(task_id),
+        sms.call("GET", "/v3/sources")["count"],
+        sms.call("GET", "/v3/tasks")["count"],
+    )
 
 
 # -- tokens and projects ---------------------------------------------------------------------
@@ -37,12 +41,16 @@ def test_requests_without_a_known_token_are_401_sms_9803(reference_server, sms, 
     base_url, _ = reference_server
     source_id, task_id = sms.running_task()
     before = snapshot(sms, source_id, task_id)
-    for method, path, body in [("GET", f"/v3/sources/{source_id}/command", None),
-                               ("GET", f"/v1/sms/sources/{source_id}/command", None),
-                               ("GET", f"/v3/tasks/{task_id}", None), ("GET", "/v3/sources", None),
-                               ("POST", f"/v3/tasks/{task_id}/action", {"operation": "stop"}),
-                               ("DELETE", f"/v3/tasks/{task_id}", None), ("GET", "/openapi.json", None),
-                               ("GET", "/no/such/route", None)]:
+    for method, path, body in [
+        ("GET", f"/v3/sources/{source_id}/command", None),
+        ("GET", f"/v1/sms/sources/{source_id}/command", None),
+        ("GET", f"/v3/tasks/{task_id}", None),
+        ("GET", "/v3/sources", None),
+        ("POST", f"/v3/tasks/{task_id}/action", {"operation": "stop"}),
+        ("DELETE", f"/v3/tasks/{task_id}", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/no/such/route", None),
+    ]:
         assert_sms_error(httpx.request(method, base_url + path, json=body, headers=headers), 401, "SMS.9803")
     assert snapshot(sms, source_id, task_id) == before
     assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
@@ -57,8 +65,14 @@ def test_another_projects_token_sees_no_source_or_task(sms, sms_other):
         assert_sms_error(sms_other.http.get(path), 404, "SMS.9802")
     assert_sms_error(sms_other.http.get(f"/v3/sources/{source_id}"), 404, "SMS.9802")
     assert_sms_error(sms_other.http.get(f"/v3/tasks/{task_id}"), 404, "SMS.9802")
-    assert_sms_error(sms_other.http.post(f"/v3/sources/{source_id}/command_result", json={
-        "command_name": "STOP", "result": "success", "result_detail": {}}), 404, "SMS.9802")
+    assert_sms_error(
+        sms_other.http.post(
+            f"/v3/sources/{source_id}/command_result",
+            json={"command_name": "STOP", "result": "success", "result_detail": {}},
+        ),
+        404,
+        "SMS.9802",
+    )
     assert_sms_error(sms_other.http.post(f"/v3/tasks/{task_id}/action", json={"operation": "start"}), 404, "SMS.9802")
     assert_sms_error(sms_other.http.delete(f"/v3/tasks/{task_id}"), 404, "SMS.9802")
     listed = sms_other.call("GET", "/v3/sources")
@@ -89,40 +103,132 @@ def _cases(source_id: str, task_id: str) -> list[tuple[str, str, bytes, dict[str
     good_action = json.dumps({"operation": "stop"}).encode()
     return [
         ("POST", "/v3/sources", b'{"name": "x", "os_type": "LINUX",', JSON_HEADERS, 400, "SMS.9801", "not valid JSON"),
-        ("POST", "/v3/sources", b'{"name": "x", "os_type": "BSD", "ip": "1.2.3.4"}', JSON_HEADERS, 400, "SMS.9801",
-         "os_type"),
+        (
+            "POST",
+            "/v3/sources",
+            b'{"name": "x", "os_type": "BSD", "ip": "1.2.3.4"}',
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "os_type",
+        ),
         ("POST", "/v3/sources", b'{"name": "x", "os_type": "LINUX"}', JSON_HEADERS, 400, "SMS.9801", "ip or ipv6"),
         ("POST", "/v3/sources", b'{"os_type": "LINUX", "ip": "1.2.3.4"}', JSON_HEADERS, 400, "SMS.9801", "name"),
-        ("POST", "/v3/sources", b'{"name": "x", "os_type": "LINUX", "ip": "1.2.3.4", "disks": [{"name": "a", '
-         b'"size": "10"}]}', JSON_HEADERS, 400, "SMS.9801", "disks.0.size"),
-        ("POST", "/v3/tasks", json.dumps({"name": "t", "type": "MIGRATE_FILE"}).encode(), JSON_HEADERS, 400,
-         "SMS.9801", "source_server"),
-        ("POST", "/v3/tasks", json.dumps({"name": "t", "type": "MIGRATE_DISK", "source_server": {"id": source_id}}
-                                         ).encode(), JSON_HEADERS, 400, "SMS.9801", "type"),
-        ("PUT", progress, json.dumps({"subtask_name": "SSL_CONFIG", "progress": "50", "replicatesize": 0,
-                                      "totalsize": 0, "process_trace": ""}).encode(), JSON_HEADERS, 400,
-         "SMS.9801", "progress"),
-        ("PUT", progress, json.dumps({"subtask_name": "WARP_DRIVE", "progress": 5, "replicatesize": 0,
-                                      "totalsize": 0, "process_trace": ""}).encode(), JSON_HEADERS, 400,
-         "SMS.9801", "subtask_name"),
-        ("PUT", progress, json.dumps({"subtask_name": "SSL_CONFIG", "progress": 5}).encode(), JSON_HEADERS, 400,
-         "SMS.9801", "replicatesize"),
-        ("PUT", f"/v1/sms/tasks/{task_id}/progress", json.dumps({"subtask_name": "SSL_CONFIG"}).encode(),
-         JSON_HEADERS, 400, "SMS.9801", "progress"),
-        ("POST", result, json.dumps({"command_name": "STOP", "result": "success"}).encode(), JSON_HEADERS, 400,
-         "SMS.9801", "result_detail"),
-        ("POST", result, json.dumps({"command_name": "STOP", "result": "maybe", "result_detail": {}}).encode(),
-         JSON_HEADERS, 400, "SMS.9801", "result"),
+        (
+            "POST",
+            "/v3/sources",
+            b'{"name": "x", "os_type": "LINUX", "ip": "1.2.3.4", "disks": [{"name": "a", "size": "10"}]}',
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "disks.0.size",
+        ),
+        (
+            "POST",
+            "/v3/tasks",
+            json.dumps({"name": "t", "type": "MIGRATE_FILE"}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "source_server",
+        ),
+        (
+            "POST",
+            "/v3/tasks",
+            json.dumps({"name": "t", "type": "MIGRATE_DISK", "source_server": {"id": source_id}}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "type",
+        ),
+        (
+            "PUT",
+            progress,
+            json.dumps(
+                {
+                    "subtask_name": "SSL_CONFIG",
+                    "progress": "50",
+                    "replicatesize": 0,
+                    "totalsize": 0,
+                    "process_trace": "",
+                }
+            ).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "progress",
+        ),
+        (
+            "PUT",
+            progress,
+            json.dumps(
+                {"subtask_name": "WARP_DRIVE", "progress": 5, "replicatesize": 0, "totalsize": 0, "process_trace": ""}
+            ).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "subtask_name",
+        ),
+        (
+            "PUT",
+            progress,
+            json.dumps({"subtask_name": "SSL_CONFIG", "progress": 5}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "replicatesize",
+        ),
+        (
+            "PUT",
+            f"/v1/sms/tasks/{task_id}/progress",
+            json.dumps({"subtask_name": "SSL_CONFIG"}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "progress",
+        ),
+        (
+            "POST",
+            result,
+            json.dumps({"command_name": "STOP", "result": "success"}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "result_detail",
+        ),
+        (
+            "POST",
+            result,
+            json.dumps({"command_name": "STOP", "result": "maybe", "result_detail": {}}).encode(),
+            JSON_HEADERS,
+            400,
+            "SMS.9801",
+            "result",
+        ),
         ("POST", action, json.dumps({"operation": "explode"}).encode(), JSON_HEADERS, 400, "SMS.9801", "operation"),
         ("POST", action, b"[]", JSON_HEADERS, 400, "SMS.9801", "object"),
         ("POST", action, b"", JSON_HEADERS, 400, "SMS.9801", "empty"),
         ("POST", f"/v3/tasks/{task_id}/log", b"{}", JSON_HEADERS, 400, "SMS.9801", "log_bucket"),
-        ("POST", action, b'{"operation": "stop", "pad": "' + b"x" * 10_209 + b'"}', JSON_HEADERS, 401, "SMS.2004",
-         "10240"),
+        (
+            "POST",
+            action,
+            b'{"operation": "stop", "pad": "' + b"x" * 10_209 + b'"}',
+            JSON_HEADERS,
+            401,
+            "SMS.2004",
+            "10240",
+        ),
         ("POST", action, good_action, {}, 401, "SMS.2005", "Content-Type"),
         ("POST", action, good_action, {"Content-Type": "text/plain"}, 401, "SMS.2006", "application/json"),
-        ("POST", "/v3/sources", b'{"name": "x"}', {"Content-Type": "application/x-www-form-urlencoded"}, 401,
-         "SMS.2006", "application/json"),
+        (
+            "POST",
+            "/v3/sources",
+            b'{"name": "x"}',
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            401,
+            "SMS.2006",
+            "application/json",
+        ),
     ]
 
 
@@ -140,10 +246,16 @@ def test_every_rejected_request_gets_its_code_and_changes_nothing(sms):
 
 
 def test_extra_fields_are_ignored_and_a_charset_is_fine(sms):
-    body = {"name": "extra", "os_type": "WINDOWS", "ipv6": "fe80::1", "some_future_field": [1, 2],
-            "disks": [{"name": "c", "size": 5, "physical_volumes": []}, {"name": "d", "size": 7}]}
-    response = sms.http.post("/v3/sources", content=json.dumps(body).encode(),
-                             headers={"Content-Type": "application/json; charset=utf-8"})
+    body = {
+        "name": "extra",
+        "os_type": "WINDOWS",
+        "ipv6": "fe80::1",
+        "some_future_field": [1, 2],
+        "disks": [{"name": "c", "size": 5, "physical_volumes": []}, {"name": "d", "size": 7}],
+    }
+    response = sms.http.post(
+        "/v3/sources", content=json.dumps(body).encode(), headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     assert response.status_code == 200, response.text
     source = sms.source(response.json()["id"])
     assert source["totalsize"] == 12 and source["ipv6"] == "fe80::1" and "some_future_field" not in source
@@ -167,9 +279,15 @@ def test_wrong_method_is_sms_2003_with_the_documented_status_401(sms):
 def test_server_timing_is_on_success_and_error_responses(reference_server, sms):
     base_url, _ = reference_server
     source_id = sms.register()
-    responses = [sms.http.get(f"/v3/sources/{source_id}/command"), sms.http.get(f"/v3/sources/{source_id}"),
-                 sms.http.get("/v3/sources/nope/command"), sms.http.get("/nope"), httpx.get(f"{base_url}/v3/tasks"),
-                 httpx.get(f"{base_url}/healthz"), sms.http.post("/v3/tasks", content=b"{", headers=JSON_HEADERS)]
+    responses = [
+        sms.http.get(f"/v3/sources/{source_id}/command"),
+        sms.http.get(f"/v3/sources/{source_id}"),
+        sms.http.get("/v3/sources/nope/command"),
+        sms.http.get("/nope"),
+        httpx.get(f"{base_url}/v3/tasks"),
+        httpx.get(f"{base_url}/healthz"),
+        sms.http.post("/v3/tasks", content=b"{", headers=JSON_HEADERS),
+    ]
     assert [r.status_code for r in responses] == [200, 200, 404, 404, 401, 200, 400]
     for response in responses:
         assert SERVER_TIMING.match(response.headers["server-timing"]), response.headers
@@ -188,8 +306,11 @@ def test_a_broken_database_is_500_sms_2007_with_no_details_for_the_client(tmp_pa
         source_id = client.post("/v3/sources", json=body).json()["id"]
         for path in tmp_path.glob("sms.sqlite3*"):
             path.write_bytes(b"\xff" * 4096)
-        for response in (client.get(f"/v3/sources/{source_id}/command"), client.get(f"/v3/sources/{source_id}"),
-                         client.post("/v3/sources", json=body)):
+        for response in (
+            client.get(f"/v3/sources/{source_id}/command"),
+            client.get(f"/v3/sources/{source_id}"),
+            client.post("/v3/sources", json=body),
+        ):
             assert_sms_error(response, 500, "SMS.2007")
             assert response.json()["error_msg"] == "backend exception"
             assert SERVER_TIMING.match(response.headers["server-timing"])

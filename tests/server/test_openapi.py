@@ -67,7 +67,11 @@ def test_every_reference_resolves_and_every_operation_answers_200():
             if "requestBody" in op:
                 assert op["requestBody"]["required"] is True
     assert DOC["components"]["securitySchemes"]["AuthToken"] == {
-        **DOC["components"]["securitySchemes"]["AuthToken"], "type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+        **DOC["components"]["securitySchemes"]["AuthToken"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Auth-Token",
+    }
     for name, response in DOC["components"]["responses"].items():
         assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, name
 

@@ -20,18 +20,28 @@ SERVER_TIMING_HEADER = "server-timing"
 
 def _smsload(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-@pytest.mark.parametrize("args, mentions", [
-    (["--db", "bogus://x"], "bogus://x"),
-    (["--db", "postgresql://u:secret@127.0.0.1:1/x"], "cannot open the store"),
-    (["--port", "70000"], "--port"),
-    (["--workers", "0"], "--workers"),
-    (["--db", "memory://", "--workers", "2"], "memory://"),
-    (["--token", "has space"], "--token"),
-], ids=["bad-url", "unreachable-postgres", "bad-port", "bad-workers", "memory-workers", "bad-token"])
+@pytest.mark.parametrize(
+    "args, mentions",
+    [
+        (["--db", "bogus://x"], "bogus://x"),
+        (["--db", "postgresql://u:secret@127.0.0.1:1/x"], "cannot open the store"),
+        (["--port", "70000"], "--port"),
+        (["--workers", "0"], "--workers"),
+        (["--db", "memory://", "--workers", "2"], "memory://"),
+        (["--token", "has space"], "--token"),
+    ],
+    ids=["bad-url", "unreachable-postgres", "bad-port", "bad-workers", "memory-workers", "bad-token"],
+)
 def test_bad_input_is_one_line_on_stderr_and_exit_code_2(args, mentions, tmp_path):
     done = _smsload("serve", "--port", "0", *args) if "--port" not in args else _smsload("serve", *args)
     assert done.returncode == 2, done.stderr
@@ -46,8 +56,13 @@ def test_serve_stops_cleanly_on_sigint_and_sigterm(tmp_path):
         log_path = tmp_path / f"serve-{sig.name}.log"
         with open(log_path, "wb") as log:
             env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT}
-            proc = subprocess.Popen(serve_command(f"sqlite:///{tmp_path / 'sms.sqlite3'}", ["t"]), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(
+                serve_command(f"sqlite:///{tmp_path / 'sms.sqlite3'}", ["t"]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         try:
             wait_ready(proc, log_path, time.monotonic() + 30)
             os.kill(proc.pid, sig)
@@ -77,12 +92,19 @@ def test_the_environment_token_is_used_and_not_printed(tmp_path, monkeypatch):
 
 def test_without_granian_serve_falls_back_to_uvicorn(tmp_path):
     # A child in which `import granian` fails, as on a machine without it.
-    code = ("import sys; sys.modules['granian'] = None; from sim.cli import main; "
-            "sys.exit(main(['serve', '--db', 'memory://', '--port', '0', '--token', 'tok']))")
+    code = (
+        "import sys; sys.modules['granian'] = None; from sim.cli import main; "
+        "sys.exit(main(['serve', '--db', 'memory://', '--port', '0', '--token', 'tok']))"
+    )
     log_path = tmp_path / "uvicorn.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": PACKAGE_ROOT},
+        )
     try:
         url = wait_ready(proc, log_path, time.monotonic() + 30)
         response = httpx.get(f"{url}/v3/sources", headers={"X-Auth-Token": "tok"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

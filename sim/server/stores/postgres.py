@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from sim.model.commands import CommandName
-from sim.server.stores.sqldocs import DocTables
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
+from sim.server.stores.sqldocs import DocTables
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sources (
@@ -52,8 +53,10 @@ _SCHEMA = (
 )
 
 _BRIEF = "SELECT project_id, connected FROM sources WHERE id = %s"
-_HEAD = ("SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
-         " WHERE source_id = %s AND acked_at IS NULL ORDER BY seq LIMIT 1")
+_HEAD = (
+    "SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
+    " WHERE source_id = %s AND acked_at IS NULL ORDER BY seq LIMIT 1"
+)
 _COMMAND_COLS = "source_id, task_id, name, param, enqueued_at, seq, delivered_at, acked_at, result"
 _EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, progress"
 
@@ -112,19 +115,40 @@ class PostgresTx(DocTables):
         row = self._db.execute(
             "INSERT INTO commands (source_id, task_id, name, param, enqueued_at, delivered_at, acked_at, result)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq",
-            (command.source_id, command.task_id, command.name.value, Jsonb(command.param), command.enqueued_at,
-             command.delivered_at, command.acked_at, command.result)).fetchone()
+            (
+                command.source_id,
+                command.task_id,
+                command.name.value,
+                Jsonb(command.param),
+                command.enqueued_at,
+                command.delivered_at,
+                command.acked_at,
+                command.result,
+            ),
+        ).fetchone()
         command.seq = row[0]  # type: ignore[index]
         return command.seq
 
     def update_command(self, command: CommandRecord) -> None:
-        self._db.execute("UPDATE commands SET delivered_at = %s, acked_at = %s, result = %s WHERE seq = %s",
-                         (command.delivered_at, command.acked_at, command.result, command.seq))
+        self._db.execute(
+            "UPDATE commands SET delivered_at = %s, acked_at = %s, result = %s WHERE seq = %s",
+            (command.delivered_at, command.acked_at, command.result, command.seq),
+        )
 
     def add_event(self, event: TaskEvent) -> None:
-        self._db.execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                         (event.t, event.task_id, event.source_id, event.from_state, event.to_state,
-                          event.trigger, event.subtask, event.progress))
+        self._db.execute(
+            f"INSERT INTO events ({_EVENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                event.t,
+                event.task_id,
+                event.source_id,
+                event.from_state,
+                event.to_state,
+                event.trigger,
+                event.subtask,
+                event.progress,
+            ),
+        )
 
 
 class PostgresStore:

@@ -23,12 +23,13 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from sim.model.commands import CommandName
-from sim.server.stores.sqldocs import DocTables
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
+from sim.server.stores.sqldocs import DocTables
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -55,14 +56,18 @@ CREATE TABLE IF NOT EXISTS events (
     trigger TEXT NOT NULL, subtask TEXT NOT NULL, progress INTEGER NOT NULL);
 """
 
-_HEAD = ("SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
-         " WHERE source_id = ? AND acked_at IS NULL ORDER BY seq LIMIT 1")
+_HEAD = (
+    "SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
+    " WHERE source_id = ? AND acked_at IS NULL ORDER BY seq LIMIT 1"
+)
 # The source's brief and its head command (NULLs when nothing is pending): two index seeks,
 # one statement. Each statement outside a transaction takes and drops a WAL read lock, and
 # one statement instead of two is a third of the poll's time in SQLite.
-_BRIEF_AND_HEAD = ("SELECT s.project_id, s.connected, c.task_id, c.name, c.param, c.enqueued_at, c.seq,"
-                   " c.delivered_at FROM sources s LEFT JOIN commands c ON c.seq = (SELECT seq FROM commands"
-                   " WHERE source_id = s.id AND acked_at IS NULL ORDER BY seq LIMIT 1) WHERE s.id = ?")
+_BRIEF_AND_HEAD = (
+    "SELECT s.project_id, s.connected, c.task_id, c.name, c.param, c.enqueued_at, c.seq,"
+    " c.delivered_at FROM sources s LEFT JOIN commands c ON c.seq = (SELECT seq FROM commands"
+    " WHERE source_id = s.id AND acked_at IS NULL ORDER BY seq LIMIT 1) WHERE s.id = ?"
+)
 # Read the file through a memory map (up to this size) instead of a read() call per page
 # not in SQLite's own cache: random polls over 10^5 sources touch pages all over the file.
 MMAP_BYTES = 256 << 20
@@ -105,8 +110,9 @@ def _param_text(command: CommandRecord) -> str | None:
 
 def _command(row: tuple[Any, ...]) -> CommandRecord:
     source_id, task_id, name, param = row[:4]
-    return CommandRecord(source_id, task_id, _NAMES[name],
-                         {"task_id": task_id} if param is None else json.loads(param), *row[4:])
+    return CommandRecord(
+        source_id, task_id, _NAMES[name], {"task_id": task_id} if param is None else json.loads(param), *row[4:]
+    )
 
 
 _OPENING = threading.Lock()
@@ -167,29 +173,56 @@ class SqliteTx(DocTables):
         if row is None:
             return None
         task_id, name, param, enqueued_at, seq, delivered_at = row
-        return CommandRecord(source_id, task_id, _NAMES[name],
-                             {"task_id": task_id} if param is None else json.loads(param),
-                             enqueued_at, seq, delivered_at)
+        return CommandRecord(
+            source_id,
+            task_id,
+            _NAMES[name],
+            {"task_id": task_id} if param is None else json.loads(param),
+            enqueued_at,
+            seq,
+            delivered_at,
+        )
 
     def add_command(self, command: CommandRecord) -> int:
         self._head = None
         cur = self._db.execute(
             "INSERT INTO commands (source_id, task_id, name, param, enqueued_at, delivered_at, acked_at, result)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (command.source_id, command.task_id, command.name.value, _param_text(command), command.enqueued_at,
-             command.delivered_at, command.acked_at, command.result))
+            (
+                command.source_id,
+                command.task_id,
+                command.name.value,
+                _param_text(command),
+                command.enqueued_at,
+                command.delivered_at,
+                command.acked_at,
+                command.result,
+            ),
+        )
         command.seq = cur.lastrowid or 0
         return command.seq
 
     def update_command(self, command: CommandRecord) -> None:
         self._head = None
-        self._db.execute("UPDATE commands SET delivered_at = ?, acked_at = ?, result = ? WHERE seq = ?",
-                         (command.delivered_at, command.acked_at, command.result, command.seq))
+        self._db.execute(
+            "UPDATE commands SET delivered_at = ?, acked_at = ?, result = ? WHERE seq = ?",
+            (command.delivered_at, command.acked_at, command.result, command.seq),
+        )
 
     def add_event(self, event: TaskEvent) -> None:
-        self._db.execute(f"INSERT INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (event.t, event.task_id, event.source_id, event.from_state, event.to_state,
-                          event.trigger, event.subtask, event.progress))
+        self._db.execute(
+            f"INSERT INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.t,
+                event.task_id,
+                event.source_id,
+                event.from_state,
+                event.to_state,
+                event.trigger,
+                event.subtask,
+                event.progress,
+            ),
+        )
 
 
 class SqliteStore:
@@ -231,7 +264,7 @@ class SqliteStore:
                     self._connect()
         return self._tx  # type: ignore[return-value]
 
-    def read(self) -> "_Reading":
+    def read(self) -> _Reading:
         # No BEGIN: each look-up reads the latest commit on its own (WAL), which is all a poll
         # needs, and saves two statements per poll; anything that must be consistent is a write.
         return self._reading
