@@ -184,7 +184,7 @@ class ServerConfig(FrozenModel):
     def service_ms_for(self, endpoint: str) -> Distribution:
         if endpoint not in ENDPOINTS:
             raise KeyError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
-        return self.service_ms.get(endpoint, self.service_ms["default"])  # type: ignore[call-overload]
+        return self.service_ms.get(endpoint, self.service_ms["default"])
 
 
 class Scenario(FrozenModel):
@@ -250,7 +250,7 @@ class Scenario(FrozenModel):
             if value is None:
                 continue
             *parents, leaf = path.split(".")
-            node = data
+            node: Any = data
             for part in parents:
                 node = node.get(part) if isinstance(node, dict) else None
             if not isinstance(node, dict):

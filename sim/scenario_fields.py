@@ -240,7 +240,7 @@ def _dist_field(positive: bool) -> Any:
         Distribution,
         PlainValidator(lambda v: _parse_dist(v, positive)),
         PlainSerializer(lambda d: d.to_spec(), return_type=dict),
-        Pick(lambda node: DIST_SPECS.get(node.get("dist")) if isinstance(node, Mapping) else None),
+        Pick(lambda node: DIST_SPECS.get(str(node.get("dist"))) if isinstance(node, Mapping) else None),
     ]
 
 
@@ -260,7 +260,7 @@ def by_kind(options: Mapping[str, type[FrozenModel]]) -> BeforeValidator:
                 f"expected a mapping with `kind:` one of {', '.join(options)}, got "
                 + (f"kind {kind!r}" if isinstance(value, Mapping) else repr(value))
             )
-        return options[kind].model_validate(value)  # type: ignore[index]
+        return options[kind].model_validate(value)
 
     return BeforeValidator(parse)
 

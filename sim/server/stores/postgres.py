@@ -126,7 +126,8 @@ class PostgresTx(DocTables):
                 command.result,
             ),
         ).fetchone()
-        command.seq = row[0]  # type: ignore[index]
+        assert row is not None  # RETURNING always gives the row
+        command.seq = row[0]
         return command.seq
 
     def update_command(self, command: CommandRecord) -> None:
