@@ -25,7 +25,7 @@ import pytest
 from sim.records import REQUEST_SCHEMA
 
 ROOT = Path(__file__).parents[2]
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = ROOT / "sim" / "scenarios" / "quickstart.yaml"
 POLL = "GET /v1/sms/sources/{source_id}/command"
 
 
