@@ -1,6 +1,6 @@
 """Run directories for the report tests: one real simulation run and edited copies of it.
 
-`smsload sim scenarios/quickstart.yaml` runs once per session (about a second); each copy
+`smsload sim quickstart` runs once per session (about a second); each copy
 changes one thing a report must notice: the run marked incomplete, 5 % of requests failed,
 every latency 1.5 times longer, the run dressed as a load test whose generator was saturated
 (CPU at 95 %, lag growing), or no requests at all.
