@@ -37,7 +37,8 @@ from loadtests.processes import PROGRESS_MARK
 from loadtests.recorder import PartWriter, Recorder, from_ipc
 from loadtests.rundir import default_out, finish_run, new_run_id, open_run
 from sim.records import RunDir
-from sim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
+from sim.scenario import Scenario, ScenarioError, validate_scenario
+from sim.scenarios import find_scenario
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
 TOKEN_ENV = "SMS_AUTH_TOKEN"
@@ -54,7 +55,7 @@ def add_arguments(parser: Any) -> None:
         "--scenario",
         default=None,
         include_in_web_ui=False,
-        help="scenario YAML file (required; fixed for the life of the Locust process)",
+        help="scenario YAML file or shipped scenario name (required; fixed for the life of the Locust process)",
     )
     group.add_argument("--sms-token", default="", is_secret=True, help=f"X-Auth-Token to send (default: ${TOKEN_ENV})")
     group.add_argument(
@@ -137,11 +138,11 @@ class LoadTest:
     # -- the run -----------------------------------------------------------------------------
 
     def load_scenario(self) -> Scenario:
-        """The scenario named by --scenario, with the command line's overrides."""
+        """The scenario named by --scenario (a path or a shipped name), with the command line's overrides."""
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        return load_scenario(path).with_overrides(
+        return find_scenario(path).with_overrides(
             agents=self.options.sms_agents, duration_s=self.options.sms_duration_s
         )
 

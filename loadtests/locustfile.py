@@ -1,7 +1,7 @@
 """The SMS agent fleet as a Locust test: the same agent and operator models as the simulation.
 
-    locust -f loadtests/locustfile.py --scenario scenarios/quickstart.yaml --host http://127.0.0.1:8080
-    locust -f loadtests/locustfile.py --scenario scenarios/quickstart.yaml --host URL --headless
+    locust -f loadtests/locustfile.py --scenario quickstart --host http://127.0.0.1:8080
+    locust -f loadtests/locustfile.py --scenario quickstart --host URL --headless
 
 The token is $SMS_AUTH_TOKEN or --sms-token. Every request becomes a row of a run directory
 (--sms-out, default runs/NAME-locust-TIMESTAMP) with the simulation's schema. `smsload load`

@@ -2,7 +2,9 @@
 
 A module in `_SUBCOMMANDS` provides `register(subparsers)`, which adds its parser and sets
 `func` (taking the parsed args, returning an exit code). Errors a user can fix are reported
-as one clear line and exit code 2, never a traceback.
+as one clear line and exit code 2, never a traceback. This module is the console script's
+entry only: what the subcommands share lives in `sim.cli_support`, which none of them
+needs this module for.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import sys
 
 from sim import __version__
+from sim.cli_support import UsageError
 
 _SUBCOMMANDS = [
     "sim.server.cli",
@@ -22,10 +25,6 @@ _SUBCOMMANDS = [
     "sim.demo",
     "loadtests.cli",
 ]
-
-
-class UsageError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m sim.cli` runs this file as `__main__`; call main() of the module `sim.cli` so that
-    # the UsageError the subcommands import from `sim.cli` is the class main() catches.
-    from sim.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

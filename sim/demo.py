@@ -2,7 +2,7 @@
 
 The whole harness in one command, in five steps:
 
-1. a load test of the quickstart scenario (`smsload load`, run in this process: it starts
+1. a load test of the shipped quickstart scenario (`run_load`, in this process: it starts
    the reference server and Locust as child processes and stops both, also on Ctrl-C);
 2. calibration of the simulated server from that run (`sim.report.calibrate`);
 3. a simulation of the same scenario with the calibrated server;
@@ -19,9 +19,7 @@ and Locust stopped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -32,12 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.cli_support import UsageError
 from sim.scenario import Scenario
 
 if TYPE_CHECKING:
     from sim.report.analysis import RunAnalysis
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+QUICKSTART = "quickstart"  # a shipped scenario (sim/scenarios), found wherever the package is installed
 STEPS = 5
 
 
@@ -105,34 +104,29 @@ def shortened(scenario: Scenario, duration_s: float) -> Scenario:
     return scenario.with_overrides(duration_s=duration_s, fields=fields)
 
 
-def _write_scenario(scenario: Scenario, path: Path) -> Path:
-    import yaml
+def _load_test(scenario: Scenario, out: Path) -> None:
+    """The load test against the reference server started for it; its summary table goes to a file.
 
-    path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
-    return path
-
-
-def _load_test(scenario_file: Path, out: Path) -> int:
-    """`smsload load` in this process, exit code back; its summary table goes to a file.
-
-    In process rather than as a child: it imports no Locust (Locust's gevent patching stays in
-    its own processes), handles Ctrl-C itself and stops its server and Locust by their PIDs.
-    Its progress lines go to stderr as usual; the table would crowd the demo's own summary.
+    In this process rather than as a child: `run_load` imports no Locust (Locust's gevent
+    patching stays in its own processes), handles Ctrl-C itself and stops its server and
+    Locust by their PIDs. Its progress lines go to stderr; the table would crowd the demo's
+    own summary.
     """
-    from sim.cli import main
+    from rich.console import Console
 
-    token_before = os.environ.get("SMS_AUTH_TOKEN")
+    from loadtests.run import LoadError, run_load
+    from sim.records import load_run
+    from sim.report_text import print_summary
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        with (
-            open(out.parent / "load-summary.txt", "w", encoding="utf-8") as summary,
-            contextlib.redirect_stdout(summary),
-        ):
-            return main(["load", str(scenario_file), "--out", str(out)])
-    finally:  # `smsload load` hands the run's generated token to its children through the environment
-        if token_before is None:
-            os.environ.pop("SMS_AUTH_TOKEN", None)
-        else:
-            os.environ["SMS_AUTH_TOKEN"] = token_before
+        run_load(scenario, out, progress=say)
+    except LoadError as exc:
+        raise UsageError(str(exc)) from None
+    with open(out.parent / "load-summary.txt", "w", encoding="utf-8") as summary:
+        print_summary(load_run(out), Console(file=summary, width=130))
 
 
 def _report_page(run_dir: Path, resamples: int) -> tuple[Path, RunAnalysis]:
@@ -187,14 +181,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run(plan: Plan, out: Path, t0: float) -> int:
-    from sim.cli import UsageError
-    from sim.scenario import load_scenario
+    from loadtests.run import LoadFailed
+    from sim.scenarios import find_scenario
 
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    base = shortened(load_scenario(QUICKSTART).with_overrides(agents=plan.agents), plan.load_s)
-    scenario_file = _write_scenario(base, out / "scenario.yaml")
+    base = shortened(find_scenario(QUICKSTART).with_overrides(agents=plan.agents), plan.load_s)
     load_dir, sim_dir, big_dir = out / "load", out / "sim", out / f"sim-{plan.scale}x"
 
     _step(
@@ -205,11 +198,10 @@ def _run(plan: Plan, out: Path, t0: float) -> int:
     )
     warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
     warm.start()
-    code = _load_test(scenario_file, load_dir)
-    if code == 130:
-        raise KeyboardInterrupt
-    if code != 0:
-        print(f"smsload demo: the load test failed (exit code {code}); see {load_dir / 'locust.log'}", file=sys.stderr)
+    try:
+        _load_test(base, load_dir)
+    except LoadFailed as exc:
+        print(f"smsload demo: the load test failed: {exc}", file=sys.stderr)
         return 1
     warm.join()  # before forking: a thread importing modules could hold an import lock in the child
 

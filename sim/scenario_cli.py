@@ -1,7 +1,8 @@
 """`smsload validate SCENARIO...`: check scenario files and summarise what each one asks for.
 
-Exit 0 when every file is valid; otherwise every problem of every file is printed as
-`PATH: message` and the exit code is 2. A bad file is the user's to fix, so never a traceback.
+A SCENARIO is a path or the name of a shipped scenario. Exit 0 when every file is valid;
+otherwise every problem of every file is printed as `PATH: message` and the exit code is 2.
+A bad file is the user's to fix, so never a traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import argparse
 import sys
 from typing import Any
 
-from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.cli_support import SCENARIO_HELP
+from sim.scenario import Scenario, ScenarioError
+from sim.scenarios import find_scenario
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "validate", help="check scenario files", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML file(s)")
+    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help=SCENARIO_HELP + "; one or more")
     parser.set_defaults(func=run_validate)
 
 
@@ -36,7 +39,7 @@ def run_validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.scenarios:
         try:
-            scenario = load_scenario(path)
+            scenario = find_scenario(path)
         except ScenarioError as exc:
             failed += 1
             count = len(exc.problems)

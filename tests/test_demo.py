@@ -19,6 +19,7 @@ import pytest
 from sim.demo import QUICKSTART, shortened
 from sim.records import load_run
 from sim.scenario import load_scenario
+from sim.scenarios import find_scenario
 
 ROOT = Path(__file__).parents[1]
 
@@ -117,7 +118,7 @@ def test_ctrl_c_in_the_load_test_leaves_the_run_and_stops_the_server(tmp_path: P
 
 
 def test_shortened_squeezes_the_task_waves_into_the_run() -> None:
-    base = load_scenario(QUICKSTART)  # task waves at 5 s and 15 s of 60 s
+    base = find_scenario(QUICKSTART)  # task waves at 5 s and 15 s of 60 s
     short = shortened(base, 10.0)
     assert short.duration_s == 10.0
     assert [w.at_s for w in short.operator.tasks.waves] == pytest.approx([5 / 6, 2.5])

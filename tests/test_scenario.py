@@ -13,7 +13,7 @@ from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy, RetryPolicyName
 from sim.scenario import ENDPOINTS, Ramp, Scenario, ScenarioError, TaskRate, TaskWaves, load_scenario, parse_scenario
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
 SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
 
 MINIMAL = "name: tiny\nduration_s: 10\nfleet: {agents: 3}\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+SHIPPED = sorted((ROOT / "sim" / "scenarios").glob("*.yaml"))
 
 
 def validate(*paths: Path | str) -> subprocess.CompletedProcess[str]:
@@ -58,3 +58,23 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = validate(tmp_path / "absent.yaml")
     assert result.returncode == 2
     assert "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shipped_scenarios_validate_by_name(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "validate", "quickstart", "capacity-baseline.yaml"],
+        cwd=tmp_path,  # no such files here: the names are the shipped scenarios'
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "quickstart: ok - quickstart: 200 agents" in result.stdout
+    assert "capacity-baseline.yaml: ok - capacity-baseline:" in result.stdout
+
+
+def test_an_unknown_name_lists_the_shipped_ones() -> None:
+    result = validate("quickstrat")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "quickstrat: no such file, and no shipped scenario of that name" in result.stderr
+    assert "(shipped: capacity-baseline, quickstart)" in result.stderr

@@ -38,7 +38,8 @@ from sim.model.controlplane import ControlPlane, Registration  # noqa: E402
 from sim.model.lifecycle import OsType  # noqa: E402
 from sim.model.store import MemoryStore  # noqa: E402
 from sim.records import RequestLog, load_run  # noqa: E402
-from sim.scenario import Scenario, load_scenario, validate_scenario  # noqa: E402
+from sim.scenario import Scenario, validate_scenario  # noqa: E402
+from sim.scenarios import find_scenario  # noqa: E402
 
 INTERVAL_S, JITTER_S, WORKERS, SERVICE_MS = 30.0, 3.0, 8, 0.5
 
@@ -172,7 +173,7 @@ def main() -> int:
             ratio = (sim_n / sim_wall) / (bare_n / bare_wall)
             print(f"{n:>8} {duration:>10.0f} {sim_n / sim_wall:>12,.0f} {bare_n / bare_wall:>13,.0f} {ratio:>5.2f}x")
         if not args.quick:
-            scenario = load_scenario(ROOT / "scenarios" / "capacity-baseline.yaml")
+            scenario = find_scenario("capacity-baseline")
             t0 = time.perf_counter()
             out = run_des(scenario, Path(tmp) / "baseline")
             wall = time.perf_counter() - t0

@@ -19,7 +19,7 @@ from typing import Any
 
 from sim.model.intents import Call, Model, Outcome, Sleep
 from sim.model.lifecycle import OsType, TaskType
-from sim.model.retry import RetryPolicy, RetryPolicyName
+from sim.model.retry import RetryPolicy, RetryPolicyName, retried
 
 _Steps = Generator[Call | Sleep, Outcome | None, Any]
 _PAGE = 200
@@ -110,21 +110,15 @@ class Operator:
         return after + self.rng.expovariate(rate) if rate > 0 else None
 
     def _call(self, call: Call) -> _Steps:
-        failures = 0
-        while True:
-            outcome = yield call
-            assert outcome is not None
-            self.t += outcome.latency_s
-            if not outcome.retryable:
-                if not outcome.ok:
-                    self.stats.refused += 1
-                return outcome
-            failures += 1
-            if failures >= self.spec.retry.attempts():
-                return outcome
-            delay = self.spec.retry.delay_s(failures, self.rng)
-            yield Sleep(delay)
-            self.t += delay
+        """Make a call, retrying 5xx, timeouts and refused connections; count what the server refused."""
+        outcome = yield call
+        assert outcome is not None, "executors answer every Call with an Outcome"
+        self.t += outcome.latency_s
+        if outcome.retryable:
+            outcome, self.t = yield from retried(call, outcome, self.spec.retry, self.rng, self.t)
+        if not outcome.ok and not outcome.retryable:
+            self.stats.refused += 1
+        return outcome
 
     # -- creating tasks -----------------------------------------------------------------------
 

@@ -1,14 +1,19 @@
 """Retry policies for calls that failed with 5xx, a timeout or a refused connection.
 
 How a fleet comes back after an outage is decided here: without jitter, agents that failed
-together retry together and the reconnect storm repeats at every backoff step.
+together retry together and the reconnect storm repeats at every backoff step. `retried` is
+the one retry loop the agent and the operator share: a sub-generator that is entered only
+once a call has failed, so an agent waiting for its next poll holds no frame of it.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 from dataclasses import dataclass
 from enum import Enum
+
+from sim.model.intents import Call, Outcome, Sleep
 
 
 class RetryPolicyName(str, Enum):
@@ -37,3 +42,30 @@ class RetryPolicy:
         if self.policy is RetryPolicyName.EXPONENTIAL_FULL_JITTER:
             return rng.uniform(0.0, ceiling)
         return ceiling
+
+
+def retried(
+    call: Call, outcome: Outcome, policy: RetryPolicy, rng: random.Random, t: float
+) -> Generator[Call | Sleep, Outcome | None, tuple[Outcome, float]]:
+    """Retry `call`, whose first try gave the retryable `outcome`, as `policy` says.
+
+    Yields a `Sleep` before each new try and the `Call` itself; returns the last outcome (the
+    first that is not retryable, or the last retryable one when the tries run out) and the
+    model time `t` advanced by every wait and every latency. The clock goes in and comes out,
+    rather than the time the retries took: adding each wait and latency to it in turn, as
+    the models did before they shared this loop, keeps every later time bit for bit.
+    """
+    failures = 0
+    while True:
+        failures += 1
+        if failures >= policy.attempts():
+            return outcome, t
+        delay = policy.delay_s(failures, rng)
+        yield Sleep(delay)
+        t += delay
+        answer = yield call
+        assert answer is not None, "executors answer every Call with an Outcome"
+        outcome = answer
+        t += outcome.latency_s
+        if not outcome.retryable:
+            return outcome, t

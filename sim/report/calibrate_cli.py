@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sim.cli import UsageError
+from sim.cli_support import UsageError
 
 if TYPE_CHECKING:  # imported when used: the fit pulls in scipy and pandas, 1.7 s on every smsload start
     from sim.report.calibrate import Calibration, Fit

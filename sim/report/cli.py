@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sim.cli import UsageError
+from sim.cli_support import UsageError
 
 N_BOOT = 1000  # = sim.report.hist.N_BOOT, not imported: registering a subcommand must not import pandas
 

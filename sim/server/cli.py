@@ -18,7 +18,7 @@ import signal
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-from sim.cli import UsageError
+from sim.cli_support import UsageError
 from sim.server.app import ENV_DB, ENV_TOKENS
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"

@@ -12,9 +12,9 @@ from sim.des.run import run_des
 from sim.model.lifecycle import GONE
 from sim.model.oracles import illegal_transitions
 from sim.records import REQUEST_SCHEMA, load_run
-from sim.scenario import load_scenario
+from sim.scenarios import find_scenario
 
-QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
+QUICKSTART = "quickstart"  # by name: the shipped scenario (a path is tested with the malformed files)
 
 
 def smsload(*args: str) -> subprocess.CompletedProcess[str]:
@@ -26,7 +26,7 @@ def quickstart_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     base = tmp_path_factory.mktemp("des")
     a, b = base / "a", base / "b"
     for out in (a, b):
-        done = smsload("sim", str(QUICKSTART), "--out", str(out))
+        done = smsload("sim", QUICKSTART, "--out", str(out))
         assert done.returncode == 0, done.stderr
         assert str(out) in done.stdout
     return a, b
@@ -60,7 +60,7 @@ def test_same_seed_gives_identical_tables(quickstart_runs: tuple[Path, Path]) ->
 
 
 def test_another_seed_gives_another_run(tmp_path: Path) -> None:
-    done = smsload("sim", str(QUICKSTART), "--out", str(tmp_path / "c"), "--seed", "7", "--quiet")
+    done = smsload("sim", QUICKSTART, "--out", str(tmp_path / "c"), "--seed", "7", "--quiet")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c" / "requests.parquet").read_bytes() != b""
     assert load_run(tmp_path / "c").manifest["seed"] == 7
@@ -88,7 +88,7 @@ def test_progress_per_subtask_never_goes_down(quickstart_runs: tuple[Path, Path]
 
 def test_stops_failures_and_logs_go_through_legal_transitions(tmp_path: Path) -> None:
     # The quickstart's probabilities raised, so that every branch of the lifecycle is taken.
-    scenario = load_scenario(QUICKSTART).with_overrides(
+    scenario = find_scenario(QUICKSTART).with_overrides(
         fields={
             "agent.failure_probability": 0.5,
             "operator.stop_probability": 0.5,
@@ -133,13 +133,13 @@ def test_malformed_scenario_exits_2_naming_the_field(tmp_path: Path, content: st
 
 def test_existing_run_is_not_overwritten(quickstart_runs: tuple[Path, Path]) -> None:
     before = (quickstart_runs[0] / "requests.parquet").read_bytes()
-    done = smsload("sim", str(QUICKSTART), "--out", str(quickstart_runs[0]))
+    done = smsload("sim", QUICKSTART, "--out", str(quickstart_runs[0]))
     assert done.returncode == 2 and "already holds a run" in done.stderr
     assert (quickstart_runs[0] / "requests.parquet").read_bytes() == before
 
 
 def test_interrupted_run_is_readable_and_marked_incomplete(tmp_path: Path) -> None:
-    scenario = load_scenario(QUICKSTART)
+    scenario = find_scenario(QUICKSTART)
 
     def interrupt(now: float, total: float) -> None:
         if now >= total / 2:

@@ -18,7 +18,7 @@ from sim.fleet import arrival_s
 from sim.model.intents import Call, Model, Outcome, Sleep, annotations
 from sim.scenario import load_scenario
 
-QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
+QUICKSTART = Path(__file__).parents[2] / "sim" / "scenarios" / "quickstart.yaml"
 
 
 class Clock:

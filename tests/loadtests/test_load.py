@@ -25,11 +25,11 @@ import pytest
 from sim.des.run import run_des
 from sim.model.oracles import illegal_transitions
 from sim.records import REQUEST_SCHEMA, Run, load_run
-from sim.scenario import load_scenario
+from sim.scenarios import find_scenario
 from sim.server.process import run_server
 
 ROOT = Path(__file__).parents[2]
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = "quickstart"  # by name: the shipped scenario (a path is tested with the malformed files)
 REGISTER, POLL = "/v3/sources", "/v1/sms/sources/{source_id}/command"
 TOKEN = "load-test-token-5b1f0c9e"
 
@@ -62,7 +62,7 @@ def _no_token_in(path: Path, token: str) -> None:
 def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The quickstart fleet (200 agents, 5 s polls, tasks at 5 s and 15 s) for 40 s, embedded server."""
     out = tmp_path_factory.mktemp("load") / "quickstart"
-    done = smsload(str(QUICKSTART), "--out", str(out), "--duration-s", "40", token=TOKEN)
+    done = smsload(QUICKSTART, "--out", str(out), "--duration-s", "40", token=TOKEN)
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout and "Traceback" not in done.stderr
     return load_run(out)
@@ -73,7 +73,7 @@ def test_run_directory_has_the_simulation_schema(quickstart: Run, tmp_path: Path
     m = quickstart.manifest
     assert m["complete"] is True and m["executor"] == "locust" and m["scenario"]["name"] == "quickstart"
     assert m["server_tables"] == "the server's store" and m["target"].startswith("http://127.0.0.1:")
-    sim = load_run(run_des(load_scenario(QUICKSTART).with_overrides(agents=5, duration_s=20), tmp_path / "des"))
+    sim = load_run(run_des(find_scenario(QUICKSTART).with_overrides(agents=5, duration_s=20), tmp_path / "des"))
     for table in ("requests", "tasks", "commands"):
         assert list(getattr(quickstart, table).columns) == list(getattr(sim, table).columns), table
         assert (getattr(quickstart, table).dtypes == getattr(sim, table).dtypes).all(), table
@@ -120,9 +120,7 @@ def test_tasks_live_their_whole_life_over_http_by_the_rules(quickstart: Run) -> 
 @pytest.mark.slow
 def test_workers_merge_into_one_table_without_losing_a_row(tmp_path: Path) -> None:
     out = tmp_path / "workers"
-    done = smsload(
-        str(QUICKSTART), "--out", str(out), "--workers", "2", "--duration-s", "16", "--token", TOKEN, "--quiet"
-    )
+    done = smsload(QUICKSTART, "--out", str(out), "--workers", "2", "--duration-s", "16", "--token", TOKEN, "--quiet")
     assert done.returncode == 0, done.stderr
     run = load_run(out)
     r = run.requests
@@ -162,7 +160,7 @@ class _Lines:
 def test_sigint_leaves_a_readable_incomplete_run_and_no_process_behind(tmp_path: Path) -> None:
     out = tmp_path / "cut"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "load", str(QUICKSTART), "--out", str(out)],
+        [sys.executable, "-m", "sim.cli", "load", QUICKSTART, "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -200,7 +198,7 @@ def test_the_locustfile_runs_on_its_own(tmp_path: Path) -> None:
                 "-f",
                 str(ROOT / "loadtests" / "locustfile.py"),
                 "--scenario",
-                str(QUICKSTART),
+                QUICKSTART,
                 "--host",
                 server.base_url,
                 "--headless",
@@ -230,7 +228,7 @@ def test_an_unreachable_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     done = smsload(
-        str(QUICKSTART), "--host", f"http://127.0.0.1:{port}", "--token", "x", "--out", str(tmp_path / "o"), timeout=60
+        QUICKSTART, "--host", f"http://127.0.0.1:{port}", "--token", "x", "--out", str(tmp_path / "o"), timeout=60
     )
     assert done.returncode == 2
     assert "cannot reach the server" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -25,7 +25,7 @@ from sim.scenario import load_scenario
 
 ROOT = Path(__file__).parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = ROOT / "sim" / "scenarios" / "quickstart.yaml"
 POLL = "GET /v1/sms/sources/{source_id}/command"
 AGENTS, DURATION_S = 100, 16.0  # the quickstart's task waves (5 s, 15 s) still fall inside the run
 CELL_TIMEOUT_S = 120

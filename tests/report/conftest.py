@@ -1,6 +1,6 @@
 """Run directories for the report tests: one real simulation run and edited copies of it.
 
-`smsload sim scenarios/quickstart.yaml` runs once per session (about a second); each copy
+`smsload sim quickstart` runs once per session (about a second); each copy
 changes one thing a report must notice: the run marked incomplete, 5 % of requests failed,
 every latency 1.5 times longer, the run dressed as a load test whose generator was saturated
 (CPU at 95 %, lag growing), or no requests at all.
@@ -25,7 +25,7 @@ import pytest
 from sim.records import REQUEST_SCHEMA
 
 ROOT = Path(__file__).parents[2]
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = ROOT / "sim" / "scenarios" / "quickstart.yaml"
 POLL = "GET /v1/sms/sources/{source_id}/command"
 
 

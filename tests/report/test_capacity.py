@@ -21,7 +21,7 @@ from sim.report.capacity import (
 )
 from sim.scenario import load_scenario
 
-QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.yaml"
+QUICKSTART = Path(__file__).parents[2] / "sim" / "scenarios" / "quickstart.yaml"
 
 
 def _erlang_c_textbook(c: int, a: float) -> float:

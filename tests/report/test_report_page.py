@@ -12,7 +12,7 @@ import pytest
 from sim.cli import main
 
 ROOT = Path(__file__).parents[2]
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = ROOT / "sim" / "scenarios" / "quickstart.yaml"
 
 IMG = '<img src="data:image/png;base64,'
 COMMON = [

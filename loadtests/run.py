@@ -1,0 +1,258 @@
+"""`run_load`: load-test a scenario's agent fleet with Locust and write its run directory.
+
+The load test's counterpart of `sim.des.run.run_des`, and what `smsload load` and the demo
+call. Without a host the reference server is started for the run (`smsload serve`, SQLite
+inside the run directory, a free loopback port) and stopped afterwards by its PID; its store
+then gives the run's task and command tables. With a host the load goes to that server, and
+only there. Locust runs headless for the scenario's duration, as one process or as a master
+and N workers on this machine (`loadtests.processes`).
+
+The token is an argument. It reaches the server and Locust in their own environments (on no
+command line, and never in this process's environment) and is written nowhere. Ctrl-C or
+SIGTERM stops Locust in order and still leaves a readable run directory, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from loadtests.processes import LocustProcesses, child_env, locust_args
+from sim.scenario import Scenario
+from sim.server.process import RunningServer, ServerStartError, serve_command, stop_process, wait_ready
+
+_STARTUP_S = 90.0  # on top of the duration: Locust, workers and the final merge
+_SERVER_START_S = 30.0
+MAX_WORKERS = 64
+
+
+class LoadError(Exception):
+    """A problem the user can fix (the host, the token, the run directory, ...), said in one message.
+
+    Messages name the options as `smsload load` spells them (`--host` is `LoadOptions.host`).
+    """
+
+
+class LoadFailed(Exception):
+    """Locust ended without finishing the run; the directory holds what arrived, marked incomplete."""
+
+    def __init__(self, out: Path, code: int | None) -> None:
+        self.out, self.code = out, code
+        super().__init__(f"Locust exited with code {code} and the run is incomplete; see {out / 'locust.log'}")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to run a load test: where to, with which token, on how many Locust workers."""
+
+    host: str | None = None  # base URL of the server to load; None: the reference server, started for the run
+    token: str = field(default="", repr=False)  # X-Auth-Token; required with a host, else generated if empty
+    workers: int = 0  # Locust worker processes; 0: one standalone process
+    quiet: bool = False  # no Locust progress lines (what the run is doing is still said)
+
+
+def check_host(url: str) -> str:
+    """A base URL to load: http(s)://host[:port][/prefix], without a trailing slash."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise LoadError(f"--host: expected http://HOST[:PORT] or https://..., got {url!r}")
+    return url.rstrip("/")
+
+
+def probe(host: str, token: str) -> None:
+    """One authenticated GET, so an unreachable server or a refused token is one clear line."""
+    import httpx
+
+    try:
+        response = httpx.get(
+            f"{host}/v3/sources",
+            params={"limit": 1},
+            headers={"X-Auth-Token": token},
+            timeout=5.0,
+            follow_redirects=False,
+        )
+    except httpx.TimeoutException:
+        raise LoadError(f"--host {host}: no answer within 5 s") from None
+    except httpx.TransportError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LoadError(f"--host {host}: cannot reach the server ({reason})") from None
+    if response.status_code in (401, 403):
+        raise LoadError(f"--host {host}: the server refused the token (HTTP {response.status_code})")
+
+
+def run_load(
+    scenario: Scenario, out: Path, options: LoadOptions = LoadOptions(), progress: Callable[[str], None] | None = None
+) -> Path:
+    """Load-test `scenario` for its duration; write and return the run directory `out`.
+
+    `progress(line)` hears what the run is doing (the target, the server's PID, stopping) and,
+    unless `options.quiet`, Locust's progress every few seconds. Raises `LoadError` before
+    anything runs when the options, the host or `out` will not do; `LoadFailed` when Locust
+    ends without finishing the run; `KeyboardInterrupt` after an interrupted run has been
+    written, marked incomplete, with the server and Locust stopped.
+    """
+    host = _check(out, options)
+    say = progress or (lambda line: None)
+    token = options.token or secrets.token_urlsafe(24)
+    out.mkdir(parents=True, exist_ok=True)
+    db = None if host else f"sqlite:///{(out / 'server.sqlite3').resolve()}"
+    if host:
+        say(f"smsload load: target {host} (an external server: tasks.parquet and commands.parquet stay empty)")
+    env = child_env(token)
+    interrupted, code = False, None
+    with _stop_signals() as stopping, tempfile.TemporaryDirectory(prefix="smsload-load-") as tmp:
+        try:
+            # Locust reads the scenario from a file (its master hands it on to the workers).
+            scenario_file = Path(tmp) / "scenario.yaml"
+            scenario_file.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
+            with _reference_server(db, env, out / "server.log") if db else contextlib.nullcontext(None) as server:
+                target = server.base_url if server is not None else host
+                assert target is not None
+                if server is not None:
+                    say(f"smsload load: reference server on {target} (pid {server.pid}), store in {out}")
+                code, interrupted = _run_locust(scenario, scenario_file, target, out, db, env, options, say, stopping)
+        except KeyboardInterrupt:
+            interrupted = True
+        except ServerStartError as exc:
+            raise LoadError(f"the reference server did not start: {exc}") from None
+        finally:
+            stopping()
+            _finish_if_needed(out, scenario, db, host)
+    if interrupted:
+        raise KeyboardInterrupt
+    if code not in (0, 1) or not _complete(out):  # 1: Locust saw failed requests, which the run shows
+        raise LoadFailed(out, code)
+    return out
+
+
+def _check(out: Path, options: LoadOptions) -> str | None:
+    """The checked host (None: the embedded server); every problem found before anything starts."""
+    if not 0 <= options.workers <= MAX_WORKERS:
+        raise LoadError(f"--workers: expected 0..{MAX_WORKERS}, got {options.workers}")
+    if (out / "manifest.json").exists():
+        raise LoadError(f"{out} already holds a run; choose another --out")
+    if options.host is None:
+        return None
+    host = check_host(options.host)
+    if not options.token:
+        raise LoadError("--host needs a token: --token or $SMS_AUTH_TOKEN")
+    probe(host, options.token)
+    return host
+
+
+def _run_locust(
+    scenario: Scenario,
+    scenario_file: Path,
+    target: str,
+    out: Path,
+    db: str | None,
+    env: dict[str, str],
+    options: LoadOptions,
+    say: Callable[[str], None],
+    stopping: Callable[[], None],
+) -> tuple[int | None, bool]:
+    """Locust's exit code, and whether the run was interrupted; Locust is gone when this returns."""
+    args = locust_args(scenario=scenario_file, host=target, out=out, db=db, agents=None, duration_s=None)
+    locust = LocustProcesses(out / "locust.log", None if options.quiet else say).start(args, env, options.workers)
+    try:
+        code = locust.wait(scenario.duration_s + _STARTUP_S)
+        if code is None:
+            say("smsload load: Locust did not finish in time; stopping it")
+            locust.interrupt()
+            code = locust.wait(30.0)
+        return code, False
+    except KeyboardInterrupt:
+        stopping()
+        say("smsload load: interrupted; stopping the users and writing the run directory")
+        locust.interrupt()
+        return locust.wait(30.0), True
+    finally:
+        stopping()  # what is left is cleanup: Locust, then the server, stopped whatever the user presses
+        locust.stop()
+
+
+@contextlib.contextmanager
+def _reference_server(db: str, env: dict[str, str], log_path: Path) -> Iterator[RunningServer]:
+    """`smsload serve` for the run, the token in its environment (not on its command line), stopped by PID.
+
+    As `sim.server.process.run_server`, which hands its child this process's environment.
+    """
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            serve_command(db, []), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+    server = None
+    try:
+        server = RunningServer(wait_ready(proc, log_path, time.monotonic() + _SERVER_START_S), proc.pid, log_path)
+        yield server
+    finally:
+        code = stop_process(proc)
+        if server is not None:
+            server.exit_code = code
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[Callable[[], None]]:
+    """SIGTERM stops a run the way Ctrl-C does; the handlers found are restored at the end.
+
+    Yields `stopping()`: from then on a second Ctrl-C is ignored, so that the cleanup (bounded:
+    every wait has a timeout and ends in SIGKILL) is not cut short and leaves nothing running.
+    Signal handlers belong to the main thread; elsewhere the caller's handling stays as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def stopping() -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _complete(out: Path) -> bool:
+    try:
+        return json.loads((out / "manifest.json").read_text()).get("complete") is True
+    except (OSError, ValueError):
+        return False
+
+
+def _target_of(out: Path, host: str | None) -> str | None:
+    try:
+        return json.loads((out / "manifest.json").read_text()).get("target") or host
+    except (OSError, ValueError):
+        return host
+
+
+def _finish_if_needed(out: Path, scenario: Scenario, db: str | None, host: str | None) -> None:
+    """Locust was killed, or never got to start: what arrived, merged and marked incomplete.
+
+    The one place the load test finishes a run directory itself (Locust's master does it otherwise).
+    """
+    from loadtests.rundir import finish_run, is_finished, reopen_run
+
+    if is_finished(out):
+        return
+    run = reopen_run(out, scenario, {"target": _target_of(out, host), "store": db})
+    t0 = float(run.manifest.get("t0_epoch") or time.time())
+    finish_run(run, complete=False, t0=t0, duration_s=max(0.0, time.time() - t0), store_url=db, extra={})

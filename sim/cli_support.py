@@ -1,0 +1,91 @@
+"""What the `smsload` subcommands share: the user's-error exception, scenarios from arguments, progress.
+
+A leaf: it imports none of the subcommands and nothing imports the dispatcher `sim.cli`
+but the console script, so a subcommand module can be imported (and tested) on its own.
+A subcommand raises `UsageError` for anything the user can fix; the dispatcher prints it
+as one line and exits with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sim.scenario import Scenario, ScenarioError
+from sim.scenarios import find_scenario, shipped_names
+
+SCENARIO_HELP = f"scenario YAML file, or the name of a shipped scenario ({', '.join(shipped_names())})"
+
+
+class UsageError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def check_positive(**flags: float | None) -> None:
+    """Each given value (`duration_s=...` for the flag --duration-s) must be above zero."""
+    for name, value in flags.items():
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def scenario_from_args(
+    ref: str | Path, *, agents: int | None = None, duration_s: float | None = None, seed: int | None = None
+) -> Scenario:
+    """The scenario named on the command line (a path or a shipped name) with the command line's overrides."""
+    check_positive(agents=agents, duration_s=duration_s)
+    try:
+        return find_scenario(ref).with_overrides(agents=agents, duration_s=duration_s, seed=seed)
+    except ScenarioError as exc:
+        raise UsageError("; ".join(exc.lines())) from None
+
+
+def refuse_existing_run(out: Path) -> None:
+    """A run directory is written once: another run into it would mix two runs' rows."""
+    if (out / "manifest.json").exists():
+        raise UsageError(f"{out} already holds a run; choose another --out")
+
+
+def print_run_summary(out: Path) -> None:
+    """The run's per-endpoint table on stdout, as wide as it needs."""
+    from sim.records import load_run  # pandas: imported when a run has finished, not at every start
+    from sim.report_text import print_summary
+
+    print_summary(load_run(out), Console(width=max(Console().width, 130)))
+
+
+class LazyProgress:
+    """A rich progress bar that appears only once a run has taken more than a couple of seconds.
+
+    Call it as `progress(done, total)` (the shape `run_des` reports progress in); `close()`
+    removes the bar. Short runs never show one, so their output stays a clean summary.
+    """
+
+    def __init__(self, console: Console, label: str, after_s: float = 2.0, unit: str = "virtual s") -> None:
+        self.console, self.label, self.after_s, self.unit = console, label, after_s, unit
+        self.t0 = time.perf_counter()
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, now: float, total: float) -> None:
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < self.after_s:
+                return
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} " + self.unit),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=now)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
