@@ -34,9 +34,9 @@ from locust.event import Events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from loadtests.processes import PROGRESS_MARK
-from loadtests.recorder import PartWriter, Recorder, from_ipc
-from loadtests.rundir import default_out, finish_run, new_run_id, open_run
-from sim.records import RunDir
+from loadtests.recorder import EXECUTOR, PartWriter, Recorder, from_ipc
+from loadtests.rundir import default_out, finish_run, open_run
+from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
@@ -162,7 +162,7 @@ class LoadTest:
             self._tests += 1
             self.t0, self.t_end, self.reached_end = time.time(), None, False
             self._stride = self.environment.runner.worker_index_max if self.role == "master" else 1
-            run_id = new_run_id(self.scenario)
+            run_id = run_id_for(self.scenario, EXECUTOR)
             opts.sms_t0, opts.sms_stride, opts.sms_run_id = self.t0, self._stride, run_id
             opts.sms_scenario = json.dumps(self.scenario.to_dict())
             self._run = open_run(self._out_path(), self.scenario, run_id, self._manifest_extra())

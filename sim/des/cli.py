@@ -62,8 +62,8 @@ class _LazyProgress:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from sim.des.run import default_out, run_des
-    from sim.records import load_run
+    from sim.des.run import run_des
+    from sim.records import default_out, load_run
     from sim.report_text import print_summary
 
     for flag, value in (("--agents", args.agents), ("--duration-s", args.duration_s)):
