@@ -29,11 +29,11 @@ import simpy
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sim.des.api import InMemoryApi  # noqa: E402
 from sim.des.engine import SimServer, Simulation  # noqa: E402
 from sim.des.run import run_des  # noqa: E402
 from sim.fleet import agent_spec  # noqa: E402
 from sim.model.agent import Agent  # noqa: E402
+from sim.model.api import InMemoryApi  # noqa: E402
 from sim.model.controlplane import ControlPlane, Registration  # noqa: E402
 from sim.model.lifecycle import OsType  # noqa: E402
 from sim.model.store import MemoryStore  # noqa: E402

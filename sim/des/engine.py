@@ -20,7 +20,7 @@ from typing import Any
 
 import simpy
 
-from sim.des.api import InMemoryApi
+from sim.model.api import InMemoryApi
 from sim.model.distributions import Constant, Distribution
 from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import simpy
 
-from sim.des.api import InMemoryApi
 from sim.des.engine import SimServer, Simulation
 from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec
 from sim.model.agent import Agent
+from sim.model.api import InMemoryApi
 from sim.model.controlplane import ControlPlane
 from sim.model.operator import Operator
 from sim.model.store import MemoryStore

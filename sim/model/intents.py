@@ -14,14 +14,17 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
-# Endpoint name -> (method, path template). The name is what records and service-time
-# tables use; the template is the "endpoint as path template" column of the records.
+# Endpoint name -> (method, path template): the API's route table. The name is what records,
+# service-time tables and the API core (`sim/model/api.py`) use; the template is the "endpoint
+# as path template" column of the records, and the reference server routes these paths.
 ENDPOINTS: dict[str, tuple[str, str]] = {
-    "register": ("POST", "/v3/sources"),
     "poll": ("GET", "/v1/sms/sources/{source_id}/command"),
     "poll_v3": ("GET", "/v3/sources/{source_id}/command"),
+    "register": ("POST", "/v3/sources"),
     "command_result": ("POST", "/v1/sms/sources/{source_id}/command_result"),
+    "command_result_v3": ("POST", "/v3/sources/{source_id}/command_result"),
     "progress": ("PUT", "/v3/tasks/{task_id}/progress"),
+    "progress_v1": ("PUT", "/v1/sms/tasks/{task_id}/progress"),
     "get_source": ("GET", "/v3/sources/{source_id}"),
     "list_sources": ("GET", "/v3/sources"),
     "create_task": ("POST", "/v3/tasks"),
@@ -30,10 +33,23 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "action": ("POST", "/v3/tasks/{task_id}/action"),
     "collect_log": ("POST", "/v3/tasks/{task_id}/log"),
     "delete_task": ("DELETE", "/v3/tasks/{task_id}"),
+    # The reference server's own: a load test reads its task and command tables through these.
+    "export_task_events": ("GET", "/smsload/export/task_events"),
+    "export_commands": ("GET", "/smsload/export/commands"),
 }
 _NO_QUERY: Mapping[str, Any] = MappingProxyType({})
 WRITE_ENDPOINTS = frozenset(
-    {"register", "command_result", "progress", "create_task", "action", "collect_log", "delete_task"}
+    {
+        "register",
+        "command_result",
+        "command_result_v3",
+        "progress",
+        "progress_v1",
+        "create_task",
+        "action",
+        "collect_log",
+        "delete_task",
+    }
 )
 
 

@@ -8,7 +8,7 @@ connection at startup and closes it at shutdown.
 Request path, outermost first: `PollFastPath` (answers the agents' `GET .../command` itself,
 token and Server-Timing included) -> `ServerTiming` (Server-Timing header, last-resort 500) ->
 `TokenAuth` (401 unless the token is known; /healthz is open) -> Starlette's routing and
-exception handlers -> `endpoints.Api`.
+exception handlers -> `endpoints.Api` (HTTP only) -> `sim.model.api.ApiCore` (every rule).
 Every error is `{"error_code": "SMS.xxxx", "error_msg": ...}`.
 """
 
@@ -27,8 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sim.model.api import ApiCore
 from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
+from sim.model.intents import ENDPOINTS
 from sim.server.endpoints import Api
 from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.stores import open_store
@@ -57,24 +59,11 @@ class _LazyPlane:
 
 
 def _routes(api: Api) -> list[Route]:
-    """The route table; `sim/server/openapi.json` documents exactly these (path, method) pairs."""
+    """The route table: the API's endpoints (`sim.model.intents.ENDPOINTS`, polls first, as the most
+    frequent when PollFastPath does not answer) and the server's own; `sim/server/openapi.json`
+    documents exactly these (path, method) pairs."""
     return [
-        # The poll routes first: they are the most frequent (when PollFastPath does not answer).
-        Route("/v1/sms/sources/{source_id}/command", api.poll, methods=["GET"]),
-        Route("/v3/sources/{source_id}/command", api.poll, methods=["GET"]),
-        Route("/v1/sms/sources/{source_id}/command_result", api.command_result, methods=["POST"]),
-        Route("/v3/sources/{source_id}/command_result", api.command_result, methods=["POST"]),
-        Route("/v1/sms/tasks/{task_id}/progress", api.progress_v1, methods=["PUT"]),
-        Route("/v3/tasks/{task_id}/progress", api.progress_v3, methods=["PUT"]),
-        Route("/v3/sources", api.register, methods=["POST"]),
-        Route("/v3/sources", api.list_sources, methods=["GET"]),
-        Route("/v3/sources/{source_id}", api.show_source, methods=["GET"]),
-        Route("/v3/tasks", api.create_task, methods=["POST"]),
-        Route("/v3/tasks", api.list_tasks, methods=["GET"]),
-        Route("/v3/tasks/{task_id}", api.show_task, methods=["GET"]),
-        Route("/v3/tasks/{task_id}", api.delete_task, methods=["DELETE"]),
-        Route("/v3/tasks/{task_id}/action", api.task_action, methods=["POST"]),
-        Route("/v3/tasks/{task_id}/log", api.collect_log, methods=["POST"]),
+        *(Route(path, api.endpoint(name), methods=[method]) for name, (method, path) in ENDPOINTS.items()),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
@@ -126,7 +115,7 @@ class SmsApp(Starlette):
 def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project."""
     plane = _LazyPlane(store_url)
-    api = Api(plane, resources.files("sim.server").joinpath("openapi.json").read_bytes())
+    api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from sim.des.api import InMemoryApi
 from sim.model.agent import Agent, AgentSpec, stationary_offset
+from sim.model.api import InMemoryApi
 from sim.model.commands import CommandName
 from sim.model.controlplane import TaskSpec
 from sim.model.distributions import Constant

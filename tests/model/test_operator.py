@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from sim.des.api import InMemoryApi
+from sim.model.api import InMemoryApi
 from sim.model.commands import CommandName
 from sim.model.controlplane import Progress, Registration
 from sim.model.intents import Call, Outcome, Sleep

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from sim.server import schemas
+from sim.model import bodies as schemas
 from sim.server.app import create_app
 
 DOC: dict[str, Any] = json.loads(resources.files("sim.server").joinpath("openapi.json").read_text())

@@ -1,4 +1,4 @@
-"""Request bodies of the reference server, as strict pydantic models.
+"""The API's request bodies, as strict pydantic models: what the API core accepts.
 
 Types are strict (a string is not a number, a number is not a string) and enums are closed:
 a value the SMS documentation does not list is rejected. Fields a model does not declare are
@@ -6,8 +6,12 @@ ignored (`extra="ignore"`), because real agents and consoles send many optional 
 reference server has no use for. Only the fields the public API marks as required are
 required here, except on PostTask (see `CreateTaskBody`).
 
-`parse_body` turns a raw body into a model or raises `InvalidRequest` (SMS.9801) naming the
-first offending field.
+Bodies arrive as decoded JSON (dicts, lists, strings, numbers): from the reference server,
+which decodes the wire bytes, and from the simulation, whose models build them as dicts.
+`validate_body` checks both alike and raises `InvalidRequest` (SMS.9801) naming the first
+offending field. Enum fields are validated by value (`strict=False` on the field): in strict
+mode pydantic would accept only enum instances from Python data, and only their values from
+JSON, and the two paths must answer the same.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class RegisterBody(_Body):
     """PostSourceServerBody (`POST /v3/sources`): name and os_type, and at least one of ip/ipv6."""
 
     name: str = Field(min_length=1, max_length=255)
-    os_type: OsType
+    os_type: OsType = Field(strict=False)
     id: str | None = Field(default=None, min_length=1, max_length=255)
     ip: str | None = None
     ipv6: str | None = None
@@ -112,7 +116,7 @@ class CommandResultBody(_Body):
 class ProgressV1Body(_Body):
     """The v1 progress body (`PUT /v1/sms/tasks/{id}/progress`); migrate_speed is MByte/s."""
 
-    subtask_name: SubtaskName
+    subtask_name: SubtaskName = Field(strict=False)
     progress: int = Field(ge=0, le=100)
     migrate_speed: float | None = None
 
@@ -120,7 +124,7 @@ class ProgressV1Body(_Body):
 class ProgressV3Body(_Body):
     """UpdateTaskSpeedReq (`PUT /v3/tasks/{id}/progress`): the first five fields are required (as in Go)."""
 
-    subtask_name: SubtaskName
+    subtask_name: SubtaskName = Field(strict=False)
     progress: int = Field(ge=0, le=100)
     replicatesize: int = Field(ge=0)
     totalsize: int = Field(ge=0)
@@ -151,9 +155,9 @@ class CreateTaskBody(_Body):
     accepts them, keeps them on the task, and does not require them."""
 
     name: str = Field(min_length=1, max_length=255)
-    type: TaskType
+    type: TaskType = Field(strict=False)
     source_server: SourceRef
-    os_type: OsType | None = None
+    os_type: OsType | None = Field(default=None, strict=False)
     target_server: dict[str, Any] | None = None
     region_name: str | None = None
     region_id: str | None = None
@@ -229,18 +233,20 @@ class CollectLogBody(_Body):
 B = TypeVar("B", bound=BaseModel)
 
 
-def parse_body(model: type[B], raw: bytes) -> B:
-    """Validate a raw JSON body against `model`; SMS.9801 names the first bad field."""
+def validate_body(model: type[B], data: Any) -> B:
+    """Validate a decoded JSON body against `model`; SMS.9801 names the first bad field."""
+    if data is None:
+        raise InvalidRequest("request body is empty; expected a JSON object")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        if err["type"] == "json_invalid":
-            raise InvalidRequest(f"request body is not valid JSON: {err['msg']}") from None
         where = ".".join(str(p) for p in err["loc"]) or "body"
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "field required"
+        elif err["type"] == "model_type":  # as in JSON terms (Python data would be told "dictionary or instance")
+            msg = "Input should be an object"
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
         raise InvalidRequest(f"{where}: {msg}") from None

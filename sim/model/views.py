@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.model.entities import Source, Task
+from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
 
 def epoch_ms(t: float | None) -> int | None:
@@ -84,4 +84,33 @@ def source_view(src: Source, task: Task | None) -> dict[str, Any]:
         "totalsize": src.total_bytes,
         "replicatesize": task.replicatesize if task is not None else 0,
         "current_task": task_brief(task) if task is not None else None,
+    }
+
+
+def event_doc(event: TaskEvent) -> dict[str, Any]:
+    """A task transition as the reference server exports it (`t` in epoch seconds)."""
+    return {
+        "t": event.t,
+        "task_id": event.task_id,
+        "source_id": event.source_id,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "trigger": event.trigger,
+        "subtask": event.subtask,
+        "progress": event.progress,
+    }
+
+
+def command_doc(command: CommandRecord) -> dict[str, Any]:
+    """A queued command and its dispatch times as the reference server exports it (epoch seconds)."""
+    return {
+        "seq": command.seq,
+        "source_id": command.source_id,
+        "task_id": command.task_id,
+        "command_name": command.name.value,
+        "param": command.param,
+        "enqueued_at": command.enqueued_at,
+        "delivered_at": command.delivered_at,
+        "acked_at": command.acked_at,
+        "result": command.result,
     }
