@@ -2,7 +2,7 @@
 
 Without --host the reference server is started for the run (`smsload serve`, SQLite inside
 the run directory, a generated token, a free loopback port) and stopped afterwards by its
-PID; its store then gives the run's task and command tables. With --host the load goes to
+PID; its export API then gives the run's task and command tables. With --host the load goes to
 that server, and only there. Locust runs headless for the scenario's duration, as one
 process or, with --workers N, as a master and N workers on this machine.
 """
@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     db = None if host else f"sqlite:///{(out / 'server.sqlite3').resolve()}"
     if host:
-        _say(f"smsload load: target {host} (an external server: tasks.parquet and commands.parquet stay empty)")
+        _say(f"smsload load: target {host}")
     # The server and Locust read the token from the environment: it is on no command line.
     os.environ[TOKEN_ENV] = token
     echo = None if args.quiet else _say
@@ -163,7 +163,6 @@ def _run(args: argparse.Namespace) -> int:
                         scenario=args.scenario,
                         host=target,
                         out=out,
-                        db=db,
                         agents=args.agents,
                         duration_s=args.duration_s,
                     ),
@@ -191,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         _ignore_interrupts()
         if not is_finished(out):  # Locust was killed, or never got to start: what arrived, marked incomplete
-            _fallback_finish(out, scenario, db, target_of(out, host))
+            _fallback_finish(out, scenario, target_of(out, host))
     if interrupted:
         _say(f"interrupted: {out} holds the run so far, marked incomplete")
         return 130
@@ -223,9 +222,10 @@ def target_of(out: Path, host: str | None) -> str | None:
         return host
 
 
-def _fallback_finish(out: Path, scenario: Scenario, db: str | None, target: str | None) -> None:
+def _fallback_finish(out: Path, scenario: Scenario, target: str | None) -> None:
     from loadtests.rundir import finish_run, reopen_run
 
-    run = reopen_run(out, scenario, {"target": target, "store": db})
+    run = reopen_run(out, scenario, {"target": target})
     t0 = float(run.manifest.get("t0_epoch") or time.time())
-    finish_run(run, complete=False, t0=t0, duration_s=max(0.0, time.time() - t0), store_url=db, extra={})
+    token = os.environ.get(TOKEN_ENV, "")
+    finish_run(run, complete=False, t0=t0, duration_s=max(0.0, time.time() - t0), token=token, extra={})

@@ -64,13 +64,6 @@ def add_arguments(parser: Any) -> None:
         help="run directory to write (default runs/NAME-locust-TIMESTAMP)",
     )
     group.add_argument(
-        "--sms-db",
-        default=None,
-        include_in_web_ui=False,
-        help="the server's store (e.g. sqlite:///sms.sqlite3), read after the test for "
-        "tasks.parquet and commands.parquet",
-    )
-    group.add_argument(
         "--sms-agents", type=int, default=None, include_in_web_ui=False, help="override the scenario's fleet.agents"
     )
     group.add_argument(
@@ -183,7 +176,6 @@ class LoadTest:
             "t0_epoch": self.t0,
             "role": self.role,
             "workers": self._stride if self.role == "master" else 0,
-            "store": self.options.sms_db,
             "planned_duration_s": self.duration_s,
         }
 
@@ -253,7 +245,7 @@ class LoadTest:
             complete=self.reached_end,
             t0=self.t0,
             duration_s=end - self.t0,
-            store_url=self.options.sms_db,
+            token=self.token,
             extra={
                 "locust_requests": total.num_requests,
                 "locust_failures": total.num_failures,

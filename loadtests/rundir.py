@@ -3,8 +3,8 @@
 The directory is written by `sim.records` as a simulation's is (the same tables, manifest
 fields and summary), plus `generator.parquet` (the load generator's own CPU and memory, one
 row per process a second). `tasks.parquet` and `commands.parquet` come from the server's
-store when the load test can read it (the embedded reference server's SQLite file); against
-any other server they are empty, and the manifest's `server_tables` says so.
+export API when it has one (the reference server), else from the agents' and operator's
+request rows (`loadtests.export`); the manifest's `server_tables` says which.
 
 `finish_run` is also the fallback of `smsload load` when Locust could not finish the directory
 itself (it was killed, or never started): it merges whatever parts arrived and marks the run
@@ -17,12 +17,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from loadtests.export import server_tables
 from loadtests.recorder import EXECUTOR, merge_parts
 from sim import records
-from sim.records import COMMAND_SCHEMA, TASK_SCHEMA, RunDir, commands_table, is_finished, run_id_for, tasks_table
+from sim.records import RunDir, is_finished, run_id_for
 from sim.scenario import Scenario
-
-NO_SERVER_TABLES = "empty: the load generator cannot see an external server's store (locust --sms-db URL reads one)"
 
 __all__ = ["default_out", "finish_run", "is_finished", "open_run", "reopen_run"]
 
@@ -51,36 +52,14 @@ def reopen_run(path: Path, scenario: Scenario, fields: dict[str, Any]) -> RunDir
     return RunDir(path, scenario, EXECUTOR, run_id=run_id, fields={**previous, **fields})
 
 
-def _server_tables(run: RunDir, store_url: str | None, t0: float) -> tuple[Any, Any, str]:
-    """The task and command tables, and where they came from."""
-    events: list[Any] = []
-    commands: list[Any] = []
-    source = NO_SERVER_TABLES
-    if store_url and not (store_url.startswith("sqlite:///") and not Path(store_url[10:]).exists()):
-        from sim.server.stores import open_store
+def finish_run(run: RunDir, *, complete: bool, t0: float, duration_s: float, token: str, extra: dict[str, Any]) -> None:
+    """Merge the parts, add the task and command tables, and finish the run as every executor does.
 
-        try:
-            store = open_store(store_url)
-            try:
-                events, commands = store.events(), store.commands()
-            finally:
-                store.close()
-            source = "the server's store"
-        except Exception as exc:  # a store we cannot read leaves the request table intact
-            source = (
-                f"empty: cannot read the server's store: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            )
-    tasks = tasks_table(run.run_id, events, t0=t0) if events else TASK_SCHEMA.empty_table()
-    cmds = commands_table(run.run_id, commands, t0=t0) if commands else COMMAND_SCHEMA.empty_table()
-    return tasks, cmds, source
-
-
-def finish_run(
-    run: RunDir, *, complete: bool, t0: float, duration_s: float, store_url: str | None, extra: dict[str, Any]
-) -> None:
-    """Merge the parts, add the server's tables, and finish the run as every executor does."""
+    The tables are asked of the manifest's `target` with `token` (never written anywhere).
+    """
     merge_parts(run)
-    tasks, commands, source = _server_tables(run, store_url, t0)
+    requests = pq.read_table(run.path / "requests.parquet").to_pandas()
+    tasks, commands, source = server_tables(run.run_id, run.manifest.get("target"), token, t0, requests)
     records.finish_run(
         run,
         complete=complete,

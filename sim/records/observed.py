@@ -46,6 +46,7 @@ NOTE = (
     "subtasks, progress values and command results unknown)"
 )
 _NAME_OF = {(method, template): name for name, (method, template) in ENDPOINTS.items()}
+_SAME_AS = {"poll_v3": "poll", "command_result_v3": "command_result", "progress_v1": "progress"}  # API versions
 _OPS = {"action", "collect_log", "delete_task"}
 _QUEUES = {"collect_log": {"UPLOAD_LOG"}, "delete_task": {"DELETE"}, "action": {"START", "STOP", "SYNC"}}
 _ACTIONS_FOR = {"START": ("start", "restart"), "STOP": ("stop",), "SYNC": ("sync",)}
@@ -116,7 +117,7 @@ def _answered(requests: pd.DataFrame) -> pd.DataFrame:
     """The successful requests with their endpoint name and answer time, in the order they were answered."""
     # Idle polls (most of a run) say nothing about tasks or commands.
     r = requests[requests["ok"].to_numpy(dtype=bool) & ((requests["command_name"] != "") | (requests["task_id"] != ""))]
-    names = [_NAME_OF.get(k, "") for k in zip(r["method"], r["endpoint"])]
+    names = [_SAME_AS.get(n, n) for n in (_NAME_OF.get(k, "") for k in zip(r["method"], r["endpoint"]))]
     t = r["t_start_s"].to_numpy(dtype=np.float64) + r["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
     out = pd.DataFrame(
         {
@@ -133,7 +134,7 @@ def _answered(requests: pd.DataFrame) -> pd.DataFrame:
 def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
     """Commands per agent queue, matched to the operator's requests that queued them; adds ack events."""
     agent_of: dict[str, int] = {}
-    polls = rows[rows["name"].isin(["poll", "poll_v3"]) & (rows["command_name"] != "")]
+    polls = rows[(rows["name"] == "poll") & (rows["command_name"] != "")]
     for task_id, agent_id in zip(polls["task_id"], polls["agent_id"]):
         if task_id:
             agent_of.setdefault(task_id, int(agent_id))
@@ -144,7 +145,7 @@ def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
         name, agent = row.name, int(row.agent_id)
         if name in _OPS and row.task_id in agent_of:
             pending[agent_of[row.task_id]].append((row.t, name, row.task_id))
-        elif name in ("poll", "poll_v3") and row.command_name:
+        elif name == "poll" and row.command_name:
             current = open_.get(agent)
             if current is not None and current.name == row.command_name:
                 continue  # delivered again: the head stays until it is acknowledged
@@ -168,7 +169,7 @@ def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
                 events.append(_Event(row.t, task_id, tuple(f"result:{row.command_name}:{r}" for r in results)))
     for agent, queue in pending.items():  # queued, never delivered before the run ended
         for t_op, op, task_id in queue:
-            (name,) = _QUEUES[op] if op != "action" else ("",)
+            name = next(iter(_QUEUES[op])) if op != "action" else ""  # an action's: known once its trigger is
             out.append(_Command(agent, task_id, name, None, t_op))
     return out
 

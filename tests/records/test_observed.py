@@ -46,8 +46,11 @@ def _is_subsequence(part: list[str], whole: list[str]) -> bool:
 
 def test_every_command_is_seen_with_its_dispatch_times(run: Run) -> None:
     _, commands = observed_tables("r", run.requests)
-    seen = commands.to_pandas().sort_values(["task_id", "command_name", "enqueued_s"], ignore_index=True)
-    true = run.commands.sort_values(["task_id", "command_name", "enqueued_s"], ignore_index=True)
+    # Every delivered command is seen; one queued at the very end may not be (nothing shows what it was).
+    keys = ["task_id", "command_name", "enqueued_s"]
+    observed = commands.to_pandas()
+    seen = observed[observed["delivered_s"].notna()].sort_values(keys, ignore_index=True)
+    true = run.commands[run.commands["delivered_s"].notna()].sort_values(keys, ignore_index=True)
     assert len(true) > 80 and set(true["command_name"]) == {"START", "STOP", "SYNC", "DELETE", "UPLOAD_LOG"}
     assert list(seen["task_id"]) == list(true["task_id"])
     assert list(seen["command_name"]) == list(true["command_name"])
@@ -56,7 +59,9 @@ def test_every_command_is_seen_with_its_dispatch_times(run: Run) -> None:
         assert (seen[column].isna() == true[column].isna()).all(), column
         late = (seen[column] - true[column]).dropna()
         assert ((late >= 0) & (late < 0.05)).all(), column
-    assert list(seen["seq"]) != [] and seen["source_id"].eq("").all() and seen["result"].isna().all()
+    assert len(observed) - len(seen) <= len(run.commands) - len(true)
+    assert list(observed["seq"]) == list(range(1, len(observed) + 1))
+    assert observed["source_id"].eq("").all() and observed["result"].isna().all()
 
 
 def test_every_state_change_claimed_happened_in_that_order(run: Run) -> None:
