@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -113,36 +114,43 @@ def _known(states: frozenset[str]) -> str | None:
     return bases.pop() if len(bases) == 1 else None
 
 
-def _answered(requests: pd.DataFrame) -> pd.DataFrame:
-    """The successful requests with their endpoint name and answer time, in the order they were answered."""
+class _Row(NamedTuple):
+    t: float  # when the answer came back
+    name: str  # the endpoint's name, API versions folded together
+    agent_id: int
+    command_name: str
+    task_id: str
+
+
+def _answered(requests: pd.DataFrame) -> list[_Row]:
+    """The successful requests about tasks or commands, in the order they were answered."""
     # Idle polls (most of a run) say nothing about tasks or commands.
-    r = requests[requests["ok"].to_numpy(dtype=bool) & ((requests["command_name"] != "") | (requests["task_id"] != ""))]
-    names = [_SAME_AS.get(n, n) for n in (_NAME_OF.get(k, "") for k in zip(r["method"], r["endpoint"]))]
-    t = r["t_start_s"].to_numpy(dtype=np.float64) + r["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
-    out = pd.DataFrame(
-        {
-            "t": t,
-            "name": names,
-            "agent_id": r["agent_id"].to_numpy(),
-            "command_name": r["command_name"].to_numpy(dtype=object),
-            "task_id": r["task_id"].to_numpy(dtype=object),
-        }
+    keep = requests["ok"].to_numpy(dtype=bool) & (
+        (requests["command_name"] != "").to_numpy(dtype=bool) | (requests["task_id"] != "").to_numpy(dtype=bool)
     )
-    return out.sort_values("t", kind="stable", ignore_index=True)
+    r = requests[keep]
+    t = r["t_start_s"].to_numpy(dtype=np.float64) + r["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
+    names = [_NAME_OF.get((str(m), str(e)), "") for m, e in zip(r["method"], r["endpoint"])]
+    rows = [
+        _Row(float(when), _SAME_AS.get(name, name), int(agent), str(command), str(task))
+        for when, name, agent, command, task in zip(
+            t.tolist(), names, r["agent_id"].tolist(), r["command_name"].tolist(), r["task_id"].tolist()
+        )
+    ]
+    return sorted(rows, key=lambda row: row.t)  # stable: rows answered at the same time keep their order
 
 
-def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
+def _commands(rows: list[_Row], events: list[_Event]) -> list[_Command]:
     """Commands per agent queue, matched to the operator's requests that queued them; adds ack events."""
     agent_of: dict[str, int] = {}
-    polls = rows[(rows["name"] == "poll") & (rows["command_name"] != "")]
-    for task_id, agent_id in zip(polls["task_id"], polls["agent_id"]):
-        if task_id:
-            agent_of.setdefault(task_id, int(agent_id))
+    for row in rows:
+        if row.name == "poll" and row.command_name and row.task_id:
+            agent_of.setdefault(row.task_id, row.agent_id)
     pending: dict[int, list[tuple[float, str, str]]] = defaultdict(list)  # agent -> (t, op, task) not yet matched
     out: list[_Command] = []
     open_: dict[int, _Command] = {}
-    for row in rows.itertuples(index=False):
-        name, agent = row.name, int(row.agent_id)
+    for row in rows:
+        name, agent = row.name, row.agent_id
         if name in _OPS and row.task_id in agent_of:
             pending[agent_of[row.task_id]].append((row.t, name, row.task_id))
         elif name == "poll" and row.command_name:
@@ -151,7 +159,10 @@ def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
                 continue  # delivered again: the head stays until it is acknowledged
             queue = pending[agent]
             match = next((i for i, (_, op, _) in enumerate(queue) if row.command_name in _QUEUES[op]), None)
-            t_op, _, task_id = queue.pop(match) if match is not None else (None, "", row.task_id)
+            t_op: float | None = None
+            task_id = row.task_id
+            if match is not None:
+                t_op, _, task_id = queue.pop(match)
             command = _Command(agent, row.task_id or task_id, row.command_name, row.t, t_op)
             open_[agent] = command
             out.append(command)
@@ -160,7 +171,7 @@ def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
             if current is not None and current.name == row.command_name:
                 current.acked = row.t
                 del open_[agent]
-                results = ("success", "fail")
+                results: tuple[str, ...] = ("success", "fail")
                 task_id = current.task_id
             else:  # nothing of that name pending: an agent's report that its migration or sync failed
                 results = ("fail",)
@@ -174,11 +185,11 @@ def _commands(rows: pd.DataFrame, events: list[_Event]) -> list[_Command]:
     return out
 
 
-def _task_events(rows: pd.DataFrame, commands: list[_Command]) -> list[_Event]:
+def _task_events(rows: list[_Row], commands: list[_Command]) -> list[_Event]:
     """Create, operator and progress events (acknowledgements come from `_commands`)."""
     queued = {(c.task_id, c.enqueued): c.name for c in commands if c.enqueued is not None and c.name}
     events = []
-    for row in rows.itertuples(index=False):
+    for row in rows:
         if not row.task_id:
             continue
         if row.name == "create_task":

@@ -36,8 +36,8 @@ class RequestLog:
         self.error: list[str] = []
         self.command_name: list[str] = []
         self.task_id: list[str] = []
-        for name in self._FLOATS:
-            setattr(self, name, array("d"))
+        self.t_sched_s, self.t_start_s, self.latency_ms = array("d"), array("d"), array("d")
+        self.queue_wait_ms, self.server_ms = array("d"), array("d")
 
     def __len__(self) -> int:
         return len(self.agent_id)
@@ -59,7 +59,8 @@ class RequestLog:
         where it can see them). On the simulation's hot path: the appends are written out
         here rather than delegated to `add`, a call less per request.
         """
-        command_name, task_id = annotations(call, outcome)
+        # mypy takes this name for the __future__ feature that intents.py also imports.
+        command_name, task_id = annotations(call, outcome)  # type: ignore[operator]
         method, template = ENDPOINTS[call.endpoint]
         self.agent_id.append(agent_id)
         self.endpoint.append(template)
