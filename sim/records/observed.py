@@ -20,9 +20,8 @@ every request its agents and operator made. From the successful ones:
   contradicts is taken as a success (a failed START shows as a restart; a silent failure
   is rare).
 
-Times are when the answer came back (`t_start_s + latency_ms`): when the agent or the
-operator knew. Unknown here, and so empty: source ids, subtasks and progress values,
-acknowledgement results. `NOTE` says so for the manifest.
+Times are when the answer came back (`t_start_s + latency_ms`), when the agent or operator
+knew. Source ids, subtasks, progress values and results stay empty; `NOTE` says so.
 """
 
 from __future__ import annotations
@@ -36,9 +35,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sim.model.entities import TaskEvent
 from sim.model.intents import ENDPOINTS
 from sim.model.lifecycle import GONE, PREVIOUS, TRANSITIONS, Move, TaskState, Trigger
-from sim.records.schema import COMMAND_SCHEMA, TASK_SCHEMA
+from sim.records.rows import tasks_table
+from sim.records.schema import COMMAND_SCHEMA
 
 NOTE = (
     "observed by the agents and the operator (commands from polls and acknowledgements, tasks from "
@@ -257,7 +258,7 @@ def observed_tables(run_id: str, requests: pd.DataFrame) -> tuple[pa.Table, pa.T
     events: list[_Event] = []
     commands = _commands(rows, events)
     events += _task_events(rows, commands)
-    tasks: list[tuple[float, str, str, str, str]] = []
+    tasks: list[TaskEvent] = []
     by_task: dict[str, list[_Event]] = defaultdict(list)
     for e in sorted(events, key=lambda e: e.t):
         by_task[e.task_id].append(e)
@@ -266,31 +267,16 @@ def observed_tables(run_id: str, requests: pd.DataFrame) -> tuple[pa.Table, pa.T
         last = ""  # the state the task was last known in; a change is written only into a known state
         for e in history:
             to = _known(e.after) or last
-            tasks.append((e.t, task_id, last, to, _trigger(e)))
+            tasks.append(TaskEvent(e.t, task_id, "", last, to, _trigger(e)))
             last = to
     # An action whose command never arrived queued the command its trigger, once inferred, names.
     command_of = {"start": "START", "restart": "START", "stop": "STOP", "sync": "SYNC"}
-    inferred = {(r[1], r[0]): command_of.get(r[4], "") for r in tasks}
+    inferred = {(e.task_id, e.t): command_of.get(e.trigger, "") for e in tasks}
     for c in commands:
         if not c.name:
             c.name = inferred.get((c.task_id, c.enqueued or 0.0), "")
     commands = [c for c in commands if c.name]
-    tasks.sort(key=lambda row: row[0])
     commands.sort(key=lambda c: c.enqueued if c.enqueued is not None else (c.delivered or 0.0))
-    task_table = pa.Table.from_pydict(
-        {
-            "run_id": [run_id] * len(tasks),
-            "t_s": [r[0] for r in tasks],
-            "task_id": [r[1] for r in tasks],
-            "source_id": [""] * len(tasks),
-            "from_state": [r[2] for r in tasks],
-            "to_state": [r[3] for r in tasks],
-            "trigger": [r[4] for r in tasks],
-            "subtask": [""] * len(tasks),
-            "progress": [-1] * len(tasks),
-        },
-        schema=TASK_SCHEMA,
-    )
     command_table = pa.Table.from_pydict(
         {
             "run_id": [run_id] * len(commands),
@@ -305,4 +291,4 @@ def observed_tables(run_id: str, requests: pd.DataFrame) -> tuple[pa.Table, pa.T
         },
         schema=COMMAND_SCHEMA,
     )
-    return task_table, command_table
+    return tasks_table(run_id, sorted(tasks, key=lambda e: e.t)), command_table
