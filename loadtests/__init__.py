@@ -4,6 +4,7 @@
 - `users`: `AgentUser` and `OperatorUser` (FastHttpUser), `shape`: `FleetShape`;
 - `hooks`: options, the run clock, agent ids and the wiring of the records into Locust's events;
 - `recorder`, `rundir`: request rows and generator samples, the run directory;
+- `export`: the task and command tables, from the server's export API or rebuilt from the requests;
 - `run`: `run_load`, the whole load test as one function (the server, Locust, the run directory);
 - `locustfile`: the file to give `locust -f`; `cli`: `smsload load`, a thin layer over `run_load`.
 

@@ -31,15 +31,16 @@ Send = Callable[[Call, float], Outcome]
 class Note:
     """What the records need about one request beyond Locust's own event arguments.
 
-    Carried in the request's `context`; the user fills the annotations from the response
-    before Locust fires the request event.
+    Carried in the request's `context`: the agent and the `Call` it made, when it meant to
+    send it, and the `Outcome` the user decoded from the response (set before Locust fires
+    the request event). The recorder turns it into a row with `RequestLog.add_call`, the
+    simulation's row builder.
     """
 
     agent_id: int
+    call: Call
     t_sched: float  # epoch seconds
-    command_name: str = ""
-    task_id: str = ""
-    error: str = ""  # SMS error code, or the transport failure
+    outcome: Outcome | None = None
 
 
 def drive(

@@ -34,9 +34,9 @@ from locust.event import Events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from loadtests.processes import PROGRESS_MARK
-from loadtests.recorder import PartWriter, Recorder, from_ipc
-from loadtests.rundir import default_out, finish_run, new_run_id, open_run
-from sim.records import RunDir
+from loadtests.recorder import EXECUTOR, PartWriter, Recorder, from_ipc
+from loadtests.rundir import default_out, finish_run, open_run
+from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, validate_scenario
 from sim.scenarios import find_scenario
 
@@ -63,13 +63,6 @@ def add_arguments(parser: Any) -> None:
         default=None,
         include_in_web_ui=False,
         help="run directory to write (default runs/NAME-locust-TIMESTAMP)",
-    )
-    group.add_argument(
-        "--sms-db",
-        default=None,
-        include_in_web_ui=False,
-        help="the server's store (e.g. sqlite:///sms.sqlite3), read after the test for "
-        "tasks.parquet and commands.parquet",
     )
     group.add_argument(
         "--sms-agents", type=int, default=None, include_in_web_ui=False, help="override the scenario's fleet.agents"
@@ -163,7 +156,7 @@ class LoadTest:
             self._tests += 1
             self.t0, self.t_end, self.reached_end = time.time(), None, False
             self._stride = self.environment.runner.worker_index_max if self.role == "master" else 1
-            run_id = new_run_id(self.scenario)
+            run_id = run_id_for(self.scenario, EXECUTOR)
             opts.sms_t0, opts.sms_stride, opts.sms_run_id = self.t0, self._stride, run_id
             opts.sms_scenario = json.dumps(self.scenario.to_dict())
             self._run = open_run(self._out_path(), self.scenario, run_id, self._manifest_extra())
@@ -184,7 +177,6 @@ class LoadTest:
             "t0_epoch": self.t0,
             "role": self.role,
             "workers": self._stride if self.role == "master" else 0,
-            "store": self.options.sms_db,
             "planned_duration_s": self.duration_s,
         }
 
@@ -254,7 +246,7 @@ class LoadTest:
             complete=self.reached_end,
             t0=self.t0,
             duration_s=end - self.t0,
-            store_url=self.options.sms_db,
+            token=self.token,
             extra={
                 "locust_requests": total.num_requests,
                 "locust_failures": total.num_failures,

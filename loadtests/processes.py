@@ -42,9 +42,7 @@ def child_env(token: str) -> dict[str, str]:
     return env
 
 
-def locust_args(
-    *, scenario: Path, host: str, out: Path, db: str | None, agents: int | None, duration_s: float | None
-) -> list[str]:
+def locust_args(*, scenario: Path, host: str, out: Path, agents: int | None, duration_s: float | None) -> list[str]:
     """The options of a standalone or master process (workers get the scenario from the master)."""
     args = [
         "-f",
@@ -58,8 +56,6 @@ def locust_args(
         "--sms-out",
         str(out.resolve()),
     ]
-    if db:
-        args += ["--sms-db", db]
     if agents is not None:
         args += ["--sms-agents", str(agents)]
     if duration_s is not None:

@@ -1,8 +1,9 @@
 """Request rows and load-generator samples, from Locust's events to part files on disk.
 
 Every Locust process keeps a `Recorder`: each request event becomes one row of
-`sim.records.REQUEST_SCHEMA`, and once a second the process samples its own CPU and memory.
-Rows and samples leave the process in chunks:
+`sim.records.REQUEST_SCHEMA`, built by `RequestLog.add_call` from the agent's `Call` and
+`Outcome` exactly as the simulation builds its rows, and once a second the process samples
+its own CPU and memory. Rows and samples leave the process in chunks:
 
 - a standalone process writes them into the run directory's `parts/` every second;
 - a worker attaches them to the stats report it sends its master (`report_to_master`), so a
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loadtests.driver import Note, server_ms, transport_error
+from sim.model.intents import Outcome
 from sim.records import REQUEST_SCHEMA, RequestLog, RunDir
 
 EXECUTOR = "locust"
@@ -75,33 +77,31 @@ class Recorder:
         timing = headers.get("server-timing") if headers is not None else None
         note = context.get("sms") if context else None
         if isinstance(note, Note):
-            self.log.add(
+            # No outcome: the user failed before decoding the response; the row still counts the request.
+            outcome = note.outcome or Outcome(
+                status, None, response_time / 1000.0, transport_error(exception) if status == 0 else ""
+            )
+            self.log.add_call(
                 note.agent_id,
-                name,
-                request_type,
+                note.call,
+                outcome,
                 note.t_sched - t0,
                 start - t0,
                 float(response_time),
-                status,
-                note.error,
-                note.command_name,
-                note.task_id,
-                math.nan,
-                server_ms(timing),
+                server_ms=server_ms(timing),
             )
         else:  # not one of our users: still a row, so the table counts what Locust counts
             error = transport_error(exception) if status == 0 else ""
+            sent = start - t0  # no model scheduled it: due when sent
             self.log.add(
                 OTHER_USER_ID,
                 name,
                 request_type,
-                start - t0,
-                start - t0,
+                sent,
+                sent,
                 float(response_time),
                 status,
                 error,
-                "",
-                "",
                 math.nan,
                 server_ms(timing),
             )

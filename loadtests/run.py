@@ -2,8 +2,8 @@
 
 The load test's counterpart of `sim.des.run.run_des`, and what `smsload load` and the demo
 call. Without a host the reference server is started for the run (`smsload serve`, SQLite
-inside the run directory, a free loopback port) and stopped afterwards by its PID; its store
-then gives the run's task and command tables. With a host the load goes to that server, and
+inside the run directory, a free loopback port) and stopped afterwards by its PID; its export
+API then gives the run's task and command tables (`loadtests.export`). With a host the load goes to that server, and
 only there. Locust runs headless for the scenario's duration, as one process or as a master
 and N workers on this machine (`loadtests.processes`).
 
@@ -109,7 +109,7 @@ def run_load(
     out.mkdir(parents=True, exist_ok=True)
     db = None if host else f"sqlite:///{(out / 'server.sqlite3').resolve()}"
     if host:
-        say(f"smsload load: target {host} (an external server: tasks.parquet and commands.parquet stay empty)")
+        say(f"smsload load: target {host}")
     env = child_env(token)
     interrupted, code = False, None
     with _stop_signals() as stopping, tempfile.TemporaryDirectory(prefix="smsload-load-") as tmp:
@@ -122,14 +122,18 @@ def run_load(
                 assert target is not None
                 if server is not None:
                     say(f"smsload load: reference server on {target} (pid {server.pid}), store in {out}")
-                code, interrupted = _run_locust(scenario, scenario_file, target, out, db, env, options, say, stopping)
+                try:
+                    code, interrupted = _run_locust(scenario, scenario_file, target, out, env, options, say, stopping)
+                finally:  # while the server still answers, so its export gives the tables
+                    stopping()
+                    _finish_if_needed(out, scenario, token, target)
         except KeyboardInterrupt:
             interrupted = True
         except ServerStartError as exc:
             raise LoadError(f"the reference server did not start: {exc}") from None
         finally:
             stopping()
-            _finish_if_needed(out, scenario, db, host)
+            _finish_if_needed(out, scenario, token, host)  # the server never started: what arrived
     if interrupted:
         raise KeyboardInterrupt
     if code not in (0, 1) or not _complete(out):  # 1: Locust saw failed requests, which the run shows
@@ -157,14 +161,13 @@ def _run_locust(
     scenario_file: Path,
     target: str,
     out: Path,
-    db: str | None,
     env: dict[str, str],
     options: LoadOptions,
     say: Callable[[str], None],
     stopping: Callable[[], None],
 ) -> tuple[int | None, bool]:
     """Locust's exit code, and whether the run was interrupted; Locust is gone when this returns."""
-    args = locust_args(scenario=scenario_file, host=target, out=out, db=db, agents=None, duration_s=None)
+    args = locust_args(scenario=scenario_file, host=target, out=out, agents=None, duration_s=None)
     locust = LocustProcesses(out / "locust.log", None if options.quiet else say).start(args, env, options.workers)
     try:
         code = locust.wait(scenario.duration_s + _STARTUP_S)
@@ -244,7 +247,7 @@ def _target_of(out: Path, host: str | None) -> str | None:
         return host
 
 
-def _finish_if_needed(out: Path, scenario: Scenario, db: str | None, host: str | None) -> None:
+def _finish_if_needed(out: Path, scenario: Scenario, token: str, host: str | None) -> None:
     """Locust was killed, or never got to start: what arrived, merged and marked incomplete.
 
     The one place the load test finishes a run directory itself (Locust's master does it otherwise).
@@ -253,6 +256,6 @@ def _finish_if_needed(out: Path, scenario: Scenario, db: str | None, host: str |
 
     if is_finished(out):
         return
-    run = reopen_run(out, scenario, {"target": _target_of(out, host), "store": db})
+    run = reopen_run(out, scenario, {"target": _target_of(out, host)})
     t0 = float(run.manifest.get("t0_epoch") or time.time())
-    finish_run(run, complete=False, t0=t0, duration_s=max(0.0, time.time() - t0), store_url=db, extra={})
+    finish_run(run, complete=False, t0=t0, duration_s=max(0.0, time.time() - t0), token=token, extra={})

@@ -19,7 +19,7 @@ from loadtests.driver import Note, decode, drive, request_path
 from loadtests.hooks import LoadTest
 from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec
 from sim.model.agent import Agent
-from sim.model.intents import Call, Outcome, annotations
+from sim.model.intents import Call, Outcome
 from sim.model.operator import Operator
 from sim.records import OPERATOR_ID
 
@@ -42,7 +42,7 @@ class ModelUser(FastHttpUser):
 
     def send(self, call: Call, t_sched: float) -> Outcome:
         """Make one request; the request event (and so the row) fires as the `with` block ends."""
-        note = Note(self.agent_id, t_sched, call.command_name, call.task_id)
+        note = Note(self.agent_id, call, t_sched)
         with self.client.request(
             call.method,
             request_path(call),
@@ -58,11 +58,11 @@ class ModelUser(FastHttpUser):
             transport = exc is not None and not isinstance(exc, LocustBadStatusCode)
             status = 0 if transport else response.status_code
             outcome = decode(status, None if transport else response.content, meta["response_time"] / 1000.0, exc)
-            note.command_name, note.task_id = annotations(call, outcome)
-            note.error = outcome.error_code or outcome.error
+            note.outcome = outcome
             if not outcome.ok:
                 # One short, bounded message per kind of failure (the raw URL would make one per agent).
-                response.failure(f"{status} {note.error}".strip() if status else note.error)
+                error = outcome.error_code or outcome.error
+                response.failure(f"{status} {error}".strip() if status else error)
         return outcome
 
 

@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from sim.des.run import default_out, run_des  # SimPy and pyarrow: not for `smsload --help`
+    from sim.des.run import run_des  # SimPy and pyarrow: not for `smsload --help`
+    from sim.records import default_out
 
     scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed)
     out = args.out or default_out(scenario, "des")

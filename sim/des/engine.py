@@ -22,7 +22,7 @@ import simpy
 
 from sim.model.api import InMemoryApi
 from sim.model.distributions import Constant, Distribution
-from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep, annotations
+from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog
 
 _Proc = Generator[simpy.Event, Any, Any]
@@ -127,7 +127,7 @@ class Simulation:
         """Step one model. Its next intent after a Sleep cannot depend on anything that happens
         during the sleep (a model learns only from outcomes), so sleeps, the way out to the
         server and the way back are merged into one timeout: two events per request, not four."""
-        # No bound methods in this frame (model.send, self.log.add): 60-70 B each, per idle agent.
+        # No bound methods in this frame (model.send, log.add_call): 60-70 B each, per idle agent.
         env, server, log = self.env, self.server, self.log
         intent = next(model)
         delay = start_s
@@ -145,21 +145,8 @@ class Simulation:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out
             outcome, wait_s, service_s = yield from server.serve(intent, sent_at, half_back)
-            name, task_id = annotations(intent, outcome)
-            method, template = ENDPOINTS[intent.endpoint]
-            log.add(
-                agent_id,
-                template,
-                method,
-                sent_at,
-                sent_at,
-                outcome.latency_s * 1000.0,
-                outcome.status,
-                outcome.error_code or outcome.error,
-                name,
-                task_id,
-                wait_s * 1000.0,
-                service_s * 1000.0,
+            log.add_call(
+                agent_id, intent, outcome, sent_at, sent_at, outcome.latency_s * 1e3, wait_s * 1e3, service_s * 1e3
             )
             if self._on_chunk is not None and len(self.log) >= self._chunk_rows:
                 self._on_chunk()

@@ -8,12 +8,9 @@ agent, so the load test of the same scenario models the same fleet.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import simpy
@@ -25,19 +22,11 @@ from sim.model.api import InMemoryApi
 from sim.model.controlplane import ControlPlane
 from sim.model.operator import Operator
 from sim.model.store import MemoryStore
-from sim.records import OPERATOR_ID, RequestLog, RunDir, commands_table, load_run, summarize, tasks_table
+from sim.records import OPERATOR_ID, RequestLog, RunDir, commands_table, finish_run, tasks_table
 from sim.scenario import Scenario
 
-
-def run_id_for(scenario: Scenario, executor: str) -> str:
-    """Deterministic for a simulation: the same scenario and seed give the same run id (and tables)."""
-    digest = hashlib.sha256(json.dumps(scenario.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{scenario.name}-{executor}-seed{scenario.seed}-{digest}"
-
-
-def default_out(scenario: Scenario, executor: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scenario.name}-{executor}-{stamp}"
+EXECUTOR = "des"
+SERVER_TABLES = "the simulated control plane"
 
 
 def _ids(seed: int) -> Callable[[], str]:
@@ -53,8 +42,8 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
     `progress(now_s, duration_s)` is called every 1% of virtual time. On Ctrl-C the directory
     is still written, with what was simulated so far, and marked incomplete.
     """
-    run_id = run_id_for(scenario, "des")
-    run = RunDir(out, run_id, "des", scenario.to_dict(), scenario.seed)
+    run = RunDir(out, scenario, EXECUTOR)
+    run_id = run.run_id
     env = simpy.Environment()
     rng = random.Random(scenario.seed)
     store = MemoryStore()
@@ -64,7 +53,7 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         env, api, rng, workers=cfg.workers, service_ms=cfg.service_ms_for, write_lock=cfg.write_lock, rtt_ms=cfg.rtt_ms
     )
     log = RequestLog()
-    sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, "des")))
+    sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, EXECUTOR)))
     complete = False
     wall0 = time.perf_counter()
     try:  # from here on, an interruption still writes every table (empty ones while spawning)
@@ -77,19 +66,15 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         env.run(until=scenario.duration_s)
         complete = True
     finally:
-        run.append_requests(log.take(run_id, "des"))
-        run.close_requests()
-        run.write_table("tasks", tasks_table(run_id, store.events()))
-        run.write_table("commands", commands_table(run_id, store.commands()))
-        simulated_s = float(env.now)
-        loaded = load_run(out)
-        summary = summarize(loaded.requests, loaded.tasks, loaded.commands, max(simulated_s, 1e-9))
-        run.finish(
-            summary,
-            complete,
-            simulated_s=simulated_s,
-            wall_s=round(time.perf_counter() - wall0, 3),
-            agents=scenario.fleet.agents,
+        run.append_requests(log.take(run_id, EXECUTOR))
+        finish_run(
+            run,
+            complete=complete,
+            duration_s=float(env.now),
+            wall_s=time.perf_counter() - wall0,
+            tasks=tasks_table(run_id, store.events()),
+            commands=commands_table(run_id, store.commands()),
+            server_tables=SERVER_TABLES,
         )
     return out
 

@@ -8,7 +8,7 @@ agent and operator models yield) with a decoded JSON body, plus the caller's pro
 time `now`; the answer is `(status, body)` with a JSON-compatible body.
 
 Two executors call it:
-- the reference server (`sim/server`) does only HTTP: routing a path to an endpoint name,
+- the reference server (the `server` package beside this one) does only HTTP: routing a path to an endpoint name,
   content type, size limits, decoding the JSON bytes, tokens, headers, Server-Timing;
 - the simulation calls it in memory through `InMemoryApi`, which turns the answer into the
   `Outcome` a model receives.

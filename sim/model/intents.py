@@ -130,6 +130,7 @@ Model = Generator[Intent, Outcome | None, None]
 def annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
     """(command_name, task_id) of a request for the records: from a poll's answer, else from the call.
 
+    A created task's id is read from the answer too: the row of its creation then names it.
     Both executors use this, so simulated and measured tables annotate alike.
     """
     body = outcome.body
@@ -137,4 +138,6 @@ def annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
         param = body.get("command_param")
         task_id = param.get("task_id") if isinstance(param, dict) else None
         return str(body.get("command_name") or ""), str(task_id or "")
+    if call.endpoint == "create_task" and outcome.ok and isinstance(body, dict):
+        return call.command_name, str(body.get("id") or "")
     return call.command_name, call.task_id

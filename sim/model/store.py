@@ -3,7 +3,7 @@
 A store only keeps records; every rule lives in `ControlPlane`. Work happens in a
 transaction: `store.read()` for look-ups, `store.write()` for changes (all or nothing in the
 SQL stores, which roll back on an exception).
-The SQLite and PostgreSQL stores in `sim.server.stores` implement the same interface and
+The SQLite and PostgreSQL stores of the reference server implement the same interface and
 pass the same contract tests (`tests/model/test_store_contract.py`).
 
 `MemoryStore` hands out its live records and has no rollback: the control plane checks every

@@ -66,7 +66,7 @@ def bootstrap_seed(run_id: str) -> int:
 
 def run_duration_s(run: Run) -> float:
     """The run's length in seconds: from its summary or manifest, else the span of its requests."""
-    for source, key in ((run.summary or {}, "duration_s"), (run.manifest, "duration_s"), (run.manifest, "simulated_s")):
+    for source, key in ((run.summary or {}, "duration_s"), (run.manifest, "duration_s")):
         value = source.get(key)
         if isinstance(value, (int, float)) and value > 0:
             return float(value)

@@ -39,7 +39,8 @@ no server; the fit fills exactly those:
   one at a time on one event loop), or `server_workers` from the manifest, or the option;
   a simulation keeps its own. `write_lock` is kept from the base scenario.
 
-Family: a lognormal (median, sigma: least squares on log quantiles) when its quantiles at
+Measured quantiles are order statistics (`sim.records.quantiles`), as in summary.json and the
+report. Family: a lognormal (median, sigma: least squares on log quantiles) when its quantiles at
 `CHECK_P` and its mean are all within `tolerance` of the data, else `empirical` values at
 `GRID` evenly spaced quantiles (the shape as measured, the extreme tail beyond ~p99.9 cut).
 
@@ -65,7 +66,7 @@ from scipy.stats import norm
 
 from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
 from sim.model.intents import ENDPOINTS
-from sim.records import Run, load_run
+from sim.records import Run, load_run, quantiles
 from sim.scenario import Scenario, validate_scenario
 
 __all__ = ["Calibration", "CalibrationError", "Fit", "calibrate", "calibrate_run", "DEFAULT_OVERHEAD_MS"]
@@ -112,14 +113,14 @@ class Calibration:
 
 def _lognormal(values: np.ndarray) -> LogNormal:
     """Median from the data, sigma by least squares of log quantiles against normal scores."""
-    median = float(np.median(values))
+    median = float(quantiles(values, [0.5])[0])
     z = norm.ppf(CHECK_P)
-    logs = np.log(np.quantile(values, CHECK_P)) - np.log(median)
+    logs = np.log(quantiles(values, CHECK_P)) - np.log(median)
     return LogNormal(median, max(float(np.dot(z, logs) / np.dot(z, z)), 0.0))
 
 
 def _misfit(dist: Distribution, values: np.ndarray, with_mean: bool) -> float:
-    want = np.quantile(values, CHECK_P)
+    want = quantiles(values, CHECK_P)
     got = np.array([dist.quantile(p) for p in CHECK_P])
     errors = list(np.abs(got / want - 1))
     if with_mean:
@@ -130,7 +131,7 @@ def _misfit(dist: Distribution, values: np.ndarray, with_mean: bool) -> float:
 def _grid(values: np.ndarray) -> np.ndarray:
     """Evenly spaced quantiles: GRID of them, or one per value when there are fewer."""
     k = min(GRID, len(values))
-    return np.quantile(values, (np.arange(k) + 0.5) / k)
+    return quantiles(values, (np.arange(k) + 0.5) / k)
 
 
 def fit_service(values: np.ndarray, source: str, tolerance: float) -> Fit:
@@ -147,7 +148,12 @@ def fit_service(values: np.ndarray, source: str, tolerance: float) -> Fit:
 
 
 def _pair_means(grid: np.ndarray) -> np.ndarray:
-    """Every mean of two grid points: the distribution of (X1 + X2) / 2 for X on the grid."""
+    """Every mean of two grid points: the distribution of (X1 + X2) / 2 for X on the grid.
+
+    Its quantiles are taken with numpy's linear interpolation, unlike the measured ones
+    (`sim.records.quantiles`): they are a model's, and the root finding in `_matched` needs
+    them to move continuously with the spread.
+    """
     return ((grid[:, None] + grid[None, :]) / 2).ravel()
 
 
@@ -177,12 +183,12 @@ def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
     quantiles raised to a power (the data's own shape, written as `empirical`). The lognormal
     when it fits within `tolerance`, else the one that misses least."""
     values = np.maximum(values, 0.0)
-    want = np.quantile(values, RTT_P)
+    want = quantiles(values, RTT_P)
     if np.ptp(values) < 1e-6 or want[0] <= 0:
-        return Fit(Constant(round(float(np.median(values)), 4)), len(values), source, 0.0)
+        return Fit(Constant(round(float(want[0]), 4)), len(values), source, 0.0)
     probs = (np.arange(_RTT_GRID) + 0.5) / _RTT_GRID
     z = norm.ppf(probs)
-    shape = np.maximum(np.quantile(values, probs), want[0] * 1e-3) / want[0]
+    shape = np.maximum(quantiles(values, probs), want[0] * 1e-3) / want[0]
     label = ", deconvolved (the engine adds two independent halves)"
 
     def misfit(grid: np.ndarray) -> float:
@@ -218,7 +224,7 @@ def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: fl
     load = np.bincount(cells, weights=busy_ms) / (100.0 * workers)
     mask = load[cells] <= idle_busy
     if mask.sum() < min_rows:
-        mask = load[cells] <= np.quantile(load[np.unique(cells)], 0.25)
+        mask = load[cells] <= quantiles(load[np.unique(cells)], [0.25])[0]
     return mask
 
 
@@ -332,7 +338,7 @@ def calibrate(
         )
     else:
         idle = _idle_mask(t_s, latency, n_workers, idle_busy, min_samples)
-        r0 = float(np.quantile(latency[idle], 0.01)) if rtt_ms is None else float(rtt_ms)
+        r0 = float(quantiles(latency[idle], [0.01])[0]) if rtt_ms is None else float(rtt_ms)
         rtt = Fit(
             Constant(round(r0, 4)),
             int(idle.sum()),

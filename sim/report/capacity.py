@@ -29,11 +29,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sim.model.intents import ENDPOINTS
-from sim.records import Run
+from sim.records import QUANTILES, Run
 from sim.report import metrics as M
 from sim.report.analysis import run_duration_s
 from sim.report.figures import new_figure
-from sim.report.hist import QUANTILES
 from sim.scenario import Scenario
 
 POLL = " ".join(ENDPOINTS["poll"])  # "GET /v1/sms/sources/{source_id}/command", as report tables name it

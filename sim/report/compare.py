@@ -3,9 +3,11 @@
 Works across executors (simulation vs load test, run vs run): endpoints are matched by
 "METHOD /template". For each endpoint in either run, and for all requests (`ALL`):
 
-- latency percentiles (p50 .. max): the relative change qB / qA - 1; its 95 % interval is
-  the percentile interval of the ratio of the two runs' independent histogram-bootstrap
-  resamples (`sim.report.hist`), so it carries the sampling noise of both runs;
+- latency percentiles (p50 .. max): the relative change qB / qA - 1 of the exact quantiles
+  (the numbers of each run's report and summary.json); its 95 % interval is the percentile
+  interval of the ratio of the two runs' independent histogram-bootstrap resamples, each
+  centred on its run's exact quantile (`sim.report.hist`), so it carries the sampling noise
+  of both runs;
 - throughput: the relative change of the rates; exact conditional interval of the ratio of
   two Poisson rates (`sim.report.intervals.rate_ratio_interval`);
 - error rate: the absolute change pB - pA with Newcombe's interval, and the relative change.
@@ -30,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sim.records import QUANTILES
 from sim.report import metrics as M
 from sim.report.analysis import RunAnalysis
-from sim.report.hist import LEVEL, N_BOOT, QUANTILES, bootstrap, combine, interval, min_samples, quantiles
+from sim.report.hist import LEVEL, N_BOOT, bootstrap, centred, combine, hist_quantiles, interval, min_samples
 from sim.report.intervals import proportion_difference_interval, rate_ratio_interval
 
 METRICS = (*QUANTILES, "throughput", "error_rate")
@@ -105,19 +108,21 @@ def compare_runs(a: RunAnalysis, b: RunAnalysis, *, n_boot: int = N_BOOT, level:
     rows = []
 
     def resamples(side: str, endpoint: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The run's exact quantiles of `endpoint` (from its report table) and bootstrap resamples centred on them."""
         h, total = groups[side]
-        if endpoint == M.ALL:
-            return quantiles(total, 0, probs), bootstrap(total, 0, probs, n_boot, seed)
-        if endpoint not in h.labels:
+        table = (a if side == "a" else b).endpoints
+        if endpoint not in table.index:
             return np.full(len(probs), np.nan), np.full((n_boot, len(probs)), np.nan)
-        g = h.labels.index(endpoint)
-        return quantiles(h, g, probs), bootstrap(h, g, probs, n_boot, seed)
+        point = table.loc[endpoint, list(QUANTILES)].to_numpy(dtype=np.float64)
+        hg, g = (total, 0) if endpoint == M.ALL else (h, h.labels.index(endpoint))
+        return point, centred(bootstrap(hg, g, probs, n_boot, seed), point, hist_quantiles(hg, g, probs))
 
     for endpoint in endpoints:
         qa, ra = resamples("a", endpoint, a.seed)
         qb, rb = resamples("b", endpoint, _seed_b(a, b))
         with np.errstate(all="ignore"):
             rel, (lo, hi) = qb / qa - 1, interval(rb / ra - 1, level)
+            lo, hi = np.fmin(lo, rel), np.fmax(hi, rel)  # a skewed bootstrap's interval may miss its estimate
         ea = a.endpoints.loc[endpoint] if endpoint in a.endpoints.index else None
         eb = b.endpoints.loc[endpoint] if endpoint in b.endpoints.index else None
         na, nb = (int(e["count"]) if e is not None else 0 for e in (ea, eb))

@@ -1,33 +1,37 @@
-"""Log-bucketed histograms and the histogram bootstrap behind every quantile in the reports.
+"""Confidence intervals for quantiles: log-bucketed histograms and a histogram bootstrap.
+
+Point estimates are not read off these histograms: every quantile a report prints is the
+exact order statistic of `sim.records.quantiles`, the very numbers of summary.json
+(`quantile_frame` computes them). The histograms are for what needs many passes over the
+data: 1,000 bootstrap resamples per group, and CDF figures.
 
 Why histograms: a report must read 10^7 request rows in seconds and put a confidence
 interval on every percentile. Sorting each endpoint's latencies a thousand times (a plain
 bootstrap) is out of the question, so values are first counted into fine log-spaced bins
-(the HDR-histogram idea) and everything afterwards works on the counts, whose size does not
-grow with the number of rows.
+(the HDR-histogram idea) and every resample works on the counts, whose size does not grow
+with the number of rows.
 
 The bins (`LogBins`): bin 0 holds every value below `lo` (zero included: a request that did
 not queue has `queue_wait_ms == 0`); bin k >= 1 holds [lo (1+r)^(k-1), lo (1+r)^k), and the
 last bin also everything above `hi`. A bin is represented by its geometric midpoint (bin 0
 by 0), so a quantile read off the histogram is within a relative error of sqrt(1+r) - 1
-(about 0.5 % at the default r = 1 %) of a sample value, or within `lo` in absolute terms
+(about 0.5 % at the default r = 1 %) of the exact one, or within `lo` in absolute terms
 below `lo`. The defaults (lo = 0.001, hi = 1e8, r = 1 %: about 2,300 bins) cover 1 µs to a
 day in milliseconds, or 1 ms to three years in seconds.
 
-Quantiles use the nearest-rank definition (the value of the ceil(q n)-th smallest sample, as
-HDR histograms do), not numpy's linear interpolation: for a few samples the two differ by
-up to one sample spacing; for thousands they agree within the bin resolution.
-
 The bootstrap: each group's nonzero bin counts are resampled `n_boot` times as a multinomial
 draw with the same total (exactly what resampling the rows with replacement does to their
-histogram), and each resample's quantiles are read off its cumulative counts. The 95 %
-interval is the 2.5th to 97.5th percentile of the resampled quantiles (percentile
-bootstrap). Cost: n_boot x (nonzero bins) per group, independent of the row count. A
+histogram), and each resample's quantiles are read off its cumulative counts, with the same
+order-statistic positions as the exact quantiles (`sim.records.quantiles.positions`). The
+resamples are then moved onto the exact estimate (`centred`: scaled by exact / histogram
+quantile, which keeps their relative spread), and the 95 % interval is the 2.5th to 97.5th
+percentile of the moved resamples (percentile bootstrap), widened if need be to contain the
+estimate. Cost: n_boot x (nonzero bins) per group, independent of the row count. A
 percentile bootstrap of an extreme quantile (p99.9 with a few thousand samples, or the
 max) is known to be too narrow; the max's interval only says how much the observed max
-depends on the few largest rows. Differences smaller than the bin resolution (about 1 %)
-cannot be resolved, and intervals are quantized too: with very many samples an interval is
-one or two bins wide (about 1 %) even when the sampling error is smaller.
+depends on the few largest rows. Intervals are quantized by the bins: with very many
+samples an interval is one or two bins wide (about 1 %) even when the sampling error is
+smaller, and differences smaller than that cannot be resolved.
 
 Reproducible: every group draws from its own generator seeded by (seed, the group's label),
 so a group's interval does not depend on which other groups are in the table.
@@ -42,8 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-#: Quantile names used in every table (column prefixes) and their probabilities.
-QUANTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999, "max": 1.0}
+from sim.records.quantiles import QUANTILES, grouped_quantiles, positions, quantiles
+
 N_BOOT = 1000
 LEVEL = 0.95
 
@@ -116,8 +120,8 @@ def group_histograms(
 
 
 def _ranks(total: int | np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Nearest rank (1-based) of each probability; p = 1 is the last sample."""
-    return np.maximum(np.ceil(np.multiply.outer(np.asarray(total, dtype=np.float64), probs) - 1e-9), 1)
+    """Rank (1-based) of each probability's order statistic: the exact quantiles' definition."""
+    return positions(total, probs) + 1
 
 
 def _quantile_bins(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -136,8 +140,11 @@ def _quantile_bins(cum: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     return pos - np.arange(rows)[:, None] * width
 
 
-def quantiles(h: GroupHistograms, g: int, probs: np.ndarray) -> np.ndarray:
-    """Group g's quantiles (nearest rank, bin midpoints); NaN for an empty group."""
+def hist_quantiles(h: GroupHistograms, g: int, probs: np.ndarray) -> np.ndarray:
+    """Group g's quantiles read off its histogram (bin midpoints); NaN for an empty group.
+
+    Only to centre the bootstrap (`centred`): a report's point estimates are exact.
+    """
     if h.counts[g].size == 0:
         return np.full(len(probs), np.nan)
     cum = np.cumsum(h.counts[g])
@@ -183,29 +190,6 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.
     return lo, hi
 
 
-def quantile_frame(
-    h: GroupHistograms,
-    names: dict[str, float] | None = None,
-    *,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-    level: float = LEVEL,
-) -> pd.DataFrame:
-    """One row per group: `count`, then for each quantile NAME the columns NAME, NAME_lo, NAME_hi."""
-    names = names or QUANTILES
-    probs = np.array(list(names.values()))
-    rows = []
-    for g, label in enumerate(h.labels):
-        point = quantiles(h, g, probs)
-        lo, hi = interval(bootstrap(h, g, probs, n_boot, seed), level) if n_boot else (point, point)
-        row: dict[str, float | int | str] = {"group": label, "count": h.total(g)}
-        for i, name in enumerate(names):
-            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = point[i], lo[i], hi[i]
-        rows.append(row)
-    columns = ["group", "count", *[f"{n}{s}" for n in names for s in ("", "_lo", "_hi")]]
-    return pd.DataFrame(rows, columns=columns).set_index("group")
-
-
 def combine(h: GroupHistograms, label: str) -> GroupHistograms:
     """All of h's groups counted as one group called `label` (for an overall row)."""
     if not h.bins:
@@ -215,28 +199,63 @@ def combine(h: GroupHistograms, label: str) -> GroupHistograms:
     return GroupHistograms([label], [bins], [dense[bins].astype(np.int64)], h.spec)
 
 
-def binned_quantiles(
-    cells: np.ndarray, values: np.ndarray, n_cells: int, probs: np.ndarray, spec: LogBins = DEFAULT_BINS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of `values` in each of `n_cells` cells (e.g. time bins): (counts (n_cells,), quantiles (n_cells, q)).
+def centred(resamples: np.ndarray, point: np.ndarray, hist_point: np.ndarray) -> np.ndarray:
+    """Bootstrap resamples of histogram quantiles moved onto the exact estimates `point`.
 
-    Sparse, so memory follows the rows and not cells x bins: the (cell, bin) codes are sorted
-    once; within a cell the cumulative count over the sorted codes is monotonic, so each
-    cell's nearest rank is found by one binary search over the global cumulative counts.
+    The resamples scatter around the histogram's own quantile `hist_point`, which differs
+    from the exact one by up to half a bin; scaling them by point / hist_point keeps their
+    relative spread (the bins are relative) and centres them on `point`. Where the
+    histogram's quantile is 0 (bin 0: values below `lo`) they are shifted instead.
     """
-    k = spec.index(values)
-    cells = np.asarray(cells, dtype=np.int64)
-    keep = (k >= 0) & (cells >= 0) & (cells < n_cells)
-    codes, per_code = np.unique(cells[keep] * spec.n + k[keep], return_counts=True)
-    cell_of, bin_of = codes // spec.n, codes % spec.n
-    totals = np.bincount(cell_of, weights=per_code, minlength=n_cells).astype(np.int64)
-    out = np.full((n_cells, len(probs)), np.nan)
-    if codes.size == 0:
-        return totals, out
-    cum = np.cumsum(per_code)
-    before = np.concatenate(([0], np.cumsum(totals)[:-1]))  # rows in all earlier cells
-    filled = np.flatnonzero(totals)
-    targets = before[filled, None] + _ranks(totals[filled], probs)
-    pos = np.searchsorted(cum, targets, side="left")
-    out[filled] = spec.value(bin_of[pos])
-    return totals, out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = point / hist_point
+    return np.where(hist_point > 0, resamples * ratio, resamples + (point - hist_point))
+
+
+def _contain(lo: np.ndarray, hi: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Widen [lo, hi] to hold `point`: a percentile interval of a skewed bootstrap may miss its estimate."""
+    return np.fmin(lo, point), np.fmax(hi, point)
+
+
+def quantile_frame(
+    values: np.ndarray,
+    codes: np.ndarray,
+    labels: list[str],
+    names: dict[str, float] | None = None,
+    *,
+    total: str | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = LEVEL,
+    spec: LogBins = DEFAULT_BINS,
+) -> pd.DataFrame:
+    """One row per label (index `group`): `count`, then for each quantile NAME the columns NAME, NAME_lo, NAME_hi.
+
+    `codes` index `labels` (NaN values and code -1 are left out). NAME is the exact quantile
+    (`sim.records.quantiles`), NAME_lo/NAME_hi its bootstrap interval (`n_boot` = 0: none,
+    the bounds are the point). With `total`, a last row of that label counts every value.
+    """
+    names = names or QUANTILES
+    probs = np.array(list(names.values()))
+    values = np.asarray(values, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    h = group_histograms(values, codes, labels, spec)
+    counts, points = grouped_quantiles(values, codes, len(labels), probs)
+    groups = [(h, g, label, counts[g], points[g]) for g, label in enumerate(labels)]
+    if total is not None and labels:
+        keep = (codes >= 0) & (codes < len(labels))
+        everything = values[keep] if not keep.all() else values
+        groups.append((combine(h, total), 0, total, int(counts.sum()), quantiles(everything, probs)))
+    rows = []
+    for hg, g, label, count, point in groups:
+        if n_boot:
+            boot = centred(bootstrap(hg, g, probs, n_boot, seed), point, hist_quantiles(hg, g, probs))
+            lo, hi = _contain(*interval(boot, level), point)
+        else:
+            lo, hi = point, point
+        row: dict[str, float | int | str] = {"group": label, "count": int(count)}
+        for i, name in enumerate(names):
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = point[i], lo[i], hi[i]
+        rows.append(row)
+    columns = ["group", "count", *[f"{n}{s}" for n in names for s in ("", "_lo", "_hi")]]
+    return pd.DataFrame(rows, columns=columns).set_index("group")

@@ -22,10 +22,11 @@ import yaml
 from matplotlib.figure import Figure
 
 from sim import __version__
+from sim.records import QUANTILES
 from sim.report import figures as F
 from sim.report.analysis import RunAnalysis, report_figures
 from sim.report.compare import Comparison
-from sim.report.hist import QUANTILES, min_samples
+from sim.report.hist import min_samples
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = jinja2.Environment(

@@ -4,15 +4,17 @@ Every function takes the run's tables as DataFrames (`sim.records.load_run`) and
 DataFrame; none runs a model or reads a file. An endpoint is "METHOD /path/template" (POST
 and GET /v3/sources are two endpoints); the `ALL` row, where present, counts every request.
 
-Percentiles and their 95 % intervals come from log-bucketed histograms resampled by a
-multinomial bootstrap: see `sim.report.hist` for the method and its resolution (nearest
-rank, about 0.5 % relative error, 1,000 resamples by default, seeded per group). Throughput
+Percentiles are exact order statistics (`sim.records.quantiles`, the definition summary.json
+uses, so both show the same numbers); their 95 % intervals come from log-bucketed histograms
+resampled by a multinomial bootstrap and centred on the exact value: see `sim.report.hist`
+for the method and its resolution (1,000 resamples by default, seeded per group). Throughput
 intervals are exact Poisson intervals and error-rate intervals Wilson intervals
 (`sim.report.intervals`). Time series bin requests by the second they were sent
 (`t_start_s`); latency in a bin is that of the requests sent in it.
 
-Sized for 10^7 rows: the grouping is done on integer codes and the quantiles on histogram
-counts, so memory stays a small multiple of the input columns.
+Sized for 10^7 rows: the grouping is done on integer codes, exact quantiles by one sort per
+group and the resamples on histogram counts, so memory stays a small multiple of the input
+columns.
 
 Task and command metrics (tasks by state over time, lifecycle durations, command-dispatch
 latency) live in `sim.report.tasks` and are re-exported here.
@@ -23,18 +25,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.report.hist import (
-    DEFAULT_BINS,
-    LEVEL,
-    N_BOOT,
-    QUANTILES,
-    GroupHistograms,
-    LogBins,
-    binned_quantiles,
-    combine,
-    group_histograms,
-    quantile_frame,
-)
+from sim.records.quantiles import QUANTILES, grouped_quantiles
+from sim.report.hist import DEFAULT_BINS, LEVEL, N_BOOT, GroupHistograms, LogBins, group_histograms, quantile_frame
 from sim.report.intervals import poisson_interval, wilson_interval
 from sim.report.tasks import (
     STATE_ORDER,
@@ -108,10 +100,9 @@ def value_table(
 
     Use it for `queue_wait_ms` (simulation) or `server_ms`; it is empty when the column is all null.
     """
-    h = endpoint_histograms(requests, column, codes=codes)
-    table = quantile_frame(h, n_boot=n_boot, seed=seed, level=level)
-    if total and h.labels:
-        table = pd.concat([table, quantile_frame(combine(h, ALL), n_boot=n_boot, seed=seed, level=level)])
+    code, labels = codes or endpoint_codes(requests)
+    values = requests[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    table = quantile_frame(values, code, labels, total=ALL if total else None, n_boot=n_boot, seed=seed, level=level)
     table.index.name = "endpoint"
     return table[table["count"] > 0]
 
@@ -222,7 +213,7 @@ def _series(
     cells, n, _ = _time_cells(t, duration_s, bin_s)
     probs = np.array([QUANTILES[name] for name in names])
     flat = np.where((cells >= 0) & (cells < n), codes * n + cells, -1)  # -1: outside the run, dropped
-    counts, q = binned_quantiles(flat, values, len(labels) * n, probs)
+    counts, q = grouped_quantiles(values, flat, len(labels) * n, probs)
     out = pd.DataFrame(
         {
             "t_s": np.tile(np.arange(n) * bin_s, len(labels)),

@@ -4,8 +4,8 @@ From the run's `tasks` table (one row per trigger; a row whose `from_state` diff
 `to_state` is a state change, a create row has an empty `from_state`) and its `commands`
 table (one row per queued command with its enqueue, first-delivery and ack times). Both are
 empty for a load test whose server's store the generator cannot read; every function then
-returns an empty frame with its usual columns. Durations use the histogram bootstrap of
-`sim.report.hist`.
+returns an empty frame with its usual columns. Durations are exact quantiles (as in
+summary.json) with the histogram-bootstrap intervals of `sim.report.hist`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.records import migration_durations
-from sim.report.hist import LEVEL, N_BOOT, QUANTILES, combine, group_histograms, quantile_frame
+from sim.records import QUANTILES, migration_durations
+from sim.report.hist import LEVEL, N_BOOT, quantile_frame
 
 #: Lifecycle order, for columns and legends; DELETED is not an API state (the task is gone).
 STATE_ORDER = [
@@ -112,21 +112,12 @@ def lifecycle_table(tasks: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
     states = _ordered(sorted(set(stays["state"])))
     done = stays.dropna(subset=["duration_s"])
     codes = done["state"].map({s: i for i, s in enumerate(states)}).to_numpy(dtype=np.int64)
-    table = quantile_frame(
-        group_histograms(done["duration_s"].to_numpy(), codes, states), n_boot=n_boot, seed=seed, level=level
-    )
+    table = quantile_frame(done["duration_s"].to_numpy(), codes, states, n_boot=n_boot, seed=seed, level=level)
     migration = migration_durations(tasks).to_numpy(dtype=np.float64) if not tasks.empty else np.empty(0)
-    table = pd.concat(
-        [
-            table,
-            quantile_frame(
-                group_histograms(migration, np.zeros(len(migration)), [MIGRATION]),
-                n_boot=n_boot,
-                seed=seed,
-                level=level,
-            ),
-        ]
+    migrations = quantile_frame(
+        migration, np.zeros(len(migration), np.int64), [MIGRATION], n_boot=n_boot, seed=seed, level=level
     )
+    table = pd.concat([table, migrations])
     open_stays = stays[stays["duration_s"].isna()].groupby("state").size()
     table.insert(1, "open", [int(open_stays.get(s, 0)) for s in table.index])
     table.index.name = "state"
@@ -166,11 +157,9 @@ def dispatch_table(
     frames = []
     for stage, (start, stop) in DISPATCH_STAGES.items():
         ms = (commands[stop] - commands[start]).to_numpy(dtype=np.float64, na_value=np.nan) * 1000
-        h = group_histograms(ms, codes, [f"{stage}: {n}" for n in names])
-        parts = [quantile_frame(h, n_boot=n_boot, seed=seed, level=level)]
-        if len(names) > 1:
-            parts.append(quantile_frame(combine(h, f"{stage}: ALL"), n_boot=n_boot, seed=seed, level=level))
-        frame = pd.concat(parts)
+        labels = [f"{stage}: {n}" for n in names]
+        total = f"{stage}: ALL" if len(names) > 1 else None
+        frame = quantile_frame(ms, codes, labels, total=total, n_boot=n_boot, seed=seed, level=level)
         frame.insert(0, "stage", stage)
         frame.insert(1, "command_name", [*names, "ALL"][: len(frame)])
         started = commands[start].notna().groupby(commands["command_name"]).sum() if names else pd.Series(dtype=int)

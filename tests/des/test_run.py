@@ -37,6 +37,11 @@ def test_run_directory_is_complete_with_the_schema(quickstart_runs: tuple[Path, 
     assert run.manifest["complete"] is True and run.manifest["executor"] == "des"
     assert run.manifest["scenario"]["name"] == "quickstart" and run.manifest["seed"] == 42
     assert {"simpy", "pyarrow"} <= set(run.manifest["versions"])
+    # The manifest fields every executor writes (sim.records), with a simulation's values.
+    m = run.manifest
+    assert (m["clock"], m["agents"], m["planned_duration_s"], m["duration_s"]) == ("virtual", 200, 60, 60.0)
+    assert m["wall_s"] > 0 and m["target"] is None and m["t0_epoch"] is None
+    assert m["server_tables"] == "the simulated control plane" and run.summary["duration_s"] == 60.0
     assert list(run.requests.columns) == REQUEST_SCHEMA.names
     assert len(run.requests) == run.manifest["requests"] > 2000
     assert set(run.requests["executor"]) == {"des"}
@@ -148,6 +153,6 @@ def test_interrupted_run_is_readable_and_marked_incomplete(tmp_path: Path) -> No
     with pytest.raises(KeyboardInterrupt):
         run_des(scenario, tmp_path / "cut", progress=interrupt)
     run = load_run(tmp_path / "cut")
-    assert run.manifest["complete"] is False
+    assert run.manifest["complete"] is False and run.manifest["duration_s"] == pytest.approx(30.0)
     assert 0 < run.requests["t_start_s"].max() <= 30.0 + 1e-6
     assert run.summary is not None and run.summary["requests"]["count"] == len(run.requests)

@@ -25,6 +25,7 @@ import pytest
 from sim.des.run import run_des
 from sim.model.oracles import illegal_transitions
 from sim.records import REQUEST_SCHEMA, Run, load_run
+from sim.records.observed import observed_tables
 from sim.scenarios import find_scenario
 from sim.server.process import run_server
 
@@ -72,7 +73,9 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def test_run_directory_has_the_simulation_schema(quickstart: Run, tmp_path: Path) -> None:
     m = quickstart.manifest
     assert m["complete"] is True and m["executor"] == "locust" and m["scenario"]["name"] == "quickstart"
-    assert m["server_tables"] == "the server's store" and m["target"].startswith("http://127.0.0.1:")
+    assert m["server_tables"] == "server export" and m["target"].startswith("http://127.0.0.1:")
+    assert (m["clock"], m["agents"], m["planned_duration_s"]) == ("wall", 200, 40) and m["t0_epoch"] > 0
+    assert 40 <= m["duration_s"] < 60 and m["wall_s"] == pytest.approx(m["duration_s"], abs=0.001)
     sim = load_run(run_des(find_scenario(QUICKSTART).with_overrides(agents=5, duration_s=20), tmp_path / "des"))
     for table in ("requests", "tasks", "commands"):
         assert list(getattr(quickstart, table).columns) == list(getattr(sim, table).columns), table
@@ -115,6 +118,27 @@ def test_tasks_live_their_whole_life_over_http_by_the_rules(quickstart: Run) -> 
     assert whole_lives >= 1
     assert quickstart.manifest["agent_violation_count"] == 0
     assert quickstart.summary is not None and quickstart.summary["tasks"]["deleted"] >= 1
+
+
+@pytest.mark.slow
+def test_the_tables_rebuilt_from_the_requests_agree_with_the_servers(quickstart: Run) -> None:
+    # What a load test against a server without the export writes, against what this server exported.
+    tasks, commands = (t.to_pandas() for t in observed_tables(quickstart.manifest["run_id"], quickstart.requests))
+    # Every delivered command is seen; one queued in the last seconds may not be (nothing shows what it was).
+    keys = ["task_id", "command_name", "enqueued_s"]
+    seen = commands[commands["delivered_s"].notna()].sort_values(keys, ignore_index=True)
+    true = quickstart.commands[quickstart.commands["delivered_s"].notna()].sort_values(keys, ignore_index=True)
+    assert list(seen["task_id"]) == list(true["task_id"]) and list(seen["command_name"]) == list(true["command_name"])
+    for column in ("enqueued_s", "delivered_s", "acked_s"):
+        late = (seen[column] - true[column]).dropna()  # the answer comes after the server's moment
+        assert len(late) > 0 and (late >= -0.001).all() and (late < 5).all(), column
+    assert len(commands) - len(seen) <= len(quickstart.commands) - len(true)
+    changed = tasks[tasks["from_state"] != tasks["to_state"]]
+    real = quickstart.tasks[quickstart.tasks["from_state"] != quickstart.tasks["to_state"]]
+    for task_id, rows in real.groupby("task_id"):
+        claimed = iter(rows["to_state"])
+        assert all(s in claimed for s in changed.loc[changed["task_id"] == task_id, "to_state"]), task_id
+    assert set(changed["task_id"]) == set(real["task_id"])
 
 
 @pytest.mark.slow
@@ -217,7 +241,7 @@ def test_the_locustfile_runs_on_its_own(tmp_path: Path) -> None:
     # Locust exits 1 when requests failed; that much is allowed, and only then.
     assert done.returncode == 0 or (done.returncode == 1 and run.manifest["locust_failures"] > 0), done.stderr[-3000:]
     assert run.manifest["complete"] is True and run.manifest["planned_duration_s"] == 10
-    assert run.manifest["server_tables"].startswith("empty") and run.tasks.empty
+    assert run.manifest["server_tables"] == "server export" and run.tasks["task_id"].nunique() == 10
     assert len(run.requests) == run.manifest["locust_requests"] > 200
     assert set(ROOT.glob("runs/quickstart-locust-*")) == before  # nothing written into the checkout
     _no_token_in(tmp_path / "runs", token)

@@ -82,9 +82,9 @@ def test_run_load_against_the_reference_server_it_starts(tmp_path: Path) -> None
     run = load_run(out)
     m = run.manifest
     assert m["complete"] is True and m["executor"] == "locust" and m["scenario"] == SHORT.to_dict()
-    assert m["target"].startswith("http://127.0.0.1:") and m["server_tables"] == "the server's store"
+    assert m["target"].startswith("http://127.0.0.1:") and m["server_tables"] == "server export"
     assert _registered(out) == list(range(20))
-    assert run.tasks["task_id"].nunique() == 2  # the operator's wave, read from the server's store
+    assert run.tasks["task_id"].nunique() == 2  # the operator's wave, from the server's export API
     assert len(run.requests) == m["locust_requests"] and m["locust_failures"] == 0
     (server_line,) = said.having("reference server on")
     assert said.having(" s of 8 s")  # Locust's progress lines, passed on
@@ -104,7 +104,7 @@ def test_run_load_against_a_host_sends_the_token_it_is_given(tmp_path: Path) -> 
     assert dict(os.environ) == environ
     m = load_run(out).manifest
     assert m["complete"] is True and m["target"] == server.base_url  # the trailing slash dropped
-    assert m["server_tables"].startswith("empty")  # another server's store is not ours to read
+    assert m["server_tables"] == "server export"  # a reference server at --host exports them through its API
     assert _registered(out) == list(range(20))  # every agent got in: the token was accepted
     assert said.having("target " + server.base_url) and not said.having(" s of ")  # quiet: no Locust progress
     assert "token" not in repr(options)

@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim.records import QUANTILES
 from sim.report import metrics as M
-from sim.report.hist import DEFAULT_BINS, bootstrap, group_histograms, interval, min_samples, quantile_frame, quantiles
+from sim.report.hist import (
+    DEFAULT_BINS,
+    bootstrap,
+    group_histograms,
+    hist_quantiles,
+    interval,
+    min_samples,
+    quantile_frame,
+)
 
 MEAN_MS = 10.0
 PROBS = np.array([0.5, 0.95, 0.99])
@@ -56,10 +65,27 @@ def test_bins_hold_values_within_their_resolution() -> None:
     assert DEFAULT_BINS.value(np.array([0]))[0] == 0.0
 
 
-def test_point_quantiles_match_the_sample_within_the_bin_resolution() -> None:
+def test_histogram_quantiles_match_the_sample_within_the_bin_resolution() -> None:
     x, h = exp_hist(50_000, seed=1)
-    exact = np.quantile(x, PROBS, method="inverted_cdf")  # nearest rank, as the histogram reads it
-    assert np.allclose(quantiles(h, 0, PROBS), exact, rtol=0.006)
+    exact = np.quantile(x, PROBS, method="inverted_cdf")  # the order statistic, as the histogram reads it
+    assert np.allclose(hist_quantiles(h, 0, PROBS), exact, rtol=0.006)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 50, 400, 3_000])
+def test_quantile_frame_points_are_exact_and_inside_their_intervals(n: int) -> None:
+    rng = np.random.default_rng(n)
+    # Two groups of different shapes, ties and zeros included (a queue wait is often exactly 0).
+    a = np.round(rng.lognormal(1.0, 1.2, n), 2)
+    b = np.where(rng.random(n) < 0.6, 0.0, rng.exponential(3.0, n))
+    values, codes = np.concatenate([a, b, [np.nan]]), np.concatenate([np.zeros(n), np.ones(n), [0]]).astype(np.int64)
+    table = quantile_frame(values, codes, ["a", "b"], total="all", seed=4)
+    probs = np.array(list(QUANTILES.values()))
+    for label, sample in (("a", a), ("b", b), ("all", np.concatenate([a, b]))):
+        row = table.loc[label]
+        assert row["count"] == len(sample)
+        assert list(row[list(QUANTILES)]) == list(np.quantile(sample, probs, method="inverted_cdf")), label
+        for name in QUANTILES:
+            assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], (label, name)
 
 
 def test_the_interval_covers_the_true_quantile_about_95_percent_of_the_time() -> None:
@@ -87,10 +113,11 @@ def test_the_interval_narrows_with_more_data() -> None:
 
 
 def test_bootstrap_is_reproducible_with_the_seed() -> None:
-    _, h = exp_hist(5_000, seed=2)
-    a = quantile_frame(h, seed=11)
-    assert a.equals(quantile_frame(h, seed=11))
-    assert not a.equals(quantile_frame(h, seed=12))
+    x, _ = exp_hist(5_000, seed=2)
+    codes = np.zeros(len(x), np.int64)
+    a = quantile_frame(x, codes, ["poll"], seed=11)
+    assert a.equals(quantile_frame(x, codes, ["poll"], seed=11))
+    assert not a.equals(quantile_frame(x, codes, ["poll"], seed=12))
 
 
 def test_min_samples_follows_the_order_statistics() -> None:
@@ -146,8 +173,9 @@ def test_percentiles_over_time_per_bin() -> None:
     latency = np.concatenate([np.arange(1, 101), np.arange(1, 101) * 10.0])
     out = M.percentiles_over_time(requests_table(latency, t=t), duration_s=3.0)
     assert list(out["count"]) == [100, 100, 0]
-    assert out["p50"].iloc[0] == pytest.approx(50, rel=0.006) and out["p50"].iloc[1] == pytest.approx(500, rel=0.006)
-    assert out["max"].iloc[1] == pytest.approx(1000, rel=0.006) and math.isnan(out["p50"].iloc[2])
+    # Exact order statistics: the 50th of 1..100 is 50, the 95th of 10..1000 is 950.
+    assert list(out["p50"].iloc[:2]) == [50.0, 500.0] and list(out["p95"].iloc[:2]) == [95.0, 950.0]
+    assert out["max"].iloc[1] == 1000.0 and math.isnan(out["p50"].iloc[2])
 
 
 def test_generator_saturation_from_lag_and_cpu() -> None:

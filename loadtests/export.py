@@ -1,0 +1,102 @@
+"""A load test's task and command tables, from the server through its API, or from what the agents saw.
+
+The reference server exports its tables (`GET /smsload/export/task_events` and
+`/smsload/export/commands`, paged, the caller's project only); a load test reads them over
+HTTP with the token it already sends, once the users have stopped, and never opens the
+server's database: against a staging host it could not, and should not. A server without
+the export (a real SMS answers 404 there), or one that cannot answer, still leaves the
+request rows: the tables are then rebuilt from them (`sim.records.observed`), and the
+manifest's `server_tables` says which it was and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pandas as pd
+import pyarrow as pa
+
+from sim.model.commands import CommandName
+from sim.model.entities import CommandRecord, TaskEvent
+from sim.model.intents import ENDPOINTS
+from sim.records import commands_table, tasks_table
+from sim.records.observed import NOTE, observed_tables
+
+FROM_EXPORT = "server export"
+PAGE = 10_000  # the export's largest page
+TIMEOUT_S = 30.0
+
+
+class ExportUnavailable(Exception):
+    """The server's export cannot be read; the message says why, in a few words."""
+
+
+def read_export(host: str, token: str, endpoint: str, *, page: int = PAGE) -> list[dict[str, Any]]:
+    """Every item of one export endpoint (`export_task_events` or `export_commands`), `page` items a request."""
+    path = ENDPOINTS[endpoint][1]
+    client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+    items: list[dict[str, Any]] = []
+    try:
+        while True:
+            response = client.get(
+                f"{host.rstrip('/')}{path}",
+                params={"offset": len(items), "limit": page},
+                headers={"X-Auth-Token": token},
+            )
+            if response.status_code == 404:
+                raise ExportUnavailable(f"the server has no {path} (HTTP 404)")
+            if response.status_code != 200:
+                raise ExportUnavailable(f"{path} answered HTTP {response.status_code}")
+            body = response.json()
+            if not (isinstance(body, dict) and isinstance(body.get("items"), list) and "count" in body):
+                raise ExportUnavailable(f"{path} answered something other than an export page")
+            items += body["items"]
+            if not body["items"] or len(items) >= int(body["count"]):
+                return items
+    except httpx.HTTPError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportUnavailable(f"cannot read {path}: {reason}") from None
+    except ValueError:
+        raise ExportUnavailable(f"{path} answered with something that is not JSON") from None
+    finally:
+        client.close()
+
+
+def _command(item: dict[str, Any]) -> CommandRecord:
+    return CommandRecord(
+        source_id=item["source_id"],
+        task_id=item["task_id"],
+        name=CommandName(item["command_name"]),
+        param=item.get("param") or {},
+        enqueued_at=item["enqueued_at"],
+        seq=item["seq"],
+        delivered_at=item["delivered_at"],
+        acked_at=item["acked_at"],
+        result=item["result"],
+    )
+
+
+def exported_tables(run_id: str, host: str, token: str, t0: float) -> tuple[pa.Table, pa.Table]:
+    """(tasks, commands) read from the server's export, times made relative to `t0` (epoch seconds)."""
+    try:
+        events = [TaskEvent(**item) for item in read_export(host, token, "export_task_events")]
+        commands = [_command(item) for item in read_export(host, token, "export_commands")]
+    except (KeyError, TypeError, ValueError) as exc:  # an item that is not what the export promises
+        raise ExportUnavailable(f"an export item could not be read ({type(exc).__name__}: {exc})") from None
+    return tasks_table(run_id, events, t0=t0), commands_table(run_id, commands, t0=t0)
+
+
+def server_tables(
+    run_id: str, host: str | None, token: str, t0: float, requests: pd.DataFrame
+) -> tuple[pa.Table, pa.Table, str]:
+    """(tasks, commands, where they came from): the server's export, else rebuilt from `requests`."""
+    if host:
+        try:
+            return (*exported_tables(run_id, host, token, t0), FROM_EXPORT)
+        except ExportUnavailable as exc:
+            why = str(exc)
+    else:
+        why = "no server address to ask"
+    tasks, commands = observed_tables(run_id, requests)
+    return tasks, commands, f"{NOTE}: {why}"

@@ -1,0 +1,124 @@
+"""Writing a run directory: `RunDir` while the run goes, `finish_run` at its end, for every executor.
+
+The request rows reach `requests.parquet` in chunks as the run goes (an interrupted run
+keeps what it wrote). `finish_run` is the one end of a run, simulated or measured: it
+closes the request table, writes the task and command tables, computes summary.json from
+the tables on disk and closes the manifest with the fields every run has.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sim.records.ids import run_id_for
+from sim.records.load import load_run
+from sim.records.manifest import new_manifest, now_iso
+from sim.records.schema import REQUEST_SCHEMA
+from sim.records.summary import summarize
+from sim.scenario import Scenario
+
+
+class RunDir:
+    """A run directory being written. Marked incomplete until finished with `complete=True`."""
+
+    def __init__(
+        self,
+        path: Path,
+        scenario: Scenario,
+        executor: str,
+        *,
+        run_id: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the directory and its manifest; `fields` win over the defaults (see `new_manifest`)."""
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.executor = executor
+        self.manifest = new_manifest(scenario, executor, run_id or run_id_for(scenario, executor), fields)
+        self.run_id: str = self.manifest["run_id"]
+        self._write_manifest()
+        self._writer: pq.ParquetWriter | None = None
+        self._closed = False
+        self.rows = 0
+
+    def _write_manifest(self) -> None:
+        tmp = self.path / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
+        tmp.replace(self.path / "manifest.json")  # a reader never sees half a manifest
+
+    def append_requests(self, table: pa.Table) -> None:
+        """Write one chunk of request rows (the file is readable once `close_requests` ran)."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the request table is already closed")
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path / "requests.parquet", REQUEST_SCHEMA, compression="zstd")
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def close_requests(self) -> None:
+        """Close requests.parquet (an empty one if no chunk came); later calls do nothing."""
+        if self._closed:
+            return
+        if self._writer is None:
+            self.append_requests(REQUEST_SCHEMA.empty_table())
+        assert self._writer is not None
+        self._writer.close()
+        self._writer, self._closed = None, True
+
+    def write_table(self, name: str, table: pa.Table) -> None:
+        pq.write_table(table, self.path / f"{name}.parquet", compression="zstd")
+
+    def finish(self, summary: dict[str, Any] | None, complete: bool, **fields: Any) -> None:
+        """Write summary.json (if given) and close the manifest with `fields`, the end time and `complete`."""
+        self.close_requests()
+        if summary is not None:
+            (self.path / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        self.manifest.update(fields, ended_at=now_iso(), complete=complete, requests=self.rows)
+        self._write_manifest()
+
+
+def finish_run(
+    run: RunDir,
+    *,
+    complete: bool,
+    duration_s: float,
+    wall_s: float,
+    tasks: pa.Table,
+    commands: pa.Table,
+    server_tables: str,
+    fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """End a run: its tables, summary.json and the closing manifest fields; returns the summary.
+
+    `duration_s` is the run's length in its own clock (virtual for a simulation), `wall_s`
+    the wall-clock seconds it took; `server_tables` says where the task and command tables
+    came from; `fields` are executor-specific manifest fields.
+    """
+    run.close_requests()
+    run.write_table("tasks", tasks)
+    run.write_table("commands", commands)
+    loaded = load_run(run.path)
+    summary = summarize(loaded.requests, loaded.tasks, loaded.commands, max(duration_s, 1e-9))
+    run.finish(
+        summary,
+        complete,
+        duration_s=round(duration_s, 6),
+        wall_s=round(wall_s, 3),
+        server_tables=server_tables,
+        **(fields or {}),
+    )
+    return summary
+
+
+def is_finished(path: Path) -> bool:
+    """True when the run directory's manifest records an end (complete or not)."""
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text()).get("ended_at") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
