@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from gevent import Timeout
@@ -67,7 +67,7 @@ def drive(
             # A timer may fire a little early on a cached loop clock: wait until really due.
             while (wait := due - clock()) > 0:
                 sleep(wait)
-            outcome = send(intent, due)
+            outcome = send(cast(Call, intent), due)  # not a Sleep: the class check above
             due = clock()  # the model learns the outcome now; its next sleep counts from here
             intent = model.send(outcome)
     except StopIteration:  # the model returned

@@ -96,6 +96,14 @@ class LoadTest:
         self._ticker: gevent.Greenlet | None = None
         self.recorder = Recorder("local" if self.role == "local" else self.role)
 
+    @property
+    def runner(self) -> Any:
+        """The process's Locust runner: set before any hook that uses it runs. Typed loosely since
+        which attributes it has (`worker_index`, ...) depends on the process's role."""
+        runner = self.environment.runner
+        assert runner is not None, "Locust creates the runner before the test starts"
+        return runner
+
     @staticmethod
     def of(environment: Environment) -> LoadTest:
         return environment.smsload  # type: ignore[attr-defined]
@@ -149,13 +157,13 @@ class LoadTest:
             self.scenario = validate_scenario(json.loads(opts.sms_scenario), "master")
             self.t0, self._stride = float(opts.sms_t0), int(opts.sms_stride)
             self.recorder.run_id = opts.sms_run_id
-            self.recorder.process = f"worker-{self.environment.runner.worker_index}"
+            self.recorder.process = f"worker-{self.runner.worker_index}"
         else:
             self.finish()  # a test restarted from the web UI: the previous one is a run of its own
             assert self.scenario is not None
             self._tests += 1
             self.t0, self.t_end, self.reached_end = time.time(), None, False
-            self._stride = self.environment.runner.worker_index_max if self.role == "master" else 1
+            self._stride = self.runner.worker_index_max if self.role == "master" else 1
             run_id = run_id_for(self.scenario, EXECUTOR)
             opts.sms_t0, opts.sms_stride, opts.sms_run_id = self.t0, self._stride, run_id
             opts.sms_scenario = json.dumps(self.scenario.to_dict())
@@ -187,7 +195,7 @@ class LoadTest:
             asleep = time.monotonic()
             gevent.sleep(SAMPLE_EVERY_S)
             lag = max(0.0, time.monotonic() - asleep - SAMPLE_EVERY_S)
-            self.recorder.sample(self.environment.runner.user_count, lag)
+            self.recorder.sample(self.runner.user_count, lag)
             if self.role != "worker":
                 self._flush()
                 if time.time() - last_progress >= PROGRESS_EVERY_S:
@@ -198,7 +206,7 @@ class LoadTest:
                         PROGRESS_MARK,
                         self.elapsed(),
                         self.duration_s,
-                        self.environment.runner.user_count,
+                        self.runner.user_count,
                         total.num_requests,
                         total.num_failures,
                     )
@@ -224,7 +232,7 @@ class LoadTest:
             return
         new, self._worker_violations = self.violations[self._worker_violations :], len(self.violations)
         data["smsload"] = {
-            "worker": self.environment.runner.worker_index,
+            "worker": self.runner.worker_index,
             **self.recorder.to_message(),
             "violations": new,
         }
@@ -237,7 +245,7 @@ class LoadTest:
         run, self._run = self._run, None
         if run is None or self.t0 is None:
             return
-        self.recorder.sample(self.environment.runner.user_count, 0.0)
+        self.recorder.sample(self.runner.user_count, 0.0)
         self._flush()
         end = self.t_end or time.time()
         total = self.environment.stats.total
@@ -276,7 +284,7 @@ def install(events: Events) -> None:
             # Locust installs its SIGTERM handler only once a shape test is over: until then
             # SIGTERM would kill the process with its rows unwritten. Stopping the runner ends
             # the shape, and Locust then quits the way it does at the end of a test.
-            gevent.signal_handler(signal.SIGTERM, environment.runner.quit)
+            gevent.signal_handler(signal.SIGTERM, test.runner.quit)
         if isinstance(environment.runner, MasterRunner):
             environment.events.worker_report.add_listener(test.on_worker_report)
         elif isinstance(environment.runner, WorkerRunner):

@@ -125,7 +125,7 @@ class Recorder:
 
     def take_samples(self) -> pa.Table:
         rows, self._samples = self._samples, []
-        columns = list(zip(*rows)) if rows else [[] for _ in GENERATOR_SCHEMA.names]
+        columns: list[Any] = list(zip(*rows)) if rows else [[] for _ in GENERATOR_SCHEMA.names]
         return pa.Table.from_arrays(
             [pa.array(c, f.type) for c, f in zip(columns, GENERATOR_SCHEMA)], schema=GENERATOR_SCHEMA
         )

@@ -38,6 +38,7 @@ class ModelUser(FastHttpUser):
         super().__init__(environment)
         self.test = test
         self.agent_id = OPERATOR_ID
+        self._seen = 0  # the agent's violations already reported
         self._headers = {"X-Auth-Token": test.token}
 
     def send(self, call: Call, t_sched: float) -> Outcome:

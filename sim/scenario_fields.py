@@ -92,7 +92,8 @@ def _with_input(msg: str, value: Any, kind: str) -> str:
 def _accepted_keys(root: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list[str] | None:
     """The field names of the model at `loc`, following the input to resolve unions; None if unsure."""
     ann: Any = root
-    node, picks = data, ()
+    node: Any = data
+    picks: tuple[Pick, ...] = ()
     for part in loc:
         model = _model_for(ann, node, picks)
         if model is not None:
@@ -124,7 +125,7 @@ def _model_for(ann: Any, node: Any, picks: tuple[Pick, ...]) -> type[BaseModel] 
         for member in get_args(ann):
             kind = getattr(member, "model_fields", {}).get("kind")
             if kind is not None and kind.default == node.get("kind"):
-                return member  # type: ignore[no-any-return]
+                return member
     return None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -78,7 +78,7 @@ class SimServer:
 
     def serve(
         self, call: Call, sent_at: float, half_back_s: float
-    ) -> Generator[simpy.Event | None, Any, tuple[Outcome, float, float]]:
+    ) -> Generator[simpy.Event, Any, tuple[Outcome, float, float]]:
         """Serve a call that reaches the server now; returns (outcome, queue wait s, service s).
 
         Use with `yield from`. The outcome's latency counts the way back (`half_back_s`), which
@@ -139,21 +139,22 @@ class Simulation:
                     yield env.timeout(delay)
                     delay = 0.0
                 continue
+            call = cast(Call, intent)  # not a Sleep: the class check above
             half_out = server.half_rtt_s()
             half_back = server.half_rtt_s()
             if delay + half_out > 0:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out
-            outcome, wait_s, service_s = yield from server.serve(intent, sent_at, half_back)
+            outcome, wait_s, service_s = yield from server.serve(call, sent_at, half_back)
             log.add_call(
-                agent_id, intent, outcome, sent_at, sent_at, outcome.latency_s * 1e3, wait_s * 1e3, service_s * 1e3
+                agent_id, call, outcome, sent_at, sent_at, outcome.latency_s * 1e3, wait_s * 1e3, service_s * 1e3
             )
             if self._on_chunk is not None and len(self.log) >= self._chunk_rows:
                 self._on_chunk()
             delay = half_back
             intent = model.send(outcome)
             # Drop the last request's leftovers: a frame waiting here is held by every idle agent.
-            outcome = wait_s = service_s = sent_at = half_out = None  # type: ignore[assignment]
+            outcome = wait_s = service_s = sent_at = half_out = call = None  # type: ignore[assignment]
 
 
 __all__ = ["OPERATOR_ID", "SimServer", "Simulation"]

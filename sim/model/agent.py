@@ -310,7 +310,7 @@ class Agent:
     def _acknowledge(self, command: Command, success: bool) -> _Steps:
         call = Call(
             "command_result",
-            source_id=self.source_id,
+            source_id=self.source_id or "",  # registered: commands come only after registration
             body={"command_name": command.name.value, "result": "success" if success else "fail", "result_detail": {}},
             command_name=command.name.value,
             task_id=command.task_id or "",
@@ -343,9 +343,9 @@ class Agent:
     def _on_delete(self, command: Command) -> _Steps:
         if self._job is not None and self._job.task_id == command.task_id:
             self._job = None
-        if not self._deleted:
-            self._deleted = set()
-        self._deleted.add(command.task_id or "")
+        deleted = self._deleted if isinstance(self._deleted, set) else set()
+        deleted.add(command.task_id or "")
+        self._deleted = deleted
         yield from self._acknowledge(command, success=True)
 
     def _on_upload_log(self, command: Command) -> _Steps:
@@ -380,7 +380,8 @@ class Agent:
             for n in names
         ]
         # Where the server says this phase stands: the last entries of sub_tasks are this phase's.
-        reported = view.get("sub_tasks") if isinstance(view.get("sub_tasks"), list) else []
+        sub_tasks = view.get("sub_tasks")
+        reported: list[Any] = sub_tasks if isinstance(sub_tasks, list) else []
         progress = {s.get("name"): s.get("progress", 0) for s in reported[-len(names) :] if isinstance(s, dict)}
         index = next((i for i, (n, _) in enumerate(subtasks) if progress.get(n, 0) < 100), len(subtasks) - 1)
         done = subtasks[index][1] * min(progress.get(subtasks[index][0], 0), 99) / 100

@@ -307,8 +307,9 @@ class ControlPlane:
                 task.finish_date = None
             elif action is Action.START and task.state is TaskState.READY:
                 task.start_date = now
-            if action is Action.START or action is Action.RESTART or action is Action.SYNC:
-                task.current_subtask.start_date = task.current_subtask.start_date or now
+            current = task.current_subtask
+            if current is not None and (action is Action.START or action is Action.RESTART or action is Action.SYNC):
+                current.start_date = current.start_date or now
             self._move(tx, task, move, trigger, now, log_bucket=log_bucket)
 
     # -- views ------------------------------------------------------------------------------
@@ -356,6 +357,7 @@ class ControlPlane:
     ) -> None:
         """Apply a legal move: set the state, queue its command, record the transition."""
         before = task.state
+        after: TaskState | str  # a state, or GONE once a delete is acknowledged
         if move.to is PREVIOUS and before is TaskState.ABORT:
             # A resume goes back to the run that was stopped. Not prev_state: a failed delete
             # since the stop has overwritten it with ABORT.
@@ -365,6 +367,7 @@ class ControlPlane:
         elif move.to == GONE:
             after = GONE
         else:
+            assert isinstance(move.to, TaskState)
             after = move.to
         if after in (TaskState.ABORTING, TaskState.DELETING) and before is not after:
             task.prev_state = before
@@ -379,7 +382,7 @@ class ControlPlane:
                 task.id,
                 task.source_id,
                 before.value,
-                after if after == GONE else after.value,
+                after.value if isinstance(after, TaskState) else after,
                 trigger.value,
                 subtask,
                 progress,
@@ -395,7 +398,7 @@ class ControlPlane:
                     source_id=task.source_id, task_id=task.id, name=move.command, param=param, enqueued_at=now
                 )
             )
-        if after == GONE:
+        if not isinstance(after, TaskState):  # GONE
             tx.delete_task(task.id)
             src = src or tx.get_source(task.source_id, lock=True)
             if src is not None and src.current_task_id == task.id:

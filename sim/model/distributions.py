@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _STANDARD_NORMAL = NormalDist()
 
@@ -35,10 +35,15 @@ class Distribution:
     __slots__ = ()
 
     # Every subclass also has `mean` and `variance` (a property, or for Exponential the field
-    # itself). They are not declared here because a property on the base would become the
-    # default value of a dataclass field of the same name.
-    mean: float
-    variance: float
+    # itself). They are declared for the type checker only: a property on the base at run time
+    # would become the default value of a dataclass field of the same name.
+    if TYPE_CHECKING:
+
+        @property
+        def mean(self) -> float: ...
+
+        @property
+        def variance(self) -> float: ...
 
     def sample(self, rng: random.Random) -> float:
         raise NotImplementedError

@@ -60,7 +60,7 @@ class Call:
     `source_id` and `task_id` fill the path template's parameters; they also annotate the
     request for the records (the task acted on or reported about, even when the path does not
     name it), as `command_name` does (the command reported). A poll's command is read from its
-    response instead (`annotations`). Plain fields, not a dict: an idle agent holds its next poll.
+    response instead (`record_annotations`). Plain fields, not a dict: an idle agent holds its next poll.
     """
 
     endpoint: str
@@ -127,7 +127,7 @@ Intent = Call | Sleep
 Model = Generator[Intent, Outcome | None, None]
 
 
-def annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
+def record_annotations(call: Call, outcome: Outcome) -> tuple[str, str]:
     """(command_name, task_id) of a request for the records: from a poll's answer, else from the call.
 
     A created task's id is read from the answer too: the row of its creation then names it.

@@ -16,6 +16,8 @@ left out; an empty sample has NaN quantiles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 #: Quantile names used in summary.json and in every report table (column prefixes), and their probabilities.
@@ -36,7 +38,7 @@ def positions(n: int | np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.clip(pos, 0, np.maximum(n - 1, 0)[..., None]).astype(np.int64)
 
 
-def quantiles(values: np.ndarray, probs: np.ndarray | list[float]) -> np.ndarray:
+def quantiles(values: np.ndarray, probs: np.ndarray | Sequence[float]) -> np.ndarray:
     """The `probs` quantiles of `values` (NaN left out; all NaN when no value is left)."""
     v = np.asarray(values, dtype=np.float64)
     v = np.sort(v[~np.isnan(v)])

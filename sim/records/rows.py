@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from sim.model.entities import CommandRecord, TaskEvent
-from sim.model.intents import ENDPOINTS, Call, Outcome, annotations
+from sim.model.intents import ENDPOINTS, Call, Outcome, record_annotations
 from sim.records.schema import COMMAND_SCHEMA, REQUEST_SCHEMA, TASK_SCHEMA
 
 
@@ -60,7 +60,7 @@ class RequestLog:
         here rather than delegated to `add`, a call less per request.
         """
         # mypy takes this name for the __future__ feature that intents.py also imports.
-        command_name, task_id = annotations(call, outcome)  # type: ignore[operator]
+        command_name, task_id = record_annotations(call, outcome)
         method, template = ENDPOINTS[call.endpoint]
         self.agent_id.append(agent_id)
         self.endpoint.append(template)

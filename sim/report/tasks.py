@@ -95,7 +95,7 @@ def state_intervals(tasks: pd.DataFrame) -> pd.DataFrame:
     t_next = np.append(out["t_enter_s"].to_numpy()[1:], np.nan)
     out["t_exit_s"] = np.where(nxt, t_next, np.nan)
     out["duration_s"] = out["t_exit_s"] - out["t_enter_s"]
-    out["next_state"] = pd.Series(np.append(out["state"].to_numpy()[1:], None), dtype=object).where(nxt, None)
+    out["next_state"] = pd.Series(np.append(out["state"].to_numpy()[1:], [None]), dtype=object).where(nxt, None)
     return out[out["state"] != "DELETED"].reset_index(drop=True)
 
 

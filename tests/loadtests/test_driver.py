@@ -15,7 +15,7 @@ from gevent import Timeout
 from loadtests.driver import decode, drive, request_path, server_ms, transport_error
 from loadtests.timeline import agents_due
 from sim.fleet import arrival_s
-from sim.model.intents import Call, Model, Outcome, Sleep, annotations
+from sim.model.intents import Call, Model, Outcome, Sleep, record_annotations
 from sim.scenario import load_scenario
 
 QUICKSTART = Path(__file__).parents[2] / "sim" / "scenarios" / "quickstart.yaml"
@@ -119,14 +119,14 @@ def test_decode_names_transport_failures_and_bad_bodies() -> None:
 def test_annotations_read_the_poll_answer_and_the_call() -> None:
     poll = Call("poll", source_id="s")
     got = Outcome(200, {"command_name": "START", "command_param": {"task_id": "t1"}})
-    assert annotations(poll, got) == ("START", "t1")
-    assert annotations(poll, Outcome(200, {})) == ("", "")
-    assert annotations(poll, Outcome(200, {"command_name": "UPLOAD_LOG", "command_param": {"bucket": "b"}})) == (
+    assert record_annotations(poll, got) == ("START", "t1")
+    assert record_annotations(poll, Outcome(200, {})) == ("", "")
+    assert record_annotations(poll, Outcome(200, {"command_name": "UPLOAD_LOG", "command_param": {"bucket": "b"}})) == (
         "UPLOAD_LOG",
         "",
     )
     ack = Call("command_result", source_id="s", command_name="SYNC", task_id="t2")
-    assert annotations(ack, Outcome(200, {})) == ("SYNC", "t2")
+    assert record_annotations(ack, Outcome(200, {})) == ("SYNC", "t2")
 
 
 @pytest.mark.parametrize(
