@@ -61,6 +61,9 @@ class LoadOptions:
     token: str = field(default="", repr=False)  # X-Auth-Token; required with a host, else generated if empty
     workers: int = 0  # Locust worker processes; 0: one standalone process
     quiet: bool = False  # no Locust progress lines (what the run is doing is still said)
+    # Further `smsload serve` options for the embedded server (the knee rig: --store-latency-ms,
+    # --cpus, --cpu-quota); an error with a host, which is somebody else's server.
+    server_args: tuple[str, ...] = ()
 
 
 def check_host(url: str) -> str:
@@ -117,7 +120,8 @@ def run_load(
             # Locust reads the scenario from a file (its master hands it on to the workers).
             scenario_file = Path(tmp) / "scenario.yaml"
             scenario_file.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
-            with _reference_server(db, env, out / "server.log") if db else contextlib.nullcontext(None) as server:
+            serving = _reference_server(db, env, out / "server.log", options.server_args) if db else None
+            with serving or contextlib.nullcontext(None) as server:
                 target = server.base_url if server is not None else host
                 assert target is not None
                 if server is not None:
@@ -149,6 +153,10 @@ def _check(out: Path, options: LoadOptions) -> str | None:
         raise LoadError(f"{out} already holds a run; choose another --out")
     if options.host is None:
         return None
+    if options.server_args:
+        raise LoadError(
+            "--host: the server limits (--store-latency-ms, --cpus, --cpu-quota) are for the embedded server"
+        )
     host = check_host(options.host)
     if not options.token:
         raise LoadError("--host needs a token: --token or $SMS_AUTH_TOKEN")
@@ -187,14 +195,16 @@ def _run_locust(
 
 
 @contextlib.contextmanager
-def _reference_server(db: str, env: dict[str, str], log_path: Path) -> Iterator[RunningServer]:
+def _reference_server(
+    db: str, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()
+) -> Iterator[RunningServer]:
     """`smsload serve` for the run, the token in its environment (not on its command line), stopped by PID.
 
     As `sim.server.process.run_server`, which hands its child this process's environment.
     """
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            serve_command(db, []), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            serve_command(db, [], extra=extra), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     server = None
     try:

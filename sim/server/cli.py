@@ -19,7 +19,8 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from sim.cli_support import UsageError
-from sim.server.app import ENV_DB, ENV_TOKENS
+from sim.server.app import ENV_DB, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"
 DEFAULT_PROJECT = "default"
@@ -52,6 +53,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Without --token: ${TOKEN_ENV}, else a generated token (printed)",
     )
     p.add_argument("--workers", default="1", help="worker processes (default 1)")
+    rig = p.add_argument_group("knee rig", "limits that make the server, not the load generator, saturate")
+    rig.add_argument(
+        "--store-latency-ms",
+        metavar="SPEC",
+        help="a blocking delay per store transaction, standing for a remote database: "
+        "lognormal:MEDIAN,SIGMA, exponential:MEAN or constant:MS",
+    )
+    rig.add_argument("--cpus", metavar="LIST", help="run the server on these cores only (e.g. 1, or 2-3)")
+    rig.add_argument(
+        "--cpu-quota",
+        metavar="FRACTION",
+        help="hold the server's processes to this fraction of one core (a cgroup CFS quota; needs root)",
+    )
+    rig.add_argument(
+        "--cpu-period-us",
+        default=str(DEFAULT_PERIOD_US),
+        help=f"the quota's period in µs (default {DEFAULT_PERIOD_US}: short, so a busy server waits little)",
+    )
     p.set_defaults(func=serve)
 
 
@@ -143,21 +162,54 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError("--db memory:// keeps its data in one process; use --workers 1 or a database")
     check_store(db)
     port = check_listen(args.host, port)
+    limits, quota = _apply_rig(args)
 
     os.environ[ENV_DB] = db
     os.environ[ENV_TOKENS] = json.dumps(tokens)
+    if args.store_latency_ms:
+        os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
     print(f"smsload serve: listening on http://{host}:{port} (db {redact(db)}, {workers} worker{plural})", flush=True)
+    if limits:
+        print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
     if generated:
         print(f"smsload serve: generated token {generated} (project {DEFAULT_PROJECT})", flush=True)
     try:
-        import granian  # noqa: F401  (only to choose the server)
-    except ImportError:
-        _run_uvicorn(args.host, port, workers)
-    else:
-        _run_granian(args.host, port, workers)
+        try:
+            import granian  # noqa: F401  (only to choose the server)
+        except ImportError:
+            _run_uvicorn(args.host, port, workers)
+        else:
+            _run_granian(args.host, port, workers)
+    finally:
+        if quota is not None:
+            quota.release()
     return 0
+
+
+def _apply_rig(args: argparse.Namespace) -> tuple[list[str], CpuQuota | None]:
+    """Apply the knee rig's limits to this process (the workers inherit them); what was applied."""
+    limits: list[str] = []
+    quota = None
+    try:
+        if args.store_latency_ms:
+            limits.append(f"store latency {parse_latency(args.store_latency_ms).to_spec()} ms per transaction")
+        if args.cpus:
+            cpus = parse_cpus(args.cpus)
+            pin_cpus(cpus)
+            limits.append(f"cores {sorted(cpus)}")
+        if args.cpu_quota:
+            try:
+                fraction = float(args.cpu_quota)
+            except ValueError:
+                raise RigError(f"--cpu-quota: expected a fraction of one core, got {args.cpu_quota!r}") from None
+            quota = CpuQuota(fraction, _count(args.cpu_period_us, "--cpu-period-us", 1000, 1_000_000))
+            quota.apply()
+            limits.append(f"CPU quota {fraction:g} core per {quota.period_us} µs (cgroup {quota.path})")
+    except RigError as exc:
+        raise UsageError(str(exc)) from None
+    return limits, quota
 
 
 def _run_granian(host: str, port: int, workers: int) -> None:

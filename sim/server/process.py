@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,15 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def serve_command(db: str, tokens: list[str], host: str = "127.0.0.1", port: int = 0, workers: int = 1) -> list[str]:
+def serve_command(
+    db: str,
+    tokens: list[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    workers: int = 1,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The `smsload serve` command line; `extra` holds further options (the knee rig's limits)."""
     cmd = [
         sys.executable,
         "-m",
@@ -57,7 +65,7 @@ def serve_command(db: str, tokens: list[str], host: str = "127.0.0.1", port: int
     ]
     for token in tokens:
         cmd += ["--token", token]
-    return cmd
+    return cmd + list(extra)
 
 
 def _child_env() -> dict[str, str]:
@@ -103,12 +111,19 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
 
 @contextmanager
 def run_server(
-    db: str, tokens: list[str], log_path: Path, *, workers: int = 1, timeout_s: float = 30.0
+    db: str,
+    tokens: list[str],
+    log_path: Path,
+    *,
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    extra: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
-    """A running `smsload serve` on a free loopback port, stopped on exit (even on error or Ctrl-C)."""
+    """A running `smsload serve` on a free loopback port, stopped on exit (even on error or Ctrl-C);
+    `extra`: further `smsload serve` options (e.g. `--store-latency-ms`, `--cpus`, `--cpu-quota`)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            serve_command(db, tokens, workers=workers),
+            serve_command(db, tokens, workers=workers, extra=extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
