@@ -164,6 +164,21 @@ class OperatorConfig(FrozenModel):
     delete_at_end: bool = True  # delete each task when its life ends (synced, or failed and not restarted)
 
 
+class CalibratedAt(FrozenModel):
+    """Where `smsload calibrate` fitted this server and how far that was checked (how far to trust it).
+
+    `utilisation`: the busy fraction of the server's workers in the low-load run the service
+    and round trip were fitted from; latency predictions are checked there. `probe_*`: the
+    step-load probe that found the capacity (and the number of workers): its saturated
+    throughput and its peak offered load over that capacity (above 1: it did saturate)."""
+
+    run_id: str = ""
+    utilisation: NonNegative = 0.0
+    probe_run_id: str = ""
+    capacity_per_s: NonNegative = 0.0
+    probe_offered_over_capacity: NonNegative = 0.0
+
+
 class ServerConfig(FrozenModel):
     """The simulated server: `workers` FIFO servers, service times per endpoint, one network RTT."""
 
@@ -171,6 +186,7 @@ class ServerConfig(FrozenModel):
     service_ms: dict[ServiceKey, NonNegativeDist] = {"default": Exponential(2.0)}  # `default`: endpoints not listed
     write_lock: bool = True  # one write at a time, as SQLite has
     rtt_ms: NonNegativeDist = Constant(0.0)
+    calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 
     @model_validator(mode="after")
     def _has_default(self) -> ServerConfig:
