@@ -189,24 +189,27 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _apply_rig(args: argparse.Namespace) -> tuple[list[str], CpuQuota | None]:
-    """Apply the knee rig's limits to this process (the workers inherit them); what was applied."""
+    """Apply the knee rig's limits to this process (the workers inherit them); what was applied.
+    Every option is checked before any is applied."""
     limits: list[str] = []
-    quota = None
     try:
-        if args.store_latency_ms:
-            limits.append(f"store latency {parse_latency(args.store_latency_ms).to_spec()} ms per transaction")
-        if args.cpus:
-            cpus = parse_cpus(args.cpus)
-            pin_cpus(cpus)
-            limits.append(f"cores {sorted(cpus)}")
+        latency = parse_latency(args.store_latency_ms) if args.store_latency_ms else None
+        cpus = parse_cpus(args.cpus) if args.cpus else None
+        quota = None
         if args.cpu_quota:
             try:
                 fraction = float(args.cpu_quota)
             except ValueError:
                 raise RigError(f"--cpu-quota: expected a fraction of one core, got {args.cpu_quota!r}") from None
             quota = CpuQuota(fraction, _count(args.cpu_period_us, "--cpu-period-us", 1000, 1_000_000))
+        if latency is not None:
+            limits.append(f"store latency {latency.to_spec()} ms per transaction")
+        if cpus is not None:
+            pin_cpus(cpus)
+            limits.append(f"cores {sorted(cpus)}")
+        if quota is not None:
             quota.apply()
-            limits.append(f"CPU quota {fraction:g} core per {quota.period_us} µs (cgroup {quota.path})")
+            limits.append(f"CPU quota {quota.fraction:g} core per {quota.period_us} µs (cgroup {quota.path})")
     except RigError as exc:
         raise UsageError(str(exc)) from None
     return limits, quota
