@@ -186,6 +186,10 @@ class ServerConfig(FrozenModel):
     service_ms: dict[ServiceKey, NonNegativeDist] = {"default": Exponential(2.0)}  # `default`: endpoints not listed
     write_lock: bool = True  # one write at a time, as SQLite has
     rtt_ms: NonNegativeDist = Constant(0.0)
+    # A request with a body (POST, PUT) leaves its worker once its headers are in (the handler
+    # awaits the body) and queues again behind everything that arrived meanwhile, as on the one
+    # asyncio event loop of a reference-server worker: at load it waits twice.
+    requeue_bodies: bool = False
     calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -192,18 +193,27 @@ def measure(
         sampler.start()
         cmd = [sys.executable, "-m", "sim.cli", "load", str(path), "--host", srv.base_url, "--out", str(out)]
         cmd += ["--quiet"] + (["--generator-cpus", generator_cpus] if generator_cpus else [])
-        done = subprocess.run(
+        load = subprocess.Popen(
             cmd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "SMS_AUTH_TOKEN": TOKEN},
             cwd=ROOT,
-            timeout=scenario.duration_s + 180,
         )
+        try:
+            _, stderr = load.communicate(timeout=scenario.duration_s + 180)
+        except BaseException:  # Ctrl-C or a hang: smsload load stops Locust itself on SIGINT
+            load.send_signal(signal.SIGINT)
+            try:
+                load.wait(60)
+            except subprocess.TimeoutExpired:
+                load.kill()
+            raise
         sampler.done.set()
         sampler.join()
-    if done.returncode not in (0, 1):  # 1: Locust saw failed requests (overload), which the run shows
-        raise RuntimeError(f"smsload load failed for {scenario.name}: {done.stderr.strip()[-2000:]}")
+    if load.returncode not in (0, 1):  # 1: Locust saw failed requests (overload), which the run shows
+        raise RuntimeError(f"smsload load failed for {scenario.name}: {stderr.strip()[-2000:]}")
     window = (WARMUP_S, scenario.duration_s)
     t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
     level = Level(scenario.name, scenario, out, window, (before, os.getloadavg()[0]))

@@ -67,12 +67,20 @@ class SimServer:
         service_ms: Callable[[str], Distribution],
         write_lock: bool,
         rtt_ms: Distribution,
+        requeue_bodies: bool = False,
     ) -> None:
         self.env, self.api, self.rng = env, api, rng
         self.workers = _Fifo(env, workers)
         self.lock = _Fifo(env, 1) if write_lock else None
         self.service = {name: service_ms(name) for name in ENDPOINTS}
         self.rtt = rtt_ms
+        # Endpoints whose requests queue twice for a worker (`server.requeue_bodies`): once for
+        # the headers, once more for the handler after awaiting the body.
+        self.requeue = (
+            frozenset(n for n, (method, _) in ENDPOINTS.items() if method in ("POST", "PUT"))
+            if requeue_bodies
+            else frozenset()
+        )
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
     def half_rtt_s(self) -> float:
@@ -92,6 +100,12 @@ class SimServer:
         wait = self.workers.acquire()
         if wait is not None:
             yield wait
+        if call.endpoint in self.requeue:
+            # Awaiting the body hands the worker to the next in line; this request queues again.
+            self.workers.release()
+            wait = self.workers.acquire()
+            if wait is not None:
+                yield wait
         lock = self.lock if self.lock is not None and call.endpoint in WRITE_ENDPOINTS else None
         if lock is not None:
             wait = lock.acquire()

@@ -337,6 +337,8 @@ def calibrate(
         },
         "workers": n_workers,
         "write_lock": base.server.write_lock,
+        # A reference-server worker is one event loop: a request with a body queues twice.
+        "requeue_bodies": executor != "des" or base.server.requeue_bodies,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
     }

@@ -128,6 +128,8 @@ def to_yaml(cal: Calibration) -> str:
         f"  workers: {cal.workers}",
         "  # kept from the run's scenario",
         f"  write_lock: {'true' if cal.scenario.server.write_lock else 'false'}",
+        "  # a load test's server is one event loop per worker: a request with a body queues again for it",
+        f"  requeue_bodies: {'true' if cal.scenario.server.requeue_bodies else 'false'}",
         f"  # round trip (network + client-side time), {_fit_comment(cal.rtt)[2:]}",
         f"  rtt_ms: {_dist_yaml(cal.rtt.dist.to_spec(), '  ')}",
         f"  # service = handler time + {cal.overhead_ms:g} ms outside the handler ({cal.overhead_source})",

@@ -72,3 +72,19 @@ def test_a_simulated_probe_gives_back_the_number_of_workers(tmp_path: Path) -> N
     at = cal.scenario.server.calibrated
     assert at is not None and at.probe_offered_over_capacity > 1.3
     assert at.utilisation == pytest.approx(100 * 0.005 / 3, rel=0.15)
+
+
+def test_smsload_calibrate_with_a_probe_writes_where_it_was_checked(tmp_path: Path) -> None:
+    from sim.cli import main
+    from sim.scenario import load_scenario
+
+    low_scenario = parse_scenario(POLLS)
+    low = run_des(low_scenario, tmp_path / "low")
+    probe = run_des(low_scenario.with_overrides(agents=1000), tmp_path / "probe")
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", str(low), "--probe", str(probe), "--after-s", "3", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "saturated throughput" in text and "calibrated: {run_id:" in text
+    at = load_scenario(out).server.calibrated
+    assert at is not None and at.capacity_per_s == pytest.approx(600, rel=0.05) and at.probe_run_id
+    assert main(["calibrate", str(low), "--probe", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
