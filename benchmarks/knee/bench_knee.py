@@ -100,14 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="0.5,0.8,0.9,1.0,1.2")
     p.add_argument("--replications", type=int, default=5)
     p.add_argument("--json", type=Path, help="write every figure here too")
-    p.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary directory)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the runs here, and reuse the levels already there (default: a temporary directory)",
+    )
     args = p.parse_args(argv)
     levels = [float(x) for x in args.levels.split(",")]
     server_args, guess = RIGS[args.rig]
     started = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     with contextlib.ExitStack() as stack:
         if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=False)
+            args.workdir.mkdir(parents=True, exist_ok=True)  # levels measured there before are reused
             tmp = args.workdir
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="knee-")))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,8 +184,18 @@ def measure(
     server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS,
     generator_cpus: str | None = GENERATOR_CPUS,
 ) -> Level:
-    """Run `scenario` with `smsload load` against a fresh, limited reference server; stop it by PID."""
+    """Run `scenario` with `smsload load` against a fresh, limited reference server; stop it by PID.
+
+    A level already measured in `tmp` (its run and `level.json`) is read back, not run again:
+    delete its directory to measure it again (a level whose evidence failed)."""
     path, out = tmp / f"{scenario.name}.yaml", tmp / scenario.name
+    window = (WARMUP_S, scenario.duration_s)
+    saved = out / "level.json"
+    if saved.exists():
+        kept = json.loads(saved.read_text())
+        level = Level(scenario.name, scenario, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
+        level.figures = {**figures(out, window), "server_cpu": kept["server_cpu"]}
+        return level
     path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False))
     before = os.getloadavg()[0]
     store = db or f"sqlite:///{tmp / scenario.name}.sqlite3"
@@ -214,11 +225,11 @@ def measure(
         sampler.join()
     if load.returncode not in (0, 1):  # 1: Locust saw failed requests (overload), which the run shows
         raise RuntimeError(f"smsload load failed for {scenario.name}: {stderr.strip()[-2000:]}")
-    window = (WARMUP_S, scenario.duration_s)
     t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
     level = Level(scenario.name, scenario, out, window, (before, os.getloadavg()[0]))
     level.figures = figures(out, window)
     level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / (window[1] - window[0])
+    saved.write_text(json.dumps({"load_avg": level.load_avg, "server_cpu": level.figures["server_cpu"]}))
     return level
 
 
@@ -235,6 +246,8 @@ def simulate(tmp: Path, level: Level, calibrated: Scenario, replications: int = 
     """The level's scenario with the calibrated server, `replications` seeds: the mean of each figure
     and its 95% interval across replications (Student t)."""
     server = calibrated.server.model_dump(mode="json")
+    for old in tmp.glob(f"{level.name}-sim-*"):  # predictions of an earlier calibration
+        shutil.rmtree(old)
     runs = [
         figures(
             run_des(
