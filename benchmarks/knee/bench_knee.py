@@ -115,14 +115,19 @@ def main(argv: list[str] | None = None) -> int:
             tmp = args.workdir
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="knee-")))
-        db = stack.enter_context(store_url(args.store, tmp))
-        probe = probe_capacity(tmp, guess, args.probe_seconds, db, server_args)
+
+        def db() -> str | None:
+            """A fresh store per run: the operator picks its sources from a listing, which must
+            not show another run's (dead) agents."""
+            return stack.enter_context(store_url(args.store, tmp))
+
+        probe = probe_capacity(tmp, guess, args.probe_seconds, db(), server_args)
         capacity = capacity_of(probe)
         print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
         measured = []
         for f in levels:
             scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * capacity), args.seconds)
-            level = rig.measure(tmp, scenario, db=db, server_args=server_args)
+            level = rig.measure(tmp, scenario, db=db(), server_args=server_args)
             print(f"  {f:.0%}: {level.figures['throughput']:.1f}/s, load avg {level.load_avg[1]:.1f}", flush=True)
             measured.append(level)
         cal = calibrate(measured[0].run, probe=probe.run, after_s=rig.WARMUP_S)
