@@ -52,6 +52,7 @@ PAGE_SIZE = 200  # a listing's `limit` 0 (or none) means this
 EXPORT_PAGE_SIZE = 10_000  # the export endpoints' default and largest page
 MAX_COUNT = 2**31 - 1  # limit/offset beyond this cannot be a real page (and would overflow SQLite)
 POLL_ENDPOINTS = frozenset({"poll", "poll_v3"})
+_SHARED_EXTRAS = 4096  # distinct registration extras kept for sharing, at most
 
 # The ListTasks `state` filter accepts the current task states and the older filter enum.
 TASK_STATE_FILTERS = frozenset(
@@ -95,6 +96,9 @@ class ApiCore:
 
     def __init__(self, plane: ControlPlane | Callable[[], ControlPlane]) -> None:
         self._plane = plane
+        # Registration extras (firmware, cpu_quantity, ...) by content: records only ever replace
+        # a source's `extra`, never change it in place, so identical ones can be one dict.
+        self._extras: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[Call, str, float], Any]] = {
             "register": self._register,
             "poll": self._poll,
@@ -141,6 +145,8 @@ class ApiCore:
     def _register(self, call: Call, project: str, now: float) -> Any:
         body = validate_body(RegisterBody, call.body)
         extra = {k: v for k in REGISTER_EXTRA_FIELDS if (v := getattr(body, k)) is not None}
+        if len(self._extras) < _SHARED_EXTRAS:  # a fleet has few distinct ones: share them (~120 B a source)
+            extra = self._extras.setdefault(tuple(extra.items()), extra)
         reg = Registration(
             name=body.name,
             os_type=body.os_type,
