@@ -153,7 +153,11 @@ def _run(args: argparse.Namespace) -> int:
     interrupted, code = False, None
     try:
         with _signals_as_interrupt():
-            server = run_server(db, [], out / "server.log") if db else contextlib.nullcontext(None)
+            server = (
+                run_server(db, [], out / "server.log", liveness=scenario.server.liveness)
+                if db
+                else contextlib.nullcontext(None)
+            )
             with server as running:
                 target = running.base_url if running is not None else host
                 if running is not None:
