@@ -73,6 +73,8 @@ class SimServer:
         rtt_ms: Distribution,
     ) -> None:
         self.env, self.api, self.rng = env, api, rng
+        # Asked for every poll: the control plane's method itself, not InMemoryApi's wrapper.
+        self._plane, self._project = api.cp, api.project
         self.workers = _Fifo(env, workers)
         self.lock = _Fifo(env, 1) if write_lock else None
         self.service = {name: service_ms(name) for name in ENDPOINTS}
@@ -99,7 +101,7 @@ class SimServer:
         endpoint = call.endpoint
         cost = self.service[endpoint]
         writes = endpoint in WRITE_ENDPOINTS
-        if endpoint in POLL_ENDPOINTS and self.api.poll_would_write(call.source_id, env.now):
+        if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, env.now):
             cost, writes = self.poll_write, True
         lock = self.lock if writes else None
         if lock is not None:

@@ -319,10 +319,6 @@ class InMemoryApi:
         self.core = ApiCore(self.cp)
         self.project = project
 
-    def poll_would_write(self, source_id: str, now: float) -> bool:
-        """Whether a poll of `source_id` at `now` would write (see `ControlPlane.poll_would_write`)."""
-        return self.cp.poll_would_write(self.project, source_id, now)
-
     def handle(self, call: Call, now: float, latency_s: float = 0.0) -> Outcome:
         """Apply `call` at time `now`; the outcome carries `latency_s` as its latency."""
         if call.endpoint in POLL_ENDPOINTS:  # the hot path: no handler table, no tuple

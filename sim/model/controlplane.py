@@ -195,8 +195,10 @@ class ControlPlane:
             brief = tx.source_brief(source_id)
             if brief is None or brief[0] != project:
                 return False  # a 404 is a read
+            if self.liveness.due(brief[1], brief[2], now):
+                return True
             head = tx.head_command(source_id)
-        return self.liveness.due(brief[1], brief[2], now) or (head is not None and head.delivered_at is None)
+        return head is not None and head.delivered_at is None
 
     def report_result(self, project: str, source_id: str, name: CommandName, success: bool, now: float) -> None:
         """An agent's `command_result`: acknowledges the head command, or reports a failure."""

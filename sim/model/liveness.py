@@ -17,7 +17,7 @@ measured and `connected` stays as registration set it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -43,9 +43,15 @@ class Liveness:
     write: LivenessWrite = LivenessWrite.COALESCED
     coalesce_s: float = COALESCE_S  # with `coalesced`: the least time between two recorded visits
     disconnect_after_s: float = DISCONNECT_AFTER_S
+    # The least time between two recorded visits for `due`, whatever the mode: -inf records
+    # every poll, None none. Set once here because `due` runs on every simulated poll.
+    _gap: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "write", LivenessWrite(self.write))  # accept the plain string too
+        write = LivenessWrite(self.write)  # accept the plain string too
+        object.__setattr__(self, "write", write)
+        gaps = {LivenessWrite.EVERY_POLL: float("-inf"), LivenessWrite.COALESCED: self.coalesce_s}
+        object.__setattr__(self, "_gap", gaps.get(write))
         if not self.coalesce_s >= 0:
             raise ValueError(f"coalesce_s: expected >= 0, got {self.coalesce_s}")
         if not self.disconnect_after_s > 0:
@@ -60,12 +66,8 @@ class Liveness:
         """Whether a poll at `now` records a visit, given the source's stored `connected` and last visit."""
         if not connected:  # a reconnect is always recorded, whatever the policy
             return True
-        write = self.write
-        if write is LivenessWrite.EVERY_POLL:
-            return True
-        if write is LivenessWrite.OFF:
-            return False
-        return last_visit is None or now - last_visit >= self.coalesce_s
+        gap = self._gap
+        return gap is not None and (last_visit is None or now - last_visit >= gap)
 
     def seen_since(self, now: float) -> float | None:
         """The oldest last visit that still counts as connected at `now`; None when silence never
