@@ -31,6 +31,7 @@ from sim.model.api import ApiCore
 from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
 from sim.model.intents import ENDPOINTS
+from sim.model.liveness import Liveness
 from sim.server.endpoints import Api
 from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.stores import open_store
@@ -38,18 +39,20 @@ from sim.server.stores import open_store
 # How `smsload serve` hands its configuration to the worker processes.
 ENV_DB = "SMSLOAD_SERVE_DB"
 ENV_TOKENS = "SMSLOAD_SERVE_TOKENS"  # JSON object: token -> project
+ENV_LIVENESS = "SMSLOAD_SERVE_LIVENESS"  # JSON object: the fields of sim.model.liveness.Liveness
 
 
 class _LazyPlane:
     """The worker's control plane, opened at startup (or on first use when nothing ran the lifespan)."""
 
-    def __init__(self, store_url: str) -> None:
+    def __init__(self, store_url: str, liveness: Liveness | None = None) -> None:
         self.store_url = store_url
+        self.liveness = liveness
         self._plane: ControlPlane | None = None
 
     def __call__(self) -> ControlPlane:
         if self._plane is None:
-            self._plane = ControlPlane(open_store(self.store_url))
+            self._plane = ControlPlane(open_store(self.store_url), liveness=self.liveness)
         return self._plane
 
     def close(self) -> None:
@@ -112,9 +115,10 @@ class SmsApp(Starlette):
         return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
 
 
-def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:
-    """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project."""
-    plane = _LazyPlane(store_url)
+def create_app(store_url: str, tokens: dict[str, str], liveness: Liveness | None = None) -> Starlette:
+    """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
+    `liveness` says how polls record agents' visits (the control plane's default: coalesced)."""
+    plane = _LazyPlane(store_url, liveness)
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
     @contextlib.asynccontextmanager
@@ -138,6 +142,7 @@ def create_app(store_url: str, tokens: dict[str, str]) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """The app factory for server workers: the store URL and tokens come from the environment."""
+    """The app factory for server workers: the store URL, tokens and liveness come from the environment."""
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens)
+    liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness)
