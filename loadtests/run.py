@@ -18,7 +18,6 @@ import contextlib
 import json
 import secrets
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ import yaml
 
 from loadtests.processes import LocustProcesses, child_env, locust_args
 from sim.scenario import Scenario
-from sim.server.process import RunningServer, ServerStartError, serve_command, stop_process, wait_ready
+from sim.server.process import ServerStartError, run_server
 
 _STARTUP_S = 90.0  # on top of the duration: Locust, workers and the final merge
 _SERVER_START_S = 30.0
@@ -120,8 +119,20 @@ def run_load(
             # Locust reads the scenario from a file (its master hands it on to the workers).
             scenario_file = Path(tmp) / "scenario.yaml"
             scenario_file.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
-            serving = _reference_server(db, env, out / "server.log", options.server_args) if db else None
-            with serving or contextlib.nullcontext(None) as server:
+            embedded = (
+                run_server(
+                    db,
+                    [],
+                    out / "server.log",
+                    liveness=scenario.server.liveness,
+                    env=env,
+                    timeout_s=_SERVER_START_S,
+                    extra=options.server_args,
+                )
+                if db
+                else contextlib.nullcontext(None)
+            )
+            with embedded as server:
                 target = server.base_url if server is not None else host
                 assert target is not None
                 if server is not None:
@@ -192,28 +203,6 @@ def _run_locust(
     finally:
         stopping()  # what is left is cleanup: Locust, then the server, stopped whatever the user presses
         locust.stop()
-
-
-@contextlib.contextmanager
-def _reference_server(
-    db: str, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()
-) -> Iterator[RunningServer]:
-    """`smsload serve` for the run, the token in its environment (not on its command line), stopped by PID.
-
-    As `sim.server.process.run_server`, which hands its child this process's environment.
-    """
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            serve_command(db, [], extra=extra), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-    server = None
-    try:
-        server = RunningServer(wait_ready(proc, log_path, time.monotonic() + _SERVER_START_S), proc.pid, log_path)
-        yield server
-    finally:
-        code = stop_process(proc)
-        if server is not None:
-            server.exit_code = code
 
 
 @contextlib.contextmanager

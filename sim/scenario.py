@@ -20,8 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from sim.model.distributions import Constant, Distribution, Exponential, LogNormal, Uniform
-from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
+from sim.model.distributions import Constant, LogNormal, Uniform
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -37,12 +36,17 @@ from sim.scenario_fields import (
     problems_from,
     rules,
 )
+from sim.scenario_server import ENDPOINTS, ServerConfig, steady_pollers_stay_connected
 
-__all__ = ["ENDPOINTS", "Scenario", "ScenarioError", "load_scenario", "parse_scenario", "validate_scenario"]
-
-# Keys of `server.service_ms`: the endpoint names the models use (sim.model.intents), and `default`.
-ENDPOINTS: tuple[str, ...] = tuple(_MODEL_ENDPOINTS)
-ServiceKey = Literal[("default", *ENDPOINTS)]  # type: ignore[valid-type]
+__all__ = [
+    "ENDPOINTS",
+    "Scenario",
+    "ScenarioError",
+    "ServerConfig",
+    "load_scenario",
+    "parse_scenario",
+    "validate_scenario",
+]
 
 
 class AllAtOnce(FrozenModel):
@@ -164,49 +168,6 @@ class OperatorConfig(FrozenModel):
     delete_at_end: bool = True  # delete each task when its life ends (synced, or failed and not restarted)
 
 
-class CalibratedAt(FrozenModel):
-    """Where `smsload calibrate` fitted this server and how far that was checked (how far to trust it).
-
-    `utilisation`: the busy fraction of the server's workers in the low-load run the service
-    and round trip were fitted from; latency predictions are checked there. `probe_*`: the
-    step-load probe that found the capacity (and the number of workers): its saturated
-    throughput and its peak offered load over that capacity (above 1: it did saturate)."""
-
-    run_id: str = ""
-    utilisation: NonNegative = 0.0
-    probe_run_id: str = ""
-    capacity_per_s: NonNegative = 0.0
-    probe_offered_over_capacity: NonNegative = 0.0
-
-
-class ServerConfig(FrozenModel):
-    """The simulated server: `workers` FIFO servers, service times per endpoint, one network RTT."""
-
-    workers: int = Field(default=4, ge=1)
-    service_ms: dict[ServiceKey, NonNegativeDist] = {"default": Exponential(2.0)}  # `default`: endpoints not listed
-    write_lock: bool = True  # one write at a time, as SQLite has
-    rtt_ms: NonNegativeDist = Constant(0.0)
-    # A request with a body (POST, PUT) leaves its worker once its headers are in (the handler
-    # awaits the body) and queues again behind everything that arrived meanwhile, as on the one
-    # asyncio event loop of a reference-server worker: at load it waits twice.
-    requeue_bodies: bool = False
-    calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
-
-    @model_validator(mode="after")
-    def _has_default(self) -> ServerConfig:
-        rules(
-            []
-            if "default" in self.service_ms
-            else [("service_ms.default", "expected a `default` entry, for endpoints not listed")]
-        )
-        return self
-
-    def service_ms_for(self, endpoint: str) -> Distribution:
-        if endpoint not in ENDPOINTS:
-            raise KeyError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
-        return self.service_ms.get(endpoint, self.service_ms["default"])
-
-
 class Scenario(FrozenModel):
     """One experiment: fleet, agent behaviour, operator workload and simulated server, for `duration_s`."""
 
@@ -243,6 +204,8 @@ class Scenario(FrozenModel):
             ]
         if isinstance(tasks, TaskRate) and tasks.start_s >= end:
             problems.append(("operator.tasks.start_s", f"expected before duration_s ({end}), got {tasks.start_s}"))
+        agent = self.agent
+        problems += steady_pollers_stay_connected(self.server.liveness, agent.poll_interval_s, agent.poll_jitter_s)
         rules(problems)
         return self
 

@@ -62,6 +62,9 @@ def poll_scenario(agents: int, duration_s: float) -> Scenario:
                     "register": 0.01,
                     "poll": {"dist": "exponential", "mean": SERVICE_MS},
                 },
+                # Read-only polls, as the bare loop's: the same work on both sides. The simulation
+                # still asks the control plane, for every poll, whether it would write.
+                "liveness": {"write": "off"},
             },
         }
     )

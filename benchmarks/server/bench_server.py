@@ -67,6 +67,7 @@ from loadgen import Job, LoadResult, max_step, run_builtin, run_wrk, step_positi
 
 from sim.model.controlplane import ControlPlane, Registration, TaskSpec
 from sim.model.lifecycle import Action, OsType, Phase, TaskType, subtask_sequence
+from sim.model.liveness import Liveness, LivenessWrite
 from sim.server.process import run_server, stop_process, wait_ready
 from sim.server.stores.sqlite import SqliteStore
 
@@ -333,6 +334,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="load generator: wrk if on PATH (auto), or the built-in asyncio client",
     )
     p.add_argument("--quick", action="store_true", help="a short check: 3 s loads, 10000 sources, 1 repetition")
+    p.add_argument(
+        "--liveness",
+        choices=[m.value for m in LivenessWrite],
+        default=LivenessWrite.OFF.value,
+        help="how the server's polls record visits (smsload serve --liveness; default off: read-only polls, "
+        "as in the figures recorded before liveness existed)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.sources, args.reps = 3.0, 10_000, 1
@@ -388,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         mix_runs: list[LoadResult] = []
         with contextlib.ExitStack() as stack:
             hello_url, hello_pid = stack.enter_context(run_hello(tmpdir / "hello.log"))
-            sms = stack.enter_context(run_server(f"sqlite:///{db}", [TOKEN], tmpdir / "serve.log"))
+            # A long disconnect_after_s: whatever the load, no source here should show as disconnected.
+            liveness = Liveness(LivenessWrite(args.liveness), disconnect_after_s=3600.0)
+            sms = stack.enter_context(run_server(f"sqlite:///{db}", [TOKEN], tmpdir / "serve.log", liveness=liveness))
+            print(f"smsload serve --liveness {args.liveness}", flush=True)
             count = httpx.get(f"{sms.base_url}/v3/sources?limit=1", headers={"X-Auth-Token": TOKEN}).json()["count"]
             assert count == len(ids), f"the server sees {count} sources, expected {len(ids)}"
             trees = {"hello": ProcessTree(hello_pid), "sms": ProcessTree(sms.pid)}

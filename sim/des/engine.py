@@ -8,6 +8,12 @@ workers, (for writes, with `write_lock`) a wait for the single write lock while 
 worker, as a SQLite server thread would, the endpoint's service time, the control plane
 applying the request at the end of its service, and half the round trip back.
 
+A poll is a write when it records the agent's visit (as the scenario's liveness policy says)
+or delivers a command for the first time, as on the reference server: it then takes the write
+lock and the `poll_write` service time. Whether it writes is asked of the control plane once
+the poll has a worker, before its service begins (a pure look-up); the poll itself is applied
+at the end of its service, as every request is.
+
 The queues are hand-rolled (a busy count and a deque of waiting events) rather than
 `simpy.Resource`: with nobody waiting a request costs no event at all, which keeps 10^5-agent
 runs fast. The order of service is the same FIFO.
@@ -22,7 +28,7 @@ from typing import Any, cast
 
 import simpy
 
-from sim.model.api import InMemoryApi
+from sim.model.api import POLL_ENDPOINTS, InMemoryApi
 from sim.model.distributions import Constant, Distribution
 from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog
@@ -70,9 +76,12 @@ class SimServer:
         requeue_bodies: bool = False,
     ) -> None:
         self.env, self.api, self.rng = env, api, rng
+        # Asked for every poll: the control plane's method itself, not InMemoryApi's wrapper.
+        self._plane, self._project = api.cp, api.project
         self.workers = _Fifo(env, workers)
         self.lock = _Fifo(env, 1) if write_lock else None
         self.service = {name: service_ms(name) for name in ENDPOINTS}
+        self.poll_write = service_ms("poll_write")
         self.rtt = rtt_ms
         # Endpoints whose requests queue twice for a worker (`server.requeue_bodies`): once for
         # the headers, once more for the handler after awaiting the body.
@@ -100,19 +109,24 @@ class SimServer:
         wait = self.workers.acquire()
         if wait is not None:
             yield wait
-        if call.endpoint in self.requeue:
+        endpoint = call.endpoint
+        if endpoint in self.requeue:
             # Awaiting the body hands the worker to the next in line; this request queues again.
             self.workers.release()
             wait = self.workers.acquire()
             if wait is not None:
                 yield wait
-        lock = self.lock if self.lock is not None and call.endpoint in WRITE_ENDPOINTS else None
+        cost = self.service[endpoint]
+        writes = endpoint in WRITE_ENDPOINTS
+        if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, env.now):
+            cost, writes = self.poll_write, True
+        lock = self.lock if writes else None
         if lock is not None:
             wait = lock.acquire()
             if wait is not None:
                 yield wait
         started = env.now
-        service = self.service[call.endpoint].sample(self.rng) / 1000.0
+        service = cost.sample(self.rng) / 1000.0
         if service > 0:
             yield env.timeout(service)
         # The control plane applies the request at the end of its service.

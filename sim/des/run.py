@@ -47,7 +47,7 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
     env = simpy.Environment()
     rng = random.Random(scenario.seed)
     store = MemoryStore()
-    api = InMemoryApi(ControlPlane(store, new_id=_ids(scenario.seed)))
+    api = InMemoryApi(ControlPlane(store, new_id=_ids(scenario.seed), liveness=scenario.server.liveness))
     cfg = scenario.server
     server = SimServer(
         env,

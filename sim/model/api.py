@@ -3,9 +3,10 @@
 Every endpoint's rules live here, once: turning a body into a `Registration`, `Progress` or
 `TaskSpec`, defaults (the page size of 200, v1 speeds in MByte/s shown as Mbit/s), checks
 (SMS.2009 for a result nobody asked for, the operations the reference server simulates,
-query parameters), the JSON views and paging. The request is a `Call` (the same intent the
-agent and operator models yield) with a decoded JSON body, plus the caller's project and the
-time `now`; the answer is `(status, body)` with a JSON-compatible body.
+query parameters), the JSON views and paging, and a source's `connected` as at the request's
+time. The request is a `Call` (the same intent the agent and operator models yield) with a
+decoded JSON body, plus the caller's project and the time `now`; the answer is
+`(status, body)` with a JSON-compatible body.
 
 Two executors call it:
 - the reference server (the `server` package beside this one) does only HTTP: routing a path to an endpoint name,
@@ -52,6 +53,7 @@ PAGE_SIZE = 200  # a listing's `limit` 0 (or none) means this
 EXPORT_PAGE_SIZE = 10_000  # the export endpoints' default and largest page
 MAX_COUNT = 2**31 - 1  # limit/offset beyond this cannot be a real page (and would overflow SQLite)
 POLL_ENDPOINTS = frozenset({"poll", "poll_v3"})
+_SHARED_EXTRAS = 4096  # distinct registration extras kept for sharing, at most
 
 # The ListTasks `state` filter accepts the current task states and the older filter enum.
 TASK_STATE_FILTERS = frozenset(
@@ -95,6 +97,9 @@ class ApiCore:
 
     def __init__(self, plane: ControlPlane | Callable[[], ControlPlane]) -> None:
         self._plane = plane
+        # Registration extras (firmware, cpu_quantity, ...) by content: records only ever replace
+        # a source's `extra`, never change it in place, so identical ones can be one dict.
+        self._extras: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
         self._handlers: dict[str, Callable[[Call, str, float], Any]] = {
             "register": self._register,
             "poll": self._poll,
@@ -141,6 +146,8 @@ class ApiCore:
     def _register(self, call: Call, project: str, now: float) -> Any:
         body = validate_body(RegisterBody, call.body)
         extra = {k: v for k in REGISTER_EXTRA_FIELDS if (v := getattr(body, k)) is not None}
+        if len(self._extras) < _SHARED_EXTRAS:  # a fleet has few distinct ones: share them (~120 B a source)
+            extra = self._extras.setdefault(tuple(extra.items()), extra)
         reg = Registration(
             name=body.name,
             os_type=body.os_type,
@@ -191,7 +198,7 @@ class ApiCore:
     # -- operator side ----------------------------------------------------------------------
 
     def _get_source(self, call: Call, project: str, now: float) -> Any:
-        src, task = self.plane.get_source(project, call.source_id)
+        src, task = self.plane.get_source(project, call.source_id, now)
         return views.source_view(src, task)
 
     def _list_sources(self, call: Call, project: str, now: float) -> Any:
@@ -201,14 +208,16 @@ class ApiCore:
         name = _str_param(q, "name")
         if "id" in q:  # one source at most: look it up instead of scanning the list
             try:
-                src, _ = self.plane.get_source(project, str(q["id"]))
+                src, _ = self.plane.get_source(project, str(q["id"]), now)
                 keep = name in (None, src.name) and connected in (None, src.connected)
                 found = [src] if keep else []
             except NotFound:
                 found = []
             count, page = len(found), found[offset : offset + (limit or PAGE_SIZE)]
         else:
-            count, page = self.plane.list_sources(project, name=name, connected=connected, limit=limit, offset=offset)
+            count, page = self.plane.list_sources(
+                project, now, name=name, connected=connected, limit=limit, offset=offset
+            )
         tasks = self._tasks_by_id([s.current_task_id for s in page if s.current_task_id])
         return {
             "count": count,
@@ -224,7 +233,7 @@ class ApiCore:
         return {"id": self.plane.create_task(project, spec, now)}
 
     def _get_task(self, call: Call, project: str, now: float) -> Any:
-        return self._task_views([self.plane.get_task(project, call.task_id)])[0]
+        return self._task_views([self.plane.get_task(project, call.task_id)], now)[0]
 
     def _list_tasks(self, call: Call, project: str, now: float) -> Any:
         q = call.query
@@ -244,7 +253,7 @@ class ApiCore:
             count, page = self.plane.list_tasks(
                 project, state=state, name=name, source_id=source_id, limit=limit, offset=offset
             )
-        return {"count": count, "tasks": self._task_views(page)}
+        return {"count": count, "tasks": self._task_views(page, now)}
 
     def _action(self, call: Call, project: str, now: float) -> Any:
         body = validate_body(TaskActionBody, call.body)
@@ -294,10 +303,13 @@ class ApiCore:
         with self.plane.store.read() as tx:
             return {t.id: t for i in ids if (t := tx.get_task(i)) is not None}
 
-    def _task_views(self, tasks: list[Task]) -> list[dict[str, Any]]:
-        """Task views with their source's name and connection (one read for the whole page)."""
-        with self.plane.store.read() as tx:
-            sources: dict[str, Source | None] = {i: tx.get_source(i) for i in {t.source_id for t in tasks}}
+    def _task_views(self, tasks: list[Task], now: float) -> list[dict[str, Any]]:
+        """Task views with their source's name and connection at `now` (one read for the whole page)."""
+        plane = self.plane
+        with plane.store.read() as tx:
+            sources: dict[str, Source | None] = {
+                i: plane.as_at(s, now) if (s := tx.get_source(i)) else None for i in {t.source_id for t in tasks}
+            }
         return [
             views.task_view(t, s.name if (s := sources[t.source_id]) else "", s.connected if s else None) for t in tasks
         ]

@@ -8,6 +8,9 @@ PostgreSQL or memory) and the clock (`now`, passed in) differ. Rules:
   other command is SMS.2009, except a `fail` for the task's running migration or sync, which is
   the agent's report that it failed (RUNNING -> MIGRATE_FAIL, SYNCING -> SYNC_FAIL);
 - each command records when it was enqueued, first delivered and acknowledged;
+- a poll records its agent's visit (`last_visit_time`, `connected`) as the `Liveness` policy
+  says: every poll, coalesced, or never; `connected` in views and listings is evaluated at the
+  request's `now` from the last visit, so it turns false after a silence with no sweeper;
 - task states move only as `lifecycle.TRANSITIONS` says; progress goes subtask by subtask and
   never down, and the last subtask at 100 completes the migration (or sync).
 
@@ -16,6 +19,7 @@ Every check happens before anything is changed, so a rejected request changes no
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +54,7 @@ from sim.model.lifecycle import (
     supported,
     transition,
 )
+from sim.model.liveness import Liveness
 from sim.model.store import Store, Tx
 
 
@@ -109,11 +114,13 @@ def log_object_name(task_id: str, now: float) -> str:
 
 
 class ControlPlane:
-    """The SMS control plane over a store. `new_id` makes source and task ids (uuid4 hex by default)."""
+    """The SMS control plane over a store. `new_id` makes source and task ids (uuid4 hex by default);
+    `liveness` says when a poll records its agent's visit (coalesced by default, as in production)."""
 
-    def __init__(self, store: Store, new_id: Callable[[], str] | None = None) -> None:
+    def __init__(self, store: Store, new_id: Callable[[], str] | None = None, liveness: Liveness | None = None) -> None:
         self.store = store
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.liveness = liveness or Liveness()
 
     # -- agent side -------------------------------------------------------------------------
 
@@ -149,22 +156,27 @@ class ControlPlane:
             return src.id
 
     def poll(self, project: str, source_id: str, now: float) -> Command | None:
-        """The command at the head of the source's queue (again and again until acknowledged)."""
+        """The command at the head of the source's queue (again and again until acknowledged).
+
+        A poll writes only to record a visit (as `liveness` says, and on a reconnect) and on a
+        command's first delivery; every other poll is a read."""
         with self.store.read() as tx:
             brief = tx.source_brief(source_id)
             if brief is None or brief[0] != project:
                 raise NotFound(f"source server {source_id} not found")
             head = tx.head_command(source_id)
-        if brief[1] and (head is None or head.delivered_at is not None):
+        visit = self.liveness.due(brief[1], brief[2], now)
+        if head is None or head.delivered_at is not None:
+            if visit:  # the liveness write alone: two columns of one row
+                with self.store.write() as tx:
+                    tx.touch_source(source_id, now)
             return None if head is None else head.command()
-        # Only the first delivery (and a reconnect) writes.
         with self.store.write() as tx:
             src = tx.get_source(source_id, lock=True)
             if src is None:
                 raise NotFound(f"source server {source_id} not found")
-            if not src.connected:
-                src.connected, src.last_visit_time = True, now
-                tx.update_source(src)
+            if visit:
+                tx.touch_source(source_id, now)
             head = tx.head_command(source_id)
             if head is not None and head.delivered_at is None:
                 head.delivered_at = now
@@ -175,6 +187,18 @@ class ControlPlane:
                         task.log_collect_status = LogCollectStatus.UPLOADING
                         tx.update_task(task)
             return None if head is None else head.command()
+
+    def poll_would_write(self, project: str, source_id: str, now: float) -> bool:
+        """Whether a poll at `now` would write (a visit to record, or a first delivery), changing
+        nothing: the simulated server decides with it which service time and lock a poll takes."""
+        with self.store.read() as tx:
+            brief = tx.source_brief(source_id)
+            if brief is None or brief[0] != project:
+                return False  # a 404 is a read
+            if self.liveness.due(brief[1], brief[2], now):
+                return True
+            head = tx.head_command(source_id)
+        return head is not None and head.delivered_at is None
 
     def report_result(self, project: str, source_id: str, name: CommandName, success: bool, now: float) -> None:
         """An agent's `command_result`: acknowledges the head command, or reports a failure."""
@@ -322,16 +346,26 @@ class ControlPlane:
         with self.store.read() as tx:
             return tx.list_tasks(project, **filters)
 
-    def get_source(self, project: str, source_id: str) -> tuple[Source, Task | None]:
+    def get_source(self, project: str, source_id: str, now: float | None = None) -> tuple[Source, Task | None]:
+        """A source (`connected` as at `now`; None: as last recorded) and its current task."""
         with self.store.read() as tx:
             src = tx.get_source(source_id)
             if src is None or src.project_id != project:
                 raise NotFound(f"source server {source_id} not found")
-            return src, (tx.get_task(src.current_task_id) if src.current_task_id else None)
+            return self.as_at(src, now), (tx.get_task(src.current_task_id) if src.current_task_id else None)
 
-    def list_sources(self, project: str, **filters: Any) -> tuple[int, list[Source]]:
+    def list_sources(self, project: str, now: float | None = None, **filters: Any) -> tuple[int, list[Source]]:
+        """A page of sources; the `connected` filter and each source's `connected` as at `now`."""
+        seen_since = None if now is None else self.liveness.seen_since(now)
         with self.store.read() as tx:
-            return tx.list_sources(project, **filters)
+            total, page = tx.list_sources(project, seen_since=seen_since, **filters)
+        return total, [self.as_at(s, now) for s in page]
+
+    def as_at(self, src: Source, now: float | None) -> Source:
+        """`src` with `connected` as at `now`: false after a silence of `liveness.disconnect_after_s`.
+        A copy when that differs from the record (the memory store hands out its live records)."""
+        connected = self.liveness.connected(src.connected, src.last_visit_time, now)
+        return src if connected == src.connected else dataclasses.replace(src, connected=connected)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -23,21 +23,28 @@ from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 class Tx(Protocol):
     """The operations of one transaction."""
 
-    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
-        """(project_id, connected) of a source: the cheap look-up a poll needs."""
+    def source_brief(self, source_id: str) -> tuple[str, bool, float | None] | None:
+        """(project_id, connected, last_visit_time) of a source: the cheap look-up a poll needs."""
 
     def get_source(self, source_id: str, lock: bool = False) -> Source | None: ...
     def insert_source(self, source: Source) -> None: ...
     def update_source(self, source: Source) -> None: ...
+    def touch_source(self, source_id: str, now: float) -> None:
+        """Record an agent's visit: `connected` true and `last_visit_time` `now` (never moved back).
+        A poll's liveness write: the SQL stores change these two columns and nothing else."""
+
     def list_sources(
         self,
         project_id: str,
         *,
         name: str | None = None,
         connected: bool | None = None,
+        seen_since: float | None = None,
         limit: int = 200,
         offset: int = 0,
-    ) -> tuple[int, list[Source]]: ...
+    ) -> tuple[int, list[Source]]:
+        """A page of the project's sources. With `seen_since`, `connected` means connected AND last
+        seen at or after it (`connected=False`: the others); the sources come back as stored."""
 
     def get_task(self, task_id: str, lock: bool = False) -> Task | None: ...
     def insert_task(self, task: Task) -> None: ...
@@ -84,6 +91,12 @@ def page(items: list, limit: int, offset: int) -> tuple[int, list]:
     return len(items), items[offset : offset + limit]
 
 
+def _connected(src: Source, seen_since: float | None) -> bool:
+    """The listing filter's `connected`, as the SQL stores evaluate it."""
+    last = src.last_visit_time
+    return src.connected and (seen_since is None or (last is not None and last >= seen_since))
+
+
 class _Unit:
     """`with store.read() as tx`: a class, not @contextmanager, since a poll enters it every time."""
 
@@ -116,9 +129,9 @@ class MemoryStore:
     # No rollback is needed: the control plane raises only before it changes anything.
     write = read
 
-    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+    def source_brief(self, source_id: str) -> tuple[str, bool, float | None] | None:
         src = self._sources.get(source_id)
-        return None if src is None else (src.project_id, src.connected)
+        return None if src is None else (src.project_id, src.connected, src.last_visit_time)
 
     def get_source(self, source_id: str, lock: bool = False) -> Source | None:
         return self._sources.get(source_id)
@@ -129,12 +142,20 @@ class MemoryStore:
     def update_source(self, source: Source) -> None:
         self._sources[source.id] = source
 
+    def touch_source(self, source_id: str, now: float) -> None:
+        src = self._sources.get(source_id)
+        if src is not None:
+            src.connected = True
+            if src.last_visit_time is None or now > src.last_visit_time:
+                src.last_visit_time = now
+
     def list_sources(
         self,
         project_id: str,
         *,
         name: str | None = None,
         connected: bool | None = None,
+        seen_since: float | None = None,
         limit: int = 200,
         offset: int = 0,
     ) -> tuple[int, list[Source]]:
@@ -143,7 +164,7 @@ class MemoryStore:
             for s in self._sources.values()
             if s.project_id == project_id
             and (name is None or s.name == name)
-            and (connected is None or s.connected == connected)
+            and (connected is None or _connected(s, seen_since) == connected)
         ]
         return page(sorted(found, key=lambda s: (s.registered_at, s.id)), limit, offset)
 

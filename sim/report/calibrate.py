@@ -373,6 +373,7 @@ def calibrate(
         "requeue_bodies": executor != "des" or base.server.requeue_bodies,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
+        "liveness": base.server.liveness.to_dict(),  # how the server wrote, not a fit: kept as it was
     }
     scenario = base.with_overrides(fields={"server": server_section})
     return Calibration(

@@ -130,6 +130,8 @@ def to_yaml(cal: Calibration) -> str:
         f"  write_lock: {'true' if cal.scenario.server.write_lock else 'false'}",
         "  # a load test's server is one event loop per worker: a request with a body queues again for it",
         f"  requeue_bodies: {'true' if cal.scenario.server.requeue_bodies else 'false'}",
+        "  # how the server recorded visits: kept from the run's scenario",
+        "  liveness: {" + ", ".join(f"{k}: {v}" for k, v in cal.scenario.server.liveness.to_dict().items()) + "}",
         f"  # round trip (network + client-side time), {_fit_comment(cal.rtt)[2:]}",
         f"  rtt_ms: {_dist_yaml(cal.rtt.dist.to_spec(), '  ')}",
         f"  # service = handler time + {cal.overhead_ms:g} ms outside the handler ({cal.overhead_source})",

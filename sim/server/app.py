@@ -31,6 +31,7 @@ from sim.model.api import ApiCore
 from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
 from sim.model.intents import ENDPOINTS
+from sim.model.liveness import Liveness
 from sim.model.store import Store
 from sim.server.endpoints import Api
 from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
@@ -41,13 +42,15 @@ from sim.server.stores import open_store
 ENV_DB = "SMSLOAD_SERVE_DB"
 ENV_TOKENS = "SMSLOAD_SERVE_TOKENS"  # JSON object: token -> project
 ENV_STORE_LATENCY = "SMSLOAD_SERVE_STORE_LATENCY_MS"  # the knee rig's store latency (sim.server.rig)
+ENV_LIVENESS = "SMSLOAD_SERVE_LIVENESS"  # JSON object: the fields of sim.model.liveness.Liveness
 
 
 class _LazyPlane:
     """The worker's control plane, opened at startup (or on first use when nothing ran the lifespan)."""
 
-    def __init__(self, store_url: str, store_latency_ms: str | None = None) -> None:
+    def __init__(self, store_url: str, liveness: Liveness | None = None, store_latency_ms: str | None = None) -> None:
         self.store_url, self.store_latency_ms = store_url, store_latency_ms
+        self.liveness = liveness
         self._plane: ControlPlane | None = None
 
     def __call__(self) -> ControlPlane:
@@ -55,7 +58,7 @@ class _LazyPlane:
             store = open_store(self.store_url)
             if self.store_latency_ms:
                 store = cast(Store, DelayedStore(store, parse_latency(self.store_latency_ms)))
-            self._plane = ControlPlane(store)
+            self._plane = ControlPlane(store, liveness=self.liveness)
         return self._plane
 
     def close(self) -> None:
@@ -118,10 +121,13 @@ class SmsApp(Starlette):
         return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
 
 
-def create_app(store_url: str, tokens: dict[str, str], store_latency_ms: str | None = None) -> Starlette:
+def create_app(
+    store_url: str, tokens: dict[str, str], liveness: Liveness | None = None, store_latency_ms: str | None = None
+) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
+    `liveness` says how polls record agents' visits (the control plane's default: coalesced);
     `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction."""
-    plane = _LazyPlane(store_url, store_latency_ms)
+    plane = _LazyPlane(store_url, liveness, store_latency_ms)
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
     @contextlib.asynccontextmanager
@@ -145,6 +151,7 @@ def create_app(store_url: str, tokens: dict[str, str], store_latency_ms: str | N
 
 
 def app_from_env() -> Starlette:
-    """The app factory for server workers: the store URL and tokens come from the environment."""
+    """The app factory for server workers: the store URL, tokens and liveness come from the environment."""
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, os.environ.get(ENV_STORE_LATENCY) or None)
+    liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)

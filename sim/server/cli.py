@@ -2,15 +2,16 @@
 
 The server runs on granian (ASGI) with `--workers` processes; uvicorn is the fallback when
 granian cannot be imported. Workers build the app with `sim.server.app:app_from_env`, so the
-store URL and the tokens travel to them in environment variables. The store is opened once
-here first: a bad URL or an unreachable database is one line on stderr and exit code 2, and
-the schema is created before several workers could race to create it.
+store URL, the tokens and the liveness policy travel to them in environment variables. The
+store is opened once here first: a bad URL or an unreachable database is one line on stderr
+and exit code 2, and the schema is created before several workers could race to create it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -19,7 +20,8 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from sim.cli_support import UsageError
-from sim.server.app import ENV_DB, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
+from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"
@@ -53,6 +55,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Without --token: ${TOKEN_ENV}, else a generated token (printed)",
     )
     p.add_argument("--workers", default="1", help="worker processes (default 1)")
+    modes = ", ".join(m.value for m in LivenessWrite)
+    p.add_argument(
+        "--liveness",
+        default=LivenessWrite.COALESCED.value,
+        metavar="MODE",
+        help=f"how a poll records that its agent was seen ({modes}): every poll writes last_visit_time and "
+        f"connected, or at most once per --liveness-coalesce-s per source, or never (read-only polls, "
+        f"agents stay connected) (default {LivenessWrite.COALESCED.value})",
+    )
+    p.add_argument(
+        "--liveness-coalesce-s",
+        default=f"{COALESCE_S:g}",
+        metavar="S",
+        help=f"with --liveness coalesced: the least time between two recorded visits (default {COALESCE_S:g})",
+    )
+    p.add_argument(
+        "--disconnect-after-s",
+        default=f"{DISCONNECT_AFTER_S:g}",
+        metavar="S",
+        help=f"a source silent this long shows connected: false (default {DISCONNECT_AFTER_S:g}: three 30 s polls)",
+    )
     rig = p.add_argument_group("knee rig", "limits that make the server, not the load generator, saturate")
     rig.add_argument(
         "--store-latency-ms",
@@ -111,6 +134,33 @@ def _count(value: str, name: str, low: int, high: int) -> int:
     return int(value)
 
 
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(f"{name}: expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def parse_liveness(mode: str, coalesce_s: str, disconnect_after_s: str) -> Liveness:
+    """The liveness policy from the three flags, or UsageError naming the flag at fault."""
+    modes = [m.value for m in LivenessWrite]
+    if mode not in modes:
+        raise UsageError(f"--liveness: expected one of {', '.join(modes)}, got {mode!r}")
+    coalesce = _seconds(coalesce_s, "--liveness-coalesce-s")
+    disconnect = _seconds(disconnect_after_s, "--disconnect-after-s")
+    if disconnect <= 0:
+        raise UsageError(f"--disconnect-after-s: expected more than 0, got {disconnect_after_s!r}")
+    if mode == LivenessWrite.COALESCED.value and disconnect <= coalesce:
+        raise UsageError(
+            f"--disconnect-after-s: expected more than --liveness-coalesce-s ({coalesce:g}) with --liveness "
+            f"coalesced, got {disconnect:g}"
+        )
+    return Liveness(LivenessWrite(mode), coalesce, disconnect)
+
+
 def redact(url: str) -> str:
     """The store URL without its password, fit to print."""
     parts = urlsplit(url)
@@ -156,6 +206,7 @@ def check_listen(host: str, port: int) -> int:
 def serve(args: argparse.Namespace) -> int:
     port = _count(args.port, "--port", 0, 65535)
     workers = _count(args.workers, "--workers", 1, 64)
+    liveness = parse_liveness(args.liveness, args.liveness_coalesce_s, args.disconnect_after_s)
     tokens, generated = resolve_tokens(args.token)
     db = args.db
     if db in ("memory", "memory://") and workers > 1:
@@ -166,11 +217,16 @@ def serve(args: argparse.Namespace) -> int:
 
     os.environ[ENV_DB] = db
     os.environ[ENV_TOKENS] = json.dumps(tokens)
+    os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())
     if args.store_latency_ms:
         os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
-    print(f"smsload serve: listening on http://{host}:{port} (db {redact(db)}, {workers} worker{plural})", flush=True)
+    print(
+        f"smsload serve: listening on http://{host}:{port} (db {redact(db)}, {workers} worker{plural}, "
+        f"liveness {_describe(liveness)})",
+        flush=True,
+    )
     if limits:
         print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
     if generated:
@@ -213,6 +269,13 @@ def _apply_rig(args: argparse.Namespace) -> tuple[list[str], CpuQuota | None]:
     except RigError as exc:
         raise UsageError(str(exc)) from None
     return limits, quota
+
+
+def _describe(liveness: Liveness) -> str:
+    if liveness.write is LivenessWrite.OFF:
+        return "off"
+    every = f"at most every {liveness.coalesce_s:g} s" if liveness.write is LivenessWrite.COALESCED else "every poll"
+    return f"{every}, disconnected after {liveness.disconnect_after_s:g} s"
 
 
 def _run_granian(host: str, port: int, workers: int) -> None:

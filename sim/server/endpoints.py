@@ -21,23 +21,12 @@ from starlette.responses import Response
 from sim.model.api import ApiCore
 from sim.model.commands import NO_COMMAND_JSON
 from sim.model.errors import InvalidRequest, SmsError
-from sim.model.intents import Call
+from sim.model.intents import WRITE_ENDPOINTS, Call
 
 MAX_BODY_BYTES = 10_240
 EMPTY_OBJECT = NO_COMMAND_JSON.encode()
-# Endpoints whose request has a JSON body (the others ignore one).
-BODY_ENDPOINTS = frozenset(
-    {
-        "register",
-        "command_result",
-        "command_result_v3",
-        "progress",
-        "progress_v1",
-        "create_task",
-        "action",
-        "collect_log",
-    }
-)
+# Endpoints whose request has a JSON body (the others ignore one): every write but DELETE.
+BODY_ENDPOINTS = WRITE_ENDPOINTS - {"delete_task"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from sim.model.liveness import Liveness
+
 _LISTENING = re.compile(rb"listening on (http://\S+)")
 # The directory holding the `sim` package: the child imports the same code as this process.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -46,6 +48,7 @@ def serve_command(
     host: str = "127.0.0.1",
     port: int = 0,
     workers: int = 1,
+    liveness: Liveness | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The `smsload serve` command line; `extra` holds further options (the knee rig's limits)."""
@@ -65,11 +68,14 @@ def serve_command(
     ]
     for token in tokens:
         cmd += ["--token", token]
+    if liveness is not None:
+        cmd += ["--liveness", liveness.write.value, "--liveness-coalesce-s", repr(liveness.coalesce_s)]
+        cmd += ["--disconnect-after-s", repr(liveness.disconnect_after_s)]
     return cmd + list(extra)
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -117,17 +123,21 @@ def run_server(
     *,
     workers: int = 1,
     timeout_s: float = 30.0,
+    liveness: Liveness | None = None,
+    env: dict[str, str] | None = None,
     extra: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
     """A running `smsload serve` on a free loopback port, stopped on exit (even on error or Ctrl-C);
+    `liveness` as the server's flags give it (its default when None). `env` is added to the child's
+    environment only (a token there reaches the server on no command line and not through ours).
     `extra`: further `smsload serve` options (e.g. `--store-latency-ms`, `--cpus`, `--cpu-quota`)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            serve_command(db, tokens, workers=workers, extra=extra),
+            serve_command(db, tokens, workers=workers, liveness=liveness, extra=extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_child_env(),
+            env=_child_env(env),
         )
     server = None
     try:

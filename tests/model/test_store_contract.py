@@ -77,8 +77,8 @@ def test_source_insert_get_update(store: Store) -> None:
         tx.insert_source(_source(2, project="proj-b", connected=False))
     with store.read() as tx:
         assert tx.get_source("s1").to_doc() == _source(1).to_doc()
-        assert tx.source_brief("s1") == ("proj-a", True)
-        assert tx.source_brief("s2") == ("proj-b", False)
+        assert tx.source_brief("s1") == ("proj-a", True, None)
+        assert tx.source_brief("s2") == ("proj-b", False, None)
         assert tx.source_brief("nope") is None and tx.get_source("nope") is None
     with store.write() as tx:
         src = tx.get_source("s1", lock=True)
@@ -92,7 +92,52 @@ def test_source_insert_get_update(store: Store) -> None:
             "current_task_id": "t9",
             "last_visit_time": 123.5,
         }
-        assert tx.source_brief("s1") == ("proj-a", False)
+        assert tx.source_brief("s1") == ("proj-a", False, 123.5)
+
+
+def test_touch_source_records_a_visit_and_changes_nothing_else(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_source(_source(1, connected=False))
+        tx.insert_source(_source(2))
+    before = _source(1).to_doc()
+    with store.write() as tx:
+        tx.touch_source("s1", 50.0)
+        tx.touch_source("no-such-source", 50.0)  # nothing to record, and no error
+    with store.read() as tx:
+        assert tx.source_brief("s1") == (P, True, 50.0)
+        assert tx.get_source("s1").to_doc() == {**before, "connected": True, "last_visit_time": 50.0}
+        assert tx.get_source("s2").last_visit_time is None
+    with store.write() as tx:
+        tx.touch_source("s1", 40.0)  # a slower request that began earlier never moves the visit back
+    with store.read() as tx:
+        assert tx.source_brief("s1") == (P, True, 50.0)
+    with store.write() as tx:
+        tx.touch_source("s1", 60.0)
+    with store.read() as tx:
+        assert tx.source_brief("s1") == (P, True, 60.0)
+        assert [s.last_visit_time for s in tx.list_sources(P)[1]] == [60.0, None]
+    with store.write() as tx:  # a whole-record update writes the visit columns too
+        src = tx.get_source("s1", lock=True)
+        src.connected, src.last_visit_time, src.name = False, 70.0, "renamed"
+        tx.update_source(src)
+    with store.read() as tx:
+        assert tx.source_brief("s1") == (P, False, 70.0) and tx.get_source("s1").name == "renamed"
+
+
+def test_list_sources_connected_since(store: Store) -> None:
+    """`connected` with `seen_since`: connected when last seen, and seen at or after it."""
+    with store.write() as tx:
+        for i, (connected, seen) in enumerate([(True, 10.0), (True, 20.0), (False, 30.0), (True, None), (True, 25.0)]):
+            tx.insert_source(dataclasses.replace(_source(i, connected=connected), last_visit_time=seen))
+    with store.read() as tx:
+        assert [s.id for s in tx.list_sources(P, connected=True, seen_since=20.0)[1]] == ["s1", "s4"]
+        assert [s.id for s in tx.list_sources(P, connected=False, seen_since=20.0)[1]] == ["s0", "s2", "s3"]
+        total, page = tx.list_sources(P, connected=False, seen_since=20.0, limit=2, offset=1)
+        assert total == 3 and [s.id for s in page] == ["s2", "s3"]
+        assert [s.id for s in tx.list_sources(P, connected=True)[1]] == ["s0", "s1", "s3", "s4"]  # as stored
+        assert tx.list_sources(P, seen_since=20.0)[0] == 5  # no `connected` filter: every source
+        # The sources come back as stored: the caller decides what `connected` means now.
+        assert [s.connected for s in tx.list_sources(P, connected=False, seen_since=20.0)[1]] == [True, False, True]
 
 
 def test_list_sources_filters_and_paging(store: Store) -> None:
@@ -219,7 +264,7 @@ def test_write_rolls_back_on_exception(store: Store) -> None:
     with store.write() as tx:  # and the store is usable afterwards
         tx.insert_source(_source(2))
     with store.read() as tx:
-        assert tx.source_brief("s2") == (P, True)
+        assert tx.source_brief("s2") == (P, True, None)
 
 
 def test_a_new_store_object_sees_the_data(store: Store) -> None:

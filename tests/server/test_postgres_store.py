@@ -8,10 +8,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from sim.model.commands import CommandName
+from sim.model.controlplane import ControlPlane
 from sim.model.entities import CommandRecord, Source
 from sim.model.lifecycle import OsType
+from sim.model.liveness import Liveness, LivenessWrite
 from sim.server.stores.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -38,6 +41,34 @@ def test_stores_starting_at_once_create_the_schema_once(pg_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_database_from_before_the_liveness_column_gets_it(pg_url: str) -> None:
+    # The sources table as it was before `last_visit_time` had a column: the visit was only in the document.
+    doc = Source(id="old", project_id="p", name="h", os_type=OsType.LINUX, registered_at=1.0, connected=True)
+    doc.last_visit_time = 5.0
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE sources (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,"
+            " connected BOOLEAN NOT NULL, registered_at DOUBLE PRECISION NOT NULL, doc JSONB NOT NULL)"
+        )
+        db.execute("INSERT INTO sources VALUES ('old', 'p', 'h', TRUE, 1.0, %s)", (Jsonb(doc.to_doc()),))
+    store = PostgresStore(pg_url)
+    try:
+        cp = ControlPlane(store, liveness=Liveness(LivenessWrite.EVERY_POLL))
+        assert cp.get_source("p", "old")[0].last_visit_time == 5.0  # filled from the document
+        assert [s.id for s in cp.list_sources("p", 50.0, connected=True)[1]] == ["old"]
+        cp.poll("p", "old", 200.0)
+        with store.read() as tx:
+            assert tx.source_brief("old") == ("p", True, 200.0)
+    finally:
+        store.close()
+    again = PostgresStore(pg_url)  # and opening it again finds the column there
+    try:
+        with again.read() as tx:
+            assert tx.source_brief("old") == ("p", True, 200.0)
+    finally:
+        again.close()
 
 
 def _wait_until_blocked(admin: psycopg.Connection[Any], pid: int, worker: threading.Thread) -> None:

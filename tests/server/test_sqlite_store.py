@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import multiprocessing as mp
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import pytest
 
 from sim.model.commands import Command, CommandName
 from sim.model.controlplane import ControlPlane, Registration, TaskSpec
+from sim.model.entities import Source
 from sim.model.lifecycle import Action, OsType, TaskState, TaskType
+from sim.model.liveness import Liveness, LivenessWrite
 from sim.server.stores.sqlite import BUSY_TIMEOUT_MS, SqliteStore
 
 P = "proj"
@@ -48,12 +53,12 @@ def test_the_head_fetched_with_the_brief_is_never_stale(sqlite_store: SqliteStor
     sid = cp.register(P, Registration(name="h", os_type=OsType.LINUX), 1.0)
     tid = cp.create_task(P, TaskSpec(name="t", type=TaskType.MIGRATE_BLOCK, source_id=sid), 1.0)
     with sqlite_store.read() as tx:
-        assert tx.source_brief(sid) == (P, True)  # fetches the (empty) head along
+        assert tx.source_brief(sid) == (P, True, 1.0)  # fetches the (empty) head along
     cp.act(P, tid, Action.START, 2.0)
     with sqlite_store.read() as tx:  # a new block asks again
         assert tx.head_command(sid).command() == Command(CommandName.START, task_id=tid)
     with sqlite_store.write() as tx:  # a command written after the brief, in the same block
-        assert tx.source_brief(sid) == (P, True)
+        assert tx.source_brief(sid) == (P, True, 1.0)
         head = tx.head_command(sid)
         head.acked_at = 3.0
         tx.update_command(head)
@@ -63,6 +68,46 @@ def test_the_head_fetched_with_the_brief_is_never_stale(sqlite_store: SqliteStor
     with sqlite_store.read() as tx:
         tx.source_brief("another")
         assert tx.head_command(sid).enqueued_at == 4.0  # another source's fetch is not used
+
+
+def test_the_liveness_write_changes_two_columns_not_the_document(sqlite_store: SqliteStore) -> None:
+    cp = ControlPlane(sqlite_store, liveness=Liveness(LivenessWrite.EVERY_POLL))
+    sid = cp.register(P, Registration(name="h", os_type=OsType.LINUX), 1.0)
+    with sqlite_store.read() as tx:
+        (doc,) = tx.query("SELECT doc FROM sources WHERE id = ?", (sid,))[0]
+    cp.poll(P, sid, 7.0)
+    with sqlite_store.read() as tx:
+        assert tx.query("SELECT doc, last_visit_time FROM sources WHERE id = ?", (sid,)) == [(doc, 7.0)]
+    assert cp.get_source(P, sid, 7.0)[0].last_visit_time == 7.0
+
+
+def test_a_database_from_before_the_liveness_column_gets_it(tmp_path: Path) -> None:
+    # The sources table as it was before `last_visit_time` had a column: the visit was only in the document.
+    path = tmp_path / "old.db"
+    doc = Source(id="old", project_id=P, name="h", os_type=OsType.LINUX, registered_at=1.0, connected=True)
+    doc.last_visit_time = 5.0
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE sources (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,"
+            " connected INTEGER NOT NULL, registered_at REAL NOT NULL, doc TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO sources VALUES ('old', ?, 'h', 1, 1.0, ?)", (P, json.dumps(doc.to_doc())))
+    store = SqliteStore(path)
+    try:
+        cp = ControlPlane(store, liveness=Liveness(LivenessWrite.EVERY_POLL))
+        assert cp.get_source(P, "old")[0].last_visit_time == 5.0  # filled from the document
+        assert [s.id for s in cp.list_sources(P, 50.0, connected=True)[1]] == ["old"]
+        cp.poll(P, "old", 200.0)
+        with store.read() as tx:
+            assert tx.source_brief("old") == (P, True, 200.0)
+    finally:
+        store.close()
+    again = SqliteStore(path)  # and opening it again finds the column there
+    try:
+        with again.read() as tx:
+            assert tx.source_brief("old") == (P, True, 200.0)
+    finally:
+        again.close()
 
 
 def _register_and_start(path: str, worker: int, barrier: mp.synchronize.Barrier) -> None:

@@ -28,12 +28,12 @@ from psycopg.types.json import Jsonb
 
 from sim.model.commands import CommandName
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
-from sim.server.stores.sqldocs import DocTables
+from sim.server.stores.sqldocs import SOURCE_COLS, DocTables
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sources (
         id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, connected BOOLEAN NOT NULL,
-        registered_at DOUBLE PRECISION NOT NULL, doc JSONB NOT NULL)""",
+        registered_at DOUBLE PRECISION NOT NULL, doc JSONB NOT NULL, last_visit_time DOUBLE PRECISION)""",
     "CREATE INDEX IF NOT EXISTS sources_project ON sources (project_id, registered_at, id)",
     """CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
@@ -52,7 +52,19 @@ _SCHEMA = (
         subtask TEXT NOT NULL, progress INTEGER NOT NULL)""",
 )
 
-_BRIEF = "SELECT project_id, connected FROM sources WHERE id = %s"
+_BRIEF = "SELECT project_id, connected, last_visit_time FROM sources WHERE id = %s"
+# A poll's liveness write: two columns of one row, no document (see sqldocs). GREATEST (which
+# skips a NULL): a visit recorded by a request that finished first is never moved back.
+_TOUCH = "UPDATE sources SET connected = TRUE, last_visit_time = GREATEST(last_visit_time, %s) WHERE id = %s"
+# A database from before the liveness column: add it, filled from each source's document.
+_HAS_LAST_VISIT = (
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND table_name = 'sources' AND column_name = 'last_visit_time'"
+)
+_ADD_LAST_VISIT = (
+    "ALTER TABLE sources ADD COLUMN last_visit_time DOUBLE PRECISION",
+    "UPDATE sources SET last_visit_time = (doc->>'last_visit_time')::double precision",
+)
 _HEAD = (
     "SELECT task_id, name, param, enqueued_at, seq, delivered_at FROM commands"
     " WHERE source_id = %s AND acked_at IS NULL ORDER BY seq LIMIT 1"
@@ -85,16 +97,22 @@ class PostgresTx(DocTables):
         """Rows of any read-only query (for the store's history views and for tests)."""
         return self._db.execute(sql, args).fetchall()
 
-    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+    def source_brief(self, source_id: str) -> tuple[str, bool, float | None] | None:
         return self._db.execute(_BRIEF, (source_id,)).fetchone()
 
     def get_source(self, source_id: str, lock: bool = False) -> Source | None:
         if lock and self._locked is not None:
-            row = self._db.execute("SELECT doc FROM sources WHERE id = %s FOR UPDATE", (source_id,)).fetchone()
+            sql = f"SELECT {SOURCE_COLS} FROM sources WHERE id = %s FOR UPDATE"
+            row = self._db.execute(sql, (source_id,)).fetchone()
             self._locked.add(source_id)
         else:
-            row = self._db.execute("SELECT doc FROM sources WHERE id = %s", (source_id,)).fetchone()
-        return None if row is None else Source.from_doc(row[0])
+            row = self._db.execute(f"SELECT {SOURCE_COLS} FROM sources WHERE id = %s", (source_id,)).fetchone()
+        return None if row is None else self._source(row)
+
+    def touch_source(self, source_id: str, now: float) -> None:
+        # The UPDATE waits for a transaction holding the source's row (FOR UPDATE) and applies to
+        # what that one committed; one that locks the row later reads the visit. Neither undoes the other.
+        self._db.execute(_TOUCH, (now, source_id))
 
     def get_task(self, task_id: str, lock: bool = False) -> Task | None:
         sql = "SELECT doc FROM tasks WHERE id = %s" + (" FOR UPDATE" if lock and self._locked is not None else "")
@@ -176,6 +194,9 @@ class PostgresStore:
             db.execute("SELECT pg_advisory_xact_lock(hashtext('sim.server.stores.postgres schema'))")
             for statement in _SCHEMA:
                 db.execute(statement)
+            if db.execute(_HAS_LAST_VISIT).fetchone() is None:
+                for statement in _ADD_LAST_VISIT:
+                    db.execute(statement)
         self._db, self._reader, self._pid = db, PostgresTx(db, writing=False), os.getpid()
         return db
 

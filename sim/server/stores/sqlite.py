@@ -29,14 +29,15 @@ from typing import Any
 
 from sim.model.commands import CommandName
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
-from sim.server.stores.sqldocs import DocTables
+from sim.server.stores.sqldocs import SOURCE_COLS, DocTables
 
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL,
-    connected INTEGER NOT NULL, registered_at REAL NOT NULL, doc TEXT NOT NULL);
+    connected INTEGER NOT NULL, registered_at REAL NOT NULL, doc TEXT NOT NULL,
+    last_visit_time REAL);
 CREATE INDEX IF NOT EXISTS sources_project ON sources (project_id, registered_at, id);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
@@ -64,13 +65,16 @@ _HEAD = (
 # one statement. Each statement outside a transaction takes and drops a WAL read lock, and
 # one statement instead of two is a third of the poll's time in SQLite.
 _BRIEF_AND_HEAD = (
-    "SELECT s.project_id, s.connected, c.task_id, c.name, c.param, c.enqueued_at, c.seq,"
+    "SELECT s.project_id, s.connected, s.last_visit_time, c.task_id, c.name, c.param, c.enqueued_at, c.seq,"
     " c.delivered_at FROM sources s LEFT JOIN commands c ON c.seq = (SELECT seq FROM commands"
     " WHERE source_id = s.id AND acked_at IS NULL ORDER BY seq LIMIT 1) WHERE s.id = ?"
 )
 # Read the file through a memory map (up to this size) instead of a read() call per page
 # not in SQLite's own cache: random polls over 10^5 sources touch pages all over the file.
 MMAP_BYTES = 256 << 20
+# A poll's liveness write: two columns of one row, no document (see sqldocs). max(): a visit
+# recorded by a request that finished first is never moved back by a slower one.
+_TOUCH = "UPDATE sources SET connected = 1, last_visit_time = max(coalesce(last_visit_time, ?), ?) WHERE id = ?"
 _COMMAND_COLS = "source_id, task_id, name, param, enqueued_at, seq, delivered_at, acked_at, result"
 _EVENT_COLS = "t, task_id, source_id, from_state, to_state, trigger, subtask, progress"
 
@@ -92,6 +96,14 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.005)
     if mode != "wal":
         raise sqlite3.OperationalError(f"cannot use WAL for this database (journal_mode stays {mode!r})")
+
+
+def _add_last_visit_time(db: sqlite3.Connection) -> None:
+    """A database file from before the liveness column: add it, filled from each source's document."""
+    if any(row[1] == "last_visit_time" for row in db.execute("PRAGMA table_info(sources)")):
+        return
+    db.execute("ALTER TABLE sources ADD COLUMN last_visit_time REAL")
+    db.execute("UPDATE sources SET last_visit_time = json_extract(doc, '$.last_visit_time')")
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -147,18 +159,21 @@ class SqliteTx(DocTables):
         """Rows of any read-only query (for the store's history views and for tests)."""
         return self._db.execute(sql, args).fetchall()
 
-    def source_brief(self, source_id: str) -> tuple[str, bool] | None:
+    def source_brief(self, source_id: str) -> tuple[str, bool, float | None] | None:
         row = self._db.execute(_BRIEF_AND_HEAD, (source_id,)).fetchone()
         if row is None:
             self._head = None
             return None
         self._head = (source_id, row)
-        return row[0], row[1] == 1
+        return row[0], row[1] == 1, row[2]
 
     def get_source(self, source_id: str, lock: bool = False) -> Source | None:
         # No row locks in SQLite: a write transaction (BEGIN IMMEDIATE) already excludes other writers.
-        row = self._db.execute("SELECT doc FROM sources WHERE id = ?", (source_id,)).fetchone()
-        return None if row is None else Source.from_doc(json.loads(row[0]))
+        row = self._db.execute(f"SELECT {SOURCE_COLS} FROM sources WHERE id = ?", (source_id,)).fetchone()
+        return None if row is None else self._source(row)
+
+    def touch_source(self, source_id: str, now: float) -> None:
+        self._db.execute(_TOUCH, (now, now, source_id))
 
     def get_task(self, task_id: str, lock: bool = False) -> Task | None:
         row = self._db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -167,7 +182,7 @@ class SqliteTx(DocTables):
     def head_command(self, source_id: str) -> CommandRecord | None:
         fetched, self._head = self._head, None
         if fetched is not None and fetched[0] == source_id:
-            row = fetched[1][2:] if fetched[1][2] is not None else None  # task_id is NOT NULL
+            row = fetched[1][3:] if fetched[1][3] is not None else None  # task_id is NOT NULL
         else:
             row = self._db.execute(_HEAD, (source_id,)).fetchone()
         if row is None:
@@ -253,6 +268,7 @@ class SqliteStore:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        _add_last_visit_time(db)
         db.execute("COMMIT")
         self._db, self._tx, self._pid = db, SqliteTx(db), os.getpid()
         return self._tx
