@@ -2,11 +2,11 @@
 
 The reference server runs with `--store-latency-ms` (one worker blocked ~4 ms per store
 transaction: ~220 requests/s) on core 1, Locust on core 0 (`benchmarks/knee/rig.py`). The
-simulation is calibrated from the lowest level only; at the highest level below capacity it
-must give the throughput within 5 % and the poll p95 within 25 %, and every level must show
-the server, not the generator, as the bottleneck (generator CPU under half its core, its lag
-p95 under 5 ms, the server busy at overload). Only loopback traffic; every server started is
-stopped by its PID.
+simulation is calibrated from the lowest level (the overload level serving as the capacity
+probe); at the highest level below capacity it must give the throughput within 5 % and the
+poll p95 within 25 %, and every level must show the server, not the generator, as the
+bottleneck (generator CPU under half its core, its lag p95 under 5 ms, the server busy at
+overload). Only loopback traffic; every server started is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     for f in (0.3, 0.75, 1.3):
         scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * NOMINAL_PER_S), 20.0)
         levels[f] = rig.measure(tmp_path, scenario)
-    cal = calibrate(levels[0.3].run, after_s=rig.WARMUP_S)
-    assert cal.workers == 1
+    # The lowest level fits the service and round trip; the overload level, as a probe, the
+    # capacity: the number of workers and the server's time outside the handler.
+    cal = calibrate(levels[0.3].run, probe=levels[1.3].run, after_s=rig.WARMUP_S)
+    assert cal.workers == 1, cal.workers_source
     means = rig.service_means(cal.scenario)
     for f, level in levels.items():
         level.evidence(means)
