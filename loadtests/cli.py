@@ -35,11 +35,31 @@ def register(sub: Any) -> None:
     p.add_argument("--agents", type=int, help="override fleet.agents")
     p.add_argument("--token", help=f"X-Auth-Token for --host (default ${TOKEN_ENV}); never written anywhere")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
+    rig = p.add_argument_group(
+        "knee rig", "limits for the embedded server (see `smsload serve --help`) and the generator's cores"
+    )
+    rig.add_argument(
+        "--server-store-latency-ms", metavar="SPEC", help="e.g. lognormal:2,0.3 (ms per store transaction)"
+    )
+    rig.add_argument("--server-cpus", metavar="LIST", help="the embedded server's cores (e.g. 1)")
+    rig.add_argument("--server-cpu-quota", metavar="FRACTION", help="the embedded server's share of one core")
+    rig.add_argument("--generator-cpus", metavar="LIST", help="Locust's cores (e.g. 0): this process and its children")
     p.set_defaults(func=_main)
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _pin_generator(spec: str) -> None:
+    """This process on the cores `spec` names; Locust, started after, inherits them."""
+    try:
+        cpus = {int(c) for c in spec.split(",")}
+        os.sched_setaffinity(0, cpus)
+    except (ValueError, OSError, AttributeError) as exc:
+        raise UsageError(
+            f"--generator-cpus: expected cores of this machine such as 0 or 0,1, got {spec!r} ({exc})"
+        ) from None
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -48,8 +68,21 @@ def _main(args: argparse.Namespace) -> int:
 
     scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s)
     out = args.out or default_out(scenario)
+    server_args: list[str] = []
+    for flag, value in (
+        ("--store-latency-ms", args.server_store_latency_ms),
+        ("--cpus", args.server_cpus),
+        ("--cpu-quota", args.server_cpu_quota),
+    ):
+        server_args += [flag, value] if value else []
+    if args.generator_cpus:
+        _pin_generator(args.generator_cpus)
     options = LoadOptions(
-        host=args.host, token=args.token or os.environ.get(TOKEN_ENV, ""), workers=args.workers, quiet=args.quiet
+        host=args.host,
+        token=args.token or os.environ.get(TOKEN_ENV, ""),
+        workers=args.workers,
+        quiet=args.quiet,
+        server_args=tuple(server_args),
     )
     try:
         run_load(scenario, out, options, progress=_say)

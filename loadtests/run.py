@@ -60,6 +60,9 @@ class LoadOptions:
     token: str = field(default="", repr=False)  # X-Auth-Token; required with a host, else generated if empty
     workers: int = 0  # Locust worker processes; 0: one standalone process
     quiet: bool = False  # no Locust progress lines (what the run is doing is still said)
+    # Further `smsload serve` options for the embedded server (the knee rig: --store-latency-ms,
+    # --cpus, --cpu-quota); an error with a host, which is somebody else's server.
+    server_args: tuple[str, ...] = ()
 
 
 def check_host(url: str) -> str:
@@ -118,7 +121,13 @@ def run_load(
             scenario_file.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
             embedded = (
                 run_server(
-                    db, [], out / "server.log", liveness=scenario.server.liveness, env=env, timeout_s=_SERVER_START_S
+                    db,
+                    [],
+                    out / "server.log",
+                    liveness=scenario.server.liveness,
+                    env=env,
+                    timeout_s=_SERVER_START_S,
+                    extra=options.server_args,
                 )
                 if db
                 else contextlib.nullcontext(None)
@@ -155,6 +164,10 @@ def _check(out: Path, options: LoadOptions) -> str | None:
         raise LoadError(f"{out} already holds a run; choose another --out")
     if options.host is None:
         return None
+    if options.server_args:
+        raise LoadError(
+            "--host: the server limits (--store-latency-ms, --cpus, --cpu-quota) are for the embedded server"
+        )
     host = check_host(options.host)
     if not options.token:
         raise LoadError("--host needs a token: --token or $SMS_AUTH_TOKEN")

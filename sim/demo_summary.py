@@ -13,6 +13,7 @@ import math
 
 from sim.report.analysis import RunAnalysis
 from sim.report.capacity import POLL, steady_state
+from sim.report.trust import trust_lines
 
 REGISTER = "/v3/sources"
 _METRICS = (("throughput_per_s", "polls/s", 1), ("p50", "p50 ms", 2), ("p95", "p95 ms", 2))
@@ -78,6 +79,9 @@ def summary_lines(load: RunAnalysis, sim: RunAnalysis, big: RunAnalysis, scale: 
         )
     else:
         lines.append(f"  the fleet was still registering at the end of the run ({big_end:g} s)")
+    for name, a in (("simulation", sim), (f"{scale}x simulation", big)):
+        notes, warnings = trust_lines(a.run.requests, a.run.manifest, a.duration_s)
+        lines += [f"trust ({name}): {n}" for n in notes] + [f"warning ({name}): {w}" for w in warnings]
     for name, a in (("load test", load), ("simulation", sim), (f"{scale}x simulation", big)):
         lines += [f"warning ({name}): {w}" for w in a.warnings]
     return lines

@@ -72,6 +72,21 @@ LivenessField = Annotated[
 ]
 
 
+class CalibratedAt(FrozenModel):
+    """Where `smsload calibrate` fitted this server and how far that was checked (how far to trust it).
+
+    `utilisation`: the busy fraction of the server's workers in the low-load run the service
+    and round trip were fitted from; latency predictions are checked there. `probe_*`: the
+    step-load probe that found the capacity (and the number of workers): its saturated
+    throughput and its peak offered load over that capacity (above 1: it did saturate)."""
+
+    run_id: str = ""
+    utilisation: NonNegative = 0.0
+    probe_run_id: str = ""
+    capacity_per_s: NonNegative = 0.0
+    probe_offered_over_capacity: NonNegative = 0.0
+
+
 class ServerConfig(FrozenModel):
     """The simulated server: `workers` FIFO servers, service times per endpoint, one network RTT;
     and how polls record agents' visits (`liveness`), for the simulated and the reference server."""
@@ -82,6 +97,11 @@ class ServerConfig(FrozenModel):
     rtt_ms: NonNegativeDist = Constant(0.0)
     # Coalesced by default, as a production control plane would (see sim.model.liveness).
     liveness: LivenessField = Liveness()
+    # A request with a body (POST, PUT) leaves its worker once its headers are in (the handler
+    # awaits the body) and queues again behind everything that arrived meanwhile, as on the one
+    # asyncio event loop of a reference-server worker: at load it waits twice.
+    requeue_bodies: bool = False
+    calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 
     @model_validator(mode="after")
     def _has_default(self) -> ServerConfig:

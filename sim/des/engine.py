@@ -1,7 +1,9 @@
 """The simulation engine: agents and the operator as SimPy processes around a queueing model of the server.
 
 Each model generator is driven by one SimPy process: `Sleep` becomes `env.timeout`, a `Call`
-goes through `SimServer.request`: half the round trip out, a FIFO wait for one of `workers`
+goes through `SimServer.request`: half the round trip out (the round trip is drawn ONCE per
+request and split in two equal halves, so the simulated round trip has the measured
+distribution, tail included), a FIFO wait for one of `workers`
 workers, (for writes, with `write_lock`) a wait for the single write lock while holding the
 worker, as a SQLite server thread would, the endpoint's service time, the control plane
 applying the request at the end of its service, and half the round trip back.
@@ -71,6 +73,7 @@ class SimServer:
         service_ms: Callable[[str], Distribution],
         write_lock: bool,
         rtt_ms: Distribution,
+        requeue_bodies: bool = False,
     ) -> None:
         self.env, self.api, self.rng = env, api, rng
         # Asked for every poll: the control plane's method itself, not InMemoryApi's wrapper.
@@ -80,9 +83,17 @@ class SimServer:
         self.service = {name: service_ms(name) for name in ENDPOINTS}
         self.poll_write = service_ms("poll_write")
         self.rtt = rtt_ms
+        # Endpoints whose requests queue twice for a worker (`server.requeue_bodies`): once for
+        # the headers, once more for the handler after awaiting the body.
+        self.requeue = (
+            frozenset(n for n, (method, _) in ENDPOINTS.items() if method in ("POST", "PUT"))
+            if requeue_bodies
+            else frozenset()
+        )
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
     def half_rtt_s(self) -> float:
+        """Half of one round trip drawn for a request: its way out and its way back."""
         return self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(self.rng) / 2000.0
 
     def serve(
@@ -99,6 +110,12 @@ class SimServer:
         if wait is not None:
             yield wait
         endpoint = call.endpoint
+        if endpoint in self.requeue:
+            # Awaiting the body hands the worker to the next in line; this request queues again.
+            self.workers.release()
+            wait = self.workers.acquire()
+            if wait is not None:
+                yield wait
         cost = self.service[endpoint]
         writes = endpoint in WRITE_ENDPOINTS
         if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, env.now):
@@ -154,8 +171,9 @@ class Simulation:
                     delay = 0.0
                 continue
             call = cast(Call, intent)  # not a Sleep: the class check above
-            half_out = server.half_rtt_s()
-            half_back = server.half_rtt_s()
+            # One draw for both ways: a slow round trip (a busy client, a GC pause) is slow both
+            # ways, and the request's round trip then has the measured distribution, tail included.
+            half_out = half_back = server.half_rtt_s()
             if delay + half_out > 0:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out

@@ -50,7 +50,14 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
     api = InMemoryApi(ControlPlane(store, new_id=_ids(scenario.seed), liveness=scenario.server.liveness))
     cfg = scenario.server
     server = SimServer(
-        env, api, rng, workers=cfg.workers, service_ms=cfg.service_ms_for, write_lock=cfg.write_lock, rtt_ms=cfg.rtt_ms
+        env,
+        api,
+        rng,
+        workers=cfg.workers,
+        service_ms=cfg.service_ms_for,
+        write_lock=cfg.write_lock,
+        rtt_ms=cfg.rtt_ms,
+        requeue_bodies=cfg.requeue_bodies,
     )
     log = RequestLog()
     sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, EXECUTOR)))

@@ -30,11 +30,8 @@ no server; the fit fills exactly those:
   scheduling, the kernel). What the server queue adds in such bins is of the order of one
   service time (a fraction of a millisecond), small against the client's share; a stricter
   threshold would pick the machine's calm moments and bias the round trip low.
-  The engine draws the two halves independently, so the simulated round trip is the MEAN
-  of two draws, narrower than one: the fitted distribution is deconvolved so that this mean
-  has the measured median and p95 exactly (the figures reports lead with); its p99 then
-  comes out low (about half, with this machine's heavy tail), as a mean of two draws cannot
-  have both the measured body and the measured tail.
+  The engine draws the round trip once per request and splits it in two halves, so the
+  fitted distribution is the measured one (no deconvolution; the p99 comes out as measured).
 - **workers**: 1 for a load test (`smsload serve` runs one granian worker whose handlers run
   one at a time on one event loop), or `server_workers` from the manifest, or the option;
   a simulation keeps its own. `write_lock` is kept from the base scenario.
@@ -54,19 +51,18 @@ each request independently), granian's I/O threads overlapping the Python worker
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 from scipy.stats import norm
 
 from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
 from sim.model.intents import ENDPOINTS
 from sim.records import Run, load_run, quantiles
+from sim.report.calibrate_probe import Capacity, fit_capacity
 from sim.scenario import Scenario, validate_scenario
 
 __all__ = ["Calibration", "CalibrationError", "Fit", "calibrate", "calibrate_run", "DEFAULT_OVERHEAD_MS"]
@@ -75,7 +71,6 @@ DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per 
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
-_RTT_GRID = 300  # the round trip's grid: 90,000 pair means per evaluation
 _NAME_OF = {(method, template): name for name, (method, template) in ENDPOINTS.items()}
 
 
@@ -109,6 +104,8 @@ class Calibration:
     workers_source: str
     idle_rows: int  # requests sent while the server was nearly idle (the round trip's sample)
     notes: list[str] = field(default_factory=list)
+    utilisation: float = 0.0  # the busy fraction of the workers in the calibration run
+    capacity: Capacity | None = None  # what the probe found, when there was one
 
 
 def _lognormal(values: np.ndarray) -> LogNormal:
@@ -147,69 +144,27 @@ def fit_service(values: np.ndarray, source: str, tolerance: float) -> Fit:
     return Fit(emp, len(values), source, _misfit(emp, values, with_mean=True))
 
 
-def _pair_means(grid: np.ndarray) -> np.ndarray:
-    """Every mean of two grid points: the distribution of (X1 + X2) / 2 for X on the grid.
-
-    Its quantiles are taken with numpy's linear interpolation, unlike the measured ones
-    (`sim.records.quantiles`): they are a model's, and the root finding in `_matched` needs
-    them to move continuously with the spread.
-    """
-    return ((grid[:, None] + grid[None, :]) / 2).ravel()
-
-
-def _matched(shape: Callable[[float], np.ndarray], bracket: tuple[float, float], want: np.ndarray) -> np.ndarray:
-    """The grid `k * shape(a)` whose pair means have exactly the median want[0] and the p95 want[3]:
-    the p95/p50 ratio grows with the spread `a` (found by root finding), the scale `k` is then exact."""
-
-    def log_ratio(a: float) -> float:
-        q50, q95 = np.quantile(_pair_means(shape(a)), [0.5, 0.95])
-        return float(np.log(q95 / q50) - np.log(want[3] / want[0]))
-
-    lo, hi = bracket
-    a = (
-        brentq(log_ratio, lo, hi, xtol=1e-4)
-        if log_ratio(lo) * log_ratio(hi) < 0
-        else (lo if abs(log_ratio(lo)) < abs(log_ratio(hi)) else hi)
-    )
-    grid = shape(a)
-    return grid * want[0] / float(np.quantile(_pair_means(grid), 0.5))
-
-
 def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
-    """A round trip X whose mean of two draws, (X1 + X2) / 2 as the engine adds the two halves,
-    has the measured median and p95 exactly (the figures reports lead with), and the other
-    quantiles of `RTT_P` as near as the family allows (a mean of two draws is narrower than one
-    draw). Two families, each two parameters (scale, spread): a lognormal, and the measured
-    quantiles raised to a power (the data's own shape, written as `empirical`). The lognormal
-    when it fits within `tolerance`, else the one that misses least."""
+    """The round trip as measured: the engine draws it once per request and splits it in two
+    halves, so the simulated round trip has exactly this distribution. A lognormal (median,
+    sigma by least squares of log quantiles at `RTT_P`) when it fits within `tolerance` there,
+    else the measured quantiles on a grid (the shape as measured, the extreme tail cut)."""
     values = np.maximum(values, 0.0)
     want = quantiles(values, RTT_P)
     if np.ptp(values) < 1e-6 or want[0] <= 0:
         return Fit(Constant(round(float(want[0]), 4)), len(values), source, 0.0)
-    probs = (np.arange(_RTT_GRID) + 0.5) / _RTT_GRID
-    z = norm.ppf(probs)
-    shape = np.maximum(quantiles(values, probs), want[0] * 1e-3) / want[0]
-    label = ", deconvolved (the engine adds two independent halves)"
+    z = norm.ppf(RTT_P)
+    logs = np.log(np.maximum(want, 1e-6)) - np.log(want[0])
+    ln = LogNormal(round(float(want[0]), 5), round(max(float(np.dot(z, logs) / np.dot(z, z)), 0.0), 4))
 
-    def misfit(grid: np.ndarray) -> float:
-        return float(np.max(np.abs(np.quantile(_pair_means(grid), RTT_P) / want - 1)))
+    def misfit(dist: Distribution) -> float:
+        return float(np.max(np.abs(np.array([dist.quantile(p) for p in RTT_P]) / want - 1)))
 
-    ln_grid = _matched(lambda s: np.exp(s * z), (0.01, 4.0), want)
-    sigma = float(np.log(ln_grid[-1] / ln_grid[0]) / (z[-1] - z[0]))
-    ln = LogNormal(round(float(np.exp(np.log(ln_grid).mean())), 5), round(sigma, 4))  # z is symmetric
-    ln_err = misfit(np.array([ln.quantile(p) for p in probs]))
+    ln_err = misfit(ln)
     if ln_err <= tolerance:
-        return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
-    emp_grid = _matched(lambda g: shape**g, (0.2, 5.0), want)
-    emp_err = misfit(emp_grid)
-    if emp_err >= ln_err:
-        return Fit(ln, len(values), source + ", lognormal" + label, ln_err)
-    return Fit(
-        Empirical(tuple(np.round(np.sort(emp_grid), 4))),
-        len(values),
-        source + ", measured shape to a power" + label,
-        emp_err,
-    )
+        return Fit(ln, len(values), source + ", lognormal", ln_err)
+    emp = Empirical(tuple(np.round(_grid(np.maximum(values, 1e-4)), 4)))
+    return Fit(emp, len(values), source + ", measured quantiles", misfit(emp))
 
 
 def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
@@ -266,10 +221,14 @@ def calibrate(
     tolerance: float = 0.10,
     idle_busy: float = 0.5,
     after_s: float = 0.0,
+    probe: Run | str | Path | None = None,
+    _probed: tuple[Capacity, str, float] | None = None,
 ) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
     `after_s` leaves out requests sent before it (a warm-up: the fleet arriving, Locust starting users).
+    `probe`: a run whose load went past the server's capacity; it gives the number of workers
+    (unless `workers` is given) and the capacity (`sim.report.calibrate_probe`).
     """
     run = run if isinstance(run, Run) else load_run(run)
     manifest = run.manifest
@@ -352,9 +311,66 @@ def calibrate(
             "server saturates earlier than the real one."
         )
 
+    mean_of = {name: fit.dist.mean for name, fit in service.items()}
+    busy_ms = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
+    span_s = max(float(t_s.max() - t_s.min()), 1e-9)
+    capacity = None
+    probe_id = ""
+    offered_over = 0.0
+    if probe is not None or _probed is not None:
+        if _probed is None:
+            assert probe is not None
+            probe_run = probe if isinstance(probe, Run) else load_run(probe)
+            _probed = _probe(probe_run, mean_of, after_s)
+        capacity, probe_id, offered_over = _probed
+        notes += list(capacity.notes)
+        # The probe measured what occupies the worker per request in all: c / X. The low run's
+        # handler time + default overhead is short of it by the server's time outside the
+        # handler (HTTP, ASGI, the event loop), which only a saturated server shows.
+        n = workers or capacity.servers
+        gap_ms = n * 1000.0 / capacity.throughput_per_s - capacity.mean_service_ms
+        if has_server and overhead_ms is None and executor != "des" and abs(gap_ms) > 0.01 * capacity.mean_service_ms:
+            again = calibrate(
+                run,
+                base,
+                overhead_ms=max(0.0, overhead + gap_ms),
+                workers=n,
+                rtt_ms=rtt_ms,
+                min_samples=min_samples,
+                tolerance=tolerance,
+                idle_busy=idle_busy,
+                after_s=after_s,
+                _probed=_probed,
+            )
+            per_request_ms = n * 1000.0 / capacity.throughput_per_s
+            return replace(
+                again,
+                overhead_source=f"the probe: {n} server(s) at {capacity.throughput_per_s:.1f}/s take "
+                f"{per_request_ms:.3f} ms per request, {gap_ms:+.3f} ms beyond the handler time + {overhead:g} ms",
+                workers_source=again.workers_source
+                if workers is not None
+                else f"the probe {probe_id}: saturated throughput {capacity.throughput_per_s:.1f}/s x mean "
+                f"service {capacity.mean_service_ms:.3f} ms = {capacity.servers_raw:.2f} servers, rounded",
+            )
+        if workers is None:
+            n_workers = capacity.servers
+            workers_source = (
+                f"the probe {probe_id}: saturated throughput {capacity.throughput_per_s:.1f}/s x mean service "
+                f"{capacity.mean_service_ms:.3f} ms = {capacity.servers_raw:.2f} servers, rounded"
+            )
+    utilisation = float(busy_ms.sum()) / (span_s * 1000.0 * n_workers)
     server_section: dict[str, Any] = {
+        "calibrated": {
+            "run_id": str(manifest.get("run_id", run.path.name)),
+            "utilisation": round(utilisation, 4),
+            "probe_run_id": probe_id,
+            "capacity_per_s": round(capacity.throughput_per_s, 3) if capacity else 0.0,
+            "probe_offered_over_capacity": round(offered_over, 3),
+        },
         "workers": n_workers,
         "write_lock": base.server.write_lock,
+        # A reference-server worker is one event loop: a request with a body queues twice.
+        "requeue_bodies": executor != "des" or base.server.requeue_bodies,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
         "liveness": base.server.liveness.to_dict(),  # how the server wrote, not a fit: kept as it was
@@ -373,7 +389,33 @@ def calibrate(
         workers_source,
         int(idle.sum()),
         notes,
+        utilisation,
+        capacity,
     )
+
+
+def _probe(run: Run, mean_of: dict[str, float], after_s: float) -> tuple[Capacity, str, float]:
+    """The probe's capacity (from its successful requests after `after_s`), its id, and its peak
+    offered load over that capacity (the scenario's poll rate scaled up by the probe's non-polls)."""
+    req = run.requests
+    keep = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+    keep &= req["t_start_s"].to_numpy(dtype=float) >= after_s
+    req = req[keep]
+    names = _endpoint_names(req)
+    busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
+    t_end = req["t_start_s"].to_numpy(dtype=float) + req["latency_ms"].to_numpy(dtype=float) / 1000.0
+    offered = None
+    scenario = run.manifest.get("scenario")
+    polls = float(np.isin(names, ["poll", "poll_v3"]).mean()) if len(names) else 0.0
+    if isinstance(scenario, dict) and polls > 0:
+        agent = scenario.get("agent", {})
+        offered = float(scenario["fleet"]["agents"]) / float(agent.get("poll_interval_s", 5.0)) / polls
+    try:
+        capacity = fit_capacity(t_end, busy, offered_per_s=offered)
+    except ValueError as exc:
+        raise CalibrationError(f"{run.path}: {exc}") from None
+    probe_id = str(run.manifest.get("run_id", run.path.name))
+    return capacity, probe_id, (offered / capacity.throughput_per_s if offered else 0.0)
 
 
 def calibrate_run(run: Run | str | Path, base: Scenario | None = None, **options: Any) -> Scenario:

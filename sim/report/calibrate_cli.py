@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workers", type=int, help="server workers (default: 1 for a load test, as smsload serve runs)")
     p.add_argument("--rtt-ms", type=float, help="a constant round trip instead of the fitted one")
+    p.add_argument(
+        "--probe",
+        type=Path,
+        help="a run whose load went past the server's capacity (e.g. a ramp of agents): gives the capacity "
+        "and, unless --workers, the number of concurrent servers (saturated throughput x mean service)",
+    )
     p.add_argument("--after-s", type=float, default=0.0, help="leave out requests sent before this (a warm-up)")
     p.add_argument("--from-latency", action="store_true", help="ignore server_ms: service = low-load latency - rtt")
     p.set_defaults(func=_main)
@@ -52,8 +58,9 @@ def _main(args: argparse.Namespace) -> int:
     from sim.report.calibrate import CalibrationError, calibrate
     from sim.scenario import ScenarioError
 
-    if not args.run.is_dir():
-        raise UsageError(f"{args.run} is not a run directory (no such directory)")
+    for path in (args.run, args.probe):
+        if path is not None and not path.is_dir():
+            raise UsageError(f"{path} is not a run directory (no such directory)")
     for flag, value in (("--overhead-ms", args.overhead_ms), ("--rtt-ms", args.rtt_ms)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be at least 0, got {value}")
@@ -67,6 +74,7 @@ def _main(args: argparse.Namespace) -> int:
             rtt_ms=args.rtt_ms,
             from_latency=args.from_latency,
             after_s=args.after_s,
+            probe=args.probe,
         )
     except (RunDirError, CalibrationError) as exc:
         raise UsageError(str(exc)) from None
@@ -107,13 +115,23 @@ def to_yaml(cal: Calibration) -> str:
     ]
     head += [f"# Note: {line}" for line in cal.notes]
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
+    at = cal.scenario.server.calibrated
+    assert at is not None  # calibrate always records where
     server = [
         "",
         "server:",
+        "  # where the fit was made and checked: the calibration run's utilisation (latency holds near it),",
+        "  # the probe's saturated throughput and its peak offered load over it (above 1: it saturated)",
+        f"  calibrated: {{run_id: {at.run_id!r}, utilisation: {at.utilisation:g}, probe_run_id: {at.probe_run_id!r},",
+        f"    capacity_per_s: {at.capacity_per_s:g}, probe_offered_over_capacity: {at.probe_offered_over_capacity:g}}}",
         f"  # {cal.workers_source}",
         f"  workers: {cal.workers}",
         "  # kept from the run's scenario",
         f"  write_lock: {'true' if cal.scenario.server.write_lock else 'false'}",
+        "  # a load test's server is one event loop per worker: a request with a body queues again for it",
+        f"  requeue_bodies: {'true' if cal.scenario.server.requeue_bodies else 'false'}",
+        "  # how the server recorded visits: kept from the run's scenario",
+        "  liveness: {" + ", ".join(f"{k}: {v}" for k, v in cal.scenario.server.liveness.to_dict().items()) + "}",
         f"  # round trip (network + client-side time), {_fit_comment(cal.rtt)[2:]}",
         f"  rtt_ms: {_dist_yaml(cal.rtt.dist.to_spec(), '  ')}",
         f"  # service = handler time + {cal.overhead_ms:g} ms outside the handler ({cal.overhead_source})",

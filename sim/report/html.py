@@ -27,6 +27,7 @@ from sim.report import figures as F
 from sim.report.analysis import RunAnalysis, report_figures
 from sim.report.compare import Comparison
 from sim.report.hist import min_samples
+from sim.report.trust import trust_lines
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = jinja2.Environment(
@@ -330,6 +331,10 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
     )
     warnings = [f"A: {w}" for w in c.a.warnings] + [f"B: {w}" for w in c.b.warnings]
     notes = [f"A: {n}" for n in c.a.notes] + [f"B: {n}" for n in c.b.notes]
+    for which, x in (("A", c.a), ("B", c.b)):  # how far a prediction was checked
+        trust_notes, trust_warnings = trust_lines(x.run.requests, x.run.manifest, x.duration_s)
+        notes += [f"{which}: {n}" for n in trust_notes]
+        warnings += [f"{which}: {w}" for w in trust_warnings]
     failed = c.checks[c.checks["breached"]] if not c.checks.empty else c.checks
     page = Page(f"Comparison: {c.b.run_id} against {c.a.run_id}", f"{labels[0]}  ·  {labels[1]}", warnings, notes)
     return render_page(

@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,27 +32,33 @@ from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
 from sim.model.intents import ENDPOINTS
 from sim.model.liveness import Liveness
+from sim.model.store import Store
 from sim.server.endpoints import Api
 from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
+from sim.server.rig import DelayedStore, parse_latency
 from sim.server.stores import open_store
 
 # How `smsload serve` hands its configuration to the worker processes.
 ENV_DB = "SMSLOAD_SERVE_DB"
 ENV_TOKENS = "SMSLOAD_SERVE_TOKENS"  # JSON object: token -> project
+ENV_STORE_LATENCY = "SMSLOAD_SERVE_STORE_LATENCY_MS"  # the knee rig's store latency (sim.server.rig)
 ENV_LIVENESS = "SMSLOAD_SERVE_LIVENESS"  # JSON object: the fields of sim.model.liveness.Liveness
 
 
 class _LazyPlane:
     """The worker's control plane, opened at startup (or on first use when nothing ran the lifespan)."""
 
-    def __init__(self, store_url: str, liveness: Liveness | None = None) -> None:
-        self.store_url = store_url
+    def __init__(self, store_url: str, liveness: Liveness | None = None, store_latency_ms: str | None = None) -> None:
+        self.store_url, self.store_latency_ms = store_url, store_latency_ms
         self.liveness = liveness
         self._plane: ControlPlane | None = None
 
     def __call__(self) -> ControlPlane:
         if self._plane is None:
-            self._plane = ControlPlane(open_store(self.store_url), liveness=self.liveness)
+            store = open_store(self.store_url)
+            if self.store_latency_ms:
+                store = cast(Store, DelayedStore(store, parse_latency(self.store_latency_ms)))
+            self._plane = ControlPlane(store, liveness=self.liveness)
         return self._plane
 
     def close(self) -> None:
@@ -115,10 +121,13 @@ class SmsApp(Starlette):
         return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
 
 
-def create_app(store_url: str, tokens: dict[str, str], liveness: Liveness | None = None) -> Starlette:
+def create_app(
+    store_url: str, tokens: dict[str, str], liveness: Liveness | None = None, store_latency_ms: str | None = None
+) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
-    `liveness` says how polls record agents' visits (the control plane's default: coalesced)."""
-    plane = _LazyPlane(store_url, liveness)
+    `liveness` says how polls record agents' visits (the control plane's default: coalesced);
+    `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction."""
+    plane = _LazyPlane(store_url, liveness, store_latency_ms)
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
     @contextlib.asynccontextmanager
@@ -145,4 +154,4 @@ def app_from_env() -> Starlette:
     """The app factory for server workers: the store URL, tokens and liveness come from the environment."""
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness)
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sim.cli_support import UsageError
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
-from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_TOKENS
+from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"
 DEFAULT_PROJECT = "default"
@@ -74,6 +75,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=f"{DISCONNECT_AFTER_S:g}",
         metavar="S",
         help=f"a source silent this long shows connected: false (default {DISCONNECT_AFTER_S:g}: three 30 s polls)",
+    )
+    rig = p.add_argument_group("knee rig", "limits that make the server, not the load generator, saturate")
+    rig.add_argument(
+        "--store-latency-ms",
+        metavar="SPEC",
+        help="a blocking delay per store transaction, standing for a remote database: "
+        "lognormal:MEDIAN,SIGMA, exponential:MEAN or constant:MS",
+    )
+    rig.add_argument("--cpus", metavar="LIST", help="run the server on these cores only (e.g. 1, or 2-3)")
+    rig.add_argument(
+        "--cpu-quota",
+        metavar="FRACTION",
+        help="hold the server's processes to this fraction of one core (a cgroup CFS quota; needs root)",
+    )
+    rig.add_argument(
+        "--cpu-period-us",
+        default=str(DEFAULT_PERIOD_US),
+        help=f"the quota's period in µs (default {DEFAULT_PERIOD_US}: short, so a busy server waits little)",
     )
     p.set_defaults(func=serve)
 
@@ -194,10 +213,13 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError("--db memory:// keeps its data in one process; use --workers 1 or a database")
     check_store(db)
     port = check_listen(args.host, port)
+    limits, quota = _apply_rig(args)
 
     os.environ[ENV_DB] = db
     os.environ[ENV_TOKENS] = json.dumps(tokens)
     os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())
+    if args.store_latency_ms:
+        os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
     print(
@@ -205,15 +227,48 @@ def serve(args: argparse.Namespace) -> int:
         f"liveness {_describe(liveness)})",
         flush=True,
     )
+    if limits:
+        print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
     if generated:
         print(f"smsload serve: generated token {generated} (project {DEFAULT_PROJECT})", flush=True)
     try:
-        import granian  # noqa: F401  (only to choose the server)
-    except ImportError:
-        _run_uvicorn(args.host, port, workers)
-    else:
-        _run_granian(args.host, port, workers)
+        try:
+            import granian  # noqa: F401  (only to choose the server)
+        except ImportError:
+            _run_uvicorn(args.host, port, workers)
+        else:
+            _run_granian(args.host, port, workers)
+    finally:
+        if quota is not None:
+            quota.release()
     return 0
+
+
+def _apply_rig(args: argparse.Namespace) -> tuple[list[str], CpuQuota | None]:
+    """Apply the knee rig's limits to this process (the workers inherit them); what was applied.
+    Every option is checked before any is applied."""
+    limits: list[str] = []
+    try:
+        latency = parse_latency(args.store_latency_ms) if args.store_latency_ms else None
+        cpus = parse_cpus(args.cpus) if args.cpus else None
+        quota = None
+        if args.cpu_quota:
+            try:
+                fraction = float(args.cpu_quota)
+            except ValueError:
+                raise RigError(f"--cpu-quota: expected a fraction of one core, got {args.cpu_quota!r}") from None
+            quota = CpuQuota(fraction, _count(args.cpu_period_us, "--cpu-period-us", 1000, 1_000_000))
+        if latency is not None:
+            limits.append(f"store latency {latency.to_spec()} ms per transaction")
+        if cpus is not None:
+            pin_cpus(cpus)
+            limits.append(f"cores {sorted(cpus)}")
+        if quota is not None:
+            quota.apply()
+            limits.append(f"CPU quota {quota.fraction:g} core per {quota.period_us} µs (cgroup {quota.path})")
+    except RigError as exc:
+        raise UsageError(str(exc)) from None
+    return limits, quota
 
 
 def _describe(liveness: Liveness) -> str:

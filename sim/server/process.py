@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,9 @@ def serve_command(
     port: int = 0,
     workers: int = 1,
     liveness: Liveness | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
+    """The `smsload serve` command line; `extra` holds further options (the knee rig's limits)."""
     cmd = [
         sys.executable,
         "-m",
@@ -69,7 +71,7 @@ def serve_command(
     if liveness is not None:
         cmd += ["--liveness", liveness.write.value, "--liveness-coalesce-s", repr(liveness.coalesce_s)]
         cmd += ["--disconnect-after-s", repr(liveness.disconnect_after_s)]
-    return cmd
+    return cmd + list(extra)
 
 
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -123,13 +125,15 @@ def run_server(
     timeout_s: float = 30.0,
     liveness: Liveness | None = None,
     env: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
     """A running `smsload serve` on a free loopback port, stopped on exit (even on error or Ctrl-C);
     `liveness` as the server's flags give it (its default when None). `env` is added to the child's
-    environment only (a token there reaches the server on no command line and not through ours)."""
+    environment only (a token there reaches the server on no command line and not through ours).
+    `extra`: further `smsload serve` options (e.g. `--store-latency-ms`, `--cpus`, `--cpu-quota`)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            serve_command(db, tokens, workers=workers, liveness=liveness),
+            serve_command(db, tokens, workers=workers, liveness=liveness, extra=extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ from sim.cli import main
 from sim.des.run import run_des
 from sim.model.distributions import Empirical, LogNormal
 from sim.records import load_run
-from sim.report.calibrate import RTT_P, _pair_means, calibrate, calibrate_run, fit_rtt, fit_service
+from sim.report.calibrate import RTT_P, calibrate, calibrate_run, fit_rtt, fit_service
 from sim.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).parents[2]
@@ -183,16 +183,19 @@ def test_service_family_follows_the_fit() -> None:
     assert fit.dist.mean == pytest.approx(bimodal.mean(), rel=0.05)
 
 
-def test_round_trip_is_deconvolved_for_two_halves() -> None:
-    """The engine's round trip is the mean of two draws: the fit's pair means match the data's p50 and p95."""
+def test_round_trip_is_fitted_as_measured_and_drawn_once(tmp_path: Path) -> None:
+    """The engine draws the round trip once per request: a simulated idle server's latency has the
+    fitted round trip's quantiles, p99 included (two independent halves would halve the tail)."""
     rng = np.random.default_rng(5)
     measured = np.exp(rng.normal(0.0, 0.8, 20_000)) + 0.3
     fit = fit_rtt(measured, "test", 0.1)
-    grid = np.array([fit.dist.quantile((i + 0.5) / 300) for i in range(300)])
     want = np.quantile(measured, RTT_P)
-    got = np.quantile(_pair_means(grid), RTT_P)
-    assert got[0] == pytest.approx(want[0], rel=0.02) and got[3] == pytest.approx(want[3], rel=0.02)
-    # Fitting one draw to the data instead would put the simulated median too high:
-    naive = LogNormal(float(np.median(measured)), 0.8)
-    naive_grid = np.array([naive.quantile((i + 0.5) / 300) for i in range(300)])
-    assert np.quantile(_pair_means(naive_grid), 0.5) > want[0] * 1.1
+    got = np.array([fit.dist.quantile(p) for p in RTT_P])
+    assert np.all(np.abs(got / want - 1) < 0.1)
+    scenario = parse_scenario(POLL_ONLY).with_overrides(
+        duration_s=20,
+        fields={"server": {"workers": 4, "service_ms": {"default": 0}, "rtt_ms": fit.dist.to_spec()}},
+    )
+    latency = load_run(run_des(scenario, tmp_path / "sim")).requests["latency_ms"].to_numpy()
+    simulated = np.quantile(latency, RTT_P)
+    assert np.all(np.abs(simulated / got - 1) < 0.1), (simulated, got)

@@ -1,0 +1,173 @@
+"""Fidelity at the knee: the calibrated simulation against a server that saturates, not its generator.
+
+    .venv/bin/python benchmarks/knee/bench_knee.py [--store sqlite|postgres] [--rig latency|quota]
+        [--seconds 60] [--levels 0.5,0.8,0.9,1.0,1.2] [--replications 5]
+
+1. **Probe**: a fleet arriving over most of `--probe-seconds` until it offers about twice the
+   rig's nominal capacity; the plateau of its completions is the measured capacity X
+   (`sim.report.calibrate_probe`).
+2. **Levels**: paced fleets (`rig.fleet`: polls every second, a tenth migrating with a
+   progress write every second) offering each fraction of X, each `--seconds` against a
+   fresh limited server (`rig.measure`; SQLite in a temp dir, or PostgreSQL in a fresh
+   schema of postgresql://postgres@127.0.0.1:5432/test, dropped afterwards).
+3. **Calibration**: `smsload calibrate`'s `calibrate` from the LOWEST level plus the probe.
+4. **Prediction**: each level's scenario with the calibrated server, `--replications` seeded
+   DES runs; mean and 95% interval (t) per figure, over the same steady window.
+5. **Table** (markdown, for benchmarks/RESULTS.md): measured vs predicted throughput, poll
+   and progress p50/p95/p99, error rate, and the evidence columns (server busy = X * S,
+   server CPU, generator CPU of its core, generator lag p95, load average). A level whose
+   evidence fails is marked; rerun it on a quieter machine.
+
+The rigs (see `rig.py` and README "The knee rig"): `latency` = `--store-latency-ms
+lognormal:4,0.3 --cpus 1` (an M/G/1 queue, ~220 requests/s); `quota` = `--cpu-quota 0.1
+--cpus 1` (a tenth of core 1 per 1 ms period). Locust runs on core 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rig  # noqa: E402
+
+from sim.records import load_run  # noqa: E402
+from sim.report.calibrate import calibrate  # noqa: E402
+from sim.report.calibrate_probe import fit_capacity  # noqa: E402
+
+RIGS = {
+    "latency": (("--store-latency-ms", "lognormal:4,0.3", "--cpus", "1"), 1000 / (4 * math.exp(0.3**2 / 2) + 0.3)),
+    "quota": (("--cpu-quota", "0.1", "--cpus", "1"), 250.0),
+}
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+COLUMNS = ("throughput", "poll_p50", "poll_p95", "poll_p99", "progress_p50", "progress_p95", "progress_p99")
+
+
+@contextlib.contextmanager
+def store_url(kind: str, tmp: Path) -> Iterator[str | None]:
+    """None (SQLite per level, in `tmp`) or a PostgreSQL URL whose search_path is a fresh schema."""
+    if kind == "sqlite":
+        yield None
+        return
+    import psycopg
+
+    schema = f"knee_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def probe_capacity(tmp: Path, guess: float, seconds: float, db: str | None, args: tuple[str, ...]) -> rig.Level:
+    scenario = rig.fleet("probe", rig.agents_for(2.0 * guess), seconds, ramp_s=0.7 * seconds)
+    return rig.measure(tmp, scenario, db=db, server_args=args)
+
+
+def capacity_of(level: rig.Level) -> float:
+    r = load_run(level.run).requests
+    r = r[r["ok"]]
+    t_end = r["t_start_s"].to_numpy(dtype=float) + r["latency_ms"].to_numpy(dtype=float) / 1000
+    return fit_capacity(t_end, np.ones(len(t_end))).throughput_per_s
+
+
+def fmt(measured: float, predicted: dict[str, float], key: str) -> str:
+    p, lo, hi = predicted[key], predicted[f"{key}_lo"], predicted[f"{key}_hi"]
+    err = p / measured - 1 if measured else math.nan
+    digits = 0 if key == "throughput" else 1
+    return f"{measured:.{digits}f} / {p:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] ({err:+.0%})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--rig", choices=tuple(RIGS), default="latency")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--probe-seconds", type=float, default=40.0)
+    p.add_argument("--levels", default="0.5,0.8,0.9,1.0,1.2")
+    p.add_argument("--replications", type=int, default=5)
+    p.add_argument("--json", type=Path, help="write every figure here too")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the runs here, and reuse the levels already there (default: a temporary directory)",
+    )
+    args = p.parse_args(argv)
+    levels = [float(x) for x in args.levels.split(",")]
+    server_args, guess = RIGS[args.rig]
+    started = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)  # levels measured there before are reused
+            tmp = args.workdir
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="knee-")))
+
+        def db() -> str | None:
+            """A fresh store per run: the operator picks its sources from a listing, which must
+            not show another run's (dead) agents."""
+            return stack.enter_context(store_url(args.store, tmp))
+
+        probe = probe_capacity(tmp, guess, args.probe_seconds, db(), server_args)
+        capacity = capacity_of(probe)
+        print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
+        measured = []
+        for f in levels:
+            scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * capacity), args.seconds)
+            level = rig.measure(tmp, scenario, db=db(), server_args=server_args)
+            print(f"  {f:.0%}: {level.figures['throughput']:.1f}/s, load avg {level.load_avg[1]:.1f}", flush=True)
+            measured.append(level)
+        cal = calibrate(measured[0].run, probe=probe.run, after_s=rig.WARMUP_S)
+        means = rig.service_means(cal.scenario)
+        rows, dump = [], []
+        for f, level in zip(levels, measured):
+            level.evidence(means)
+            predicted = rig.simulate(tmp, level, cal.scenario, args.replications)
+            m = level.figures
+            problems = level.bottleneck_is_server(saturated=f >= 1.0)
+            rows.append(
+                [f"{f:.0%}", str(level.scenario.fleet.agents)]
+                + [fmt(m[k], predicted, k) for k in COLUMNS]
+                + [
+                    f"{m['error_rate']:.1%} / {predicted['error_rate']:.1%}",
+                    f"{m['busy']:.2f}",
+                    f"{m['server_cpu']:.0%}",
+                    f"{m['generator_cpu']:.0f}%",
+                    f"{m['lag_p95']:.1f}",
+                    f"{level.load_avg[0]:.1f}-{level.load_avg[1]:.1f}",
+                    "ok" if not problems else "NOT: " + "; ".join(problems),
+                ]
+            )
+            dump.append({"level": f, "agents": level.scenario.fleet.agents, "measured": m, "predicted": predicted})
+    head = ["load", "agents", *(f"{c} meas / pred [95%] (err)" for c in COLUMNS)]
+    head += ["errors meas / pred", "busy", "server CPU", "gen CPU", "lag p95 ms", "load avg", "server bottleneck"]
+    print()
+    print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s, ")
+    print(f"calibrated: workers {cal.workers} ({cal.workers_source}); utilisation {cal.utilisation:.2f}")
+    for note in cal.notes:
+        print(f"note: {note}")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"capacity": capacity, "levels": dump}, indent=1, default=float))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""The knee rig: load levels against a reference server that, not the generator, saturates.
+
+Used by `bench_knee.py` (the fidelity table) and by `tests/benchmarks/test_knee_rig.py` (a
+small version). One level = one `smsload load` of a paced fleet against a fresh `smsload
+serve` started here with the rig's limits and stopped by its PID:
+
+- the server limited by `server_args` (`--store-latency-ms lognormal:4,0.3` by default: one
+  worker blocked ~4 ms per store transaction is one server of an M/G/1 queue with a capacity
+  of ~230 requests/s; or `--cpu-quota`), on core 1 (`--cpus 1`);
+- Locust on core 0 (`smsload load --generator-cpus 0`), so the two never compete for a core;
+- the evidence that the server was the bottleneck, per level: its busy fraction (summed
+  Server-Timing over the window: the store's delay and the handler, while the event loop is
+  blocked), its CPU (psutil, process tree), the generator's CPU (generator.parquet, % of one
+  core) and lag p95 (t_start_s - t_sched_s).
+
+The fleet: agents poll every `POLL_S` (no jitter: a paced rate); a tenth of them migrate one
+huge disk for the whole run and report progress every `PROGRESS_S` (the progress write).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import yaml
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from sim.des.run import run_des  # noqa: E402
+from sim.records import load_run, quantiles  # noqa: E402
+from sim.report.analysis import load_generator  # noqa: E402
+from sim.scenario import Scenario, validate_scenario  # noqa: E402
+from sim.server.process import run_server  # noqa: E402
+
+TOKEN = "knee-rig-token"
+POLL = "/v1/sms/sources/{source_id}/command"
+PROGRESS = "/v3/tasks/{task_id}/progress"
+POLL_S = 1.0
+PROGRESS_S = 1.0
+MIGRATING = 0.1  # of the agents, migrating all run long: progress writes
+WARMUP_S = 5.0  # arrival (2 s), the task wave (at 1 s) and Locust's start-up: left out of every figure
+DEFAULT_SERVER_ARGS = ("--store-latency-ms", "lognormal:4,0.3", "--cpus", "1")
+GENERATOR_CPUS = "0"
+
+
+def fleet(name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: float = 2.0) -> Scenario:
+    """`agents` polling every POLL_S; MIGRATING of them migrate all run long and report progress."""
+    tasks = max(1, round(MIGRATING * agents))
+    return validate_scenario(
+        {
+            "name": name,
+            "seed": seed,
+            "duration_s": duration_s,
+            "fleet": {"agents": agents, "arrival": {"kind": "ramp", "duration_s": ramp_s}, "disk_gb": 100000},
+            "agent": {
+                "poll_interval_s": POLL_S,
+                "poll_jitter_s": 0.0,
+                "progress_interval_s": PROGRESS_S,
+                "bandwidth_mbps": 1,
+                "subtask_s": 0,
+                "request_timeout_s": 10,
+            },
+            "operator": {
+                "tasks": {"kind": "waves", "waves": [{"at_s": min(ramp_s, duration_s / 2), "count": tasks}]},
+                "check_interval_s": 5,
+                "delete_at_end": False,
+            },
+            "server": {"workers": 1, "rtt_ms": 1.0},
+        },
+        source=name,
+    )
+
+
+def agents_for(rate_per_s: float) -> int:
+    """Agents whose polls and progress writes offer `rate_per_s` requests per second."""
+    return max(2, round(rate_per_s / (1 / POLL_S + MIGRATING / PROGRESS_S)))
+
+
+class CpuSampler(threading.Thread):
+    """(epoch, CPU seconds of the server's process tree) every 0.25 s, until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        root = psutil.Process(pid)
+        self.procs = [root, *root.children(recursive=True)]
+        self.samples: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                cpu = sum(p.cpu_times().user + p.cpu_times().system for p in self.procs)
+            except psutil.Error:
+                break
+            self.samples.append((time.time(), cpu))
+            self.done.wait(0.25)
+
+    def cpu_s(self, t0: float, t1: float) -> float:
+        if len(self.samples) < 2:
+            return math.nan
+        t, c = np.array(self.samples).T
+        return float(np.interp(t1, t, c) - np.interp(t0, t, c))
+
+
+def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float] | None = None) -> dict[str, float]:
+    """Throughput, poll and progress p50/p95/p99 (ms), error rate, generator evidence and the
+    server's busy fraction by the utilisation law, U = sum of mean service times / span, with
+    `service_ms` (endpoint template -> mean ms, from the low-load calibration; Server-Timing
+    itself counts the time a handler waits behind the others once the server is busy)."""
+    r = load_run(run).requests
+    r = r[(r["t_start_s"] >= window[0]) & (r["t_start_s"] < window[1])]
+    span = window[1] - window[0]
+    ok = r[r["ok"]]
+    out: dict[str, float] = {
+        "throughput": len(ok) / span,
+        "offered": len(r) / span,
+        "error_rate": float((~r["ok"]).mean()) if len(r) else math.nan,
+        "busy": math.nan,
+    }
+    if service_ms:
+        means = ok["endpoint"].map(service_ms).fillna(service_ms.get("default", 0.0))
+        out["busy"] = float(means.sum()) / 1000 / span
+    for tag, endpoint in (("poll", POLL), ("progress", PROGRESS)):
+        lat = ok.loc[ok["endpoint"] == endpoint, "latency_ms"].to_numpy(dtype=float)
+        qs = quantiles(lat, [0.5, 0.95, 0.99]) if len(lat) else [math.nan] * 3
+        out.update({f"{tag}_p50": float(qs[0]), f"{tag}_p95": float(qs[1]), f"{tag}_p99": float(qs[2])})
+        out[f"{tag}_n"] = float(len(lat))
+    lag_ms = (r["t_start_s"] - r["t_sched_s"]).to_numpy(dtype=float) * 1000
+    out["lag_p95"] = float(quantiles(lag_ms, [0.95])[0]) if len(r) else math.nan
+    out["generator_cpu"] = math.nan
+    generator = load_generator(run)
+    if generator is not None and len(generator):
+        steady = generator[(generator["t_s"] >= window[0]) & (generator["t_s"] < window[1])]
+        out["generator_cpu"] = float(steady.groupby("process")["cpu_percent"].mean().max())
+    return out
+
+
+@dataclass
+class Level:
+    """One measured load run and its figures over the steady window."""
+
+    name: str
+    scenario: Scenario
+    run: Path
+    window: tuple[float, float]
+    load_avg: tuple[float, float]  # 1-minute load average before and after
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def evidence(self, service_ms: dict[str, float]) -> None:
+        """The busy fraction, now that the service times are known (from the calibration)."""
+        self.figures["busy"] = figures(self.run, self.window, service_ms)["busy"]
+
+    def bottleneck_is_server(self, saturated: bool) -> list[str]:
+        """What speaks against the server being the bottleneck (empty: the evidence holds)."""
+        f, problems = self.figures, []
+        if saturated and not f["busy"] >= 0.85:
+            problems.append(f"server busy {f['busy']:.0%} (< 85%) at saturation")
+        if not f["generator_cpu"] < 50:
+            problems.append(f"generator CPU {f['generator_cpu']:.0f}% of its core (>= 50%)")
+        if not f["lag_p95"] < 5:
+            problems.append(f"generator lag p95 {f['lag_p95']:.1f} ms (>= 5 ms)")
+        return problems
+
+
+def measure(
+    tmp: Path,
+    scenario: Scenario,
+    *,
+    db: str | None = None,
+    server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS,
+    generator_cpus: str | None = GENERATOR_CPUS,
+) -> Level:
+    """Run `scenario` with `smsload load` against a fresh, limited reference server; stop it by PID.
+
+    A level already measured in `tmp` (its run and `level.json`) is read back, not run again:
+    delete its directory to measure it again (a level whose evidence failed)."""
+    path, out = tmp / f"{scenario.name}.yaml", tmp / scenario.name
+    window = (WARMUP_S, scenario.duration_s)
+    saved = out / "level.json"
+    if saved.exists():
+        kept = json.loads(saved.read_text())
+        level = Level(scenario.name, scenario, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
+        level.figures = {**figures(out, window), "server_cpu": kept["server_cpu"]}
+        return level
+    path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False))
+    before = os.getloadavg()[0]
+    store = db or f"sqlite:///{tmp / scenario.name}.sqlite3"
+    with run_server(store, [TOKEN], tmp / f"{scenario.name}-server.log", extra=server_args) as srv:
+        sampler = CpuSampler(srv.pid)
+        sampler.start()
+        cmd = [sys.executable, "-m", "sim.cli", "load", str(path), "--host", srv.base_url, "--out", str(out)]
+        cmd += ["--quiet"] + (["--generator-cpus", generator_cpus] if generator_cpus else [])
+        load = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SMS_AUTH_TOKEN": TOKEN},
+            cwd=ROOT,
+        )
+        try:
+            _, stderr = load.communicate(timeout=scenario.duration_s + 180)
+        except BaseException:  # Ctrl-C or a hang: smsload load stops Locust itself on SIGINT
+            load.send_signal(signal.SIGINT)
+            try:
+                load.wait(60)
+            except subprocess.TimeoutExpired:
+                load.kill()
+            raise
+        sampler.done.set()
+        sampler.join()
+    if load.returncode not in (0, 1):  # 1: Locust saw failed requests (overload), which the run shows
+        raise RuntimeError(f"smsload load failed for {scenario.name}: {stderr.strip()[-2000:]}")
+    t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
+    level = Level(scenario.name, scenario, out, window, (before, os.getloadavg()[0]))
+    level.figures = figures(out, window)
+    level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / (window[1] - window[0])
+    saved.write_text(json.dumps({"load_avg": level.load_avg, "server_cpu": level.figures["server_cpu"]}))
+    return level
+
+
+def service_means(calibrated: Scenario) -> dict[str, float]:
+    """Endpoint template -> mean service time (ms) of the calibrated server, `default` for the rest."""
+    from sim.model.intents import ENDPOINTS
+
+    server = calibrated.server
+    out = {template: server.service_ms_for(name).mean for name, (_, template) in ENDPOINTS.items()}
+    return {**out, "default": server.service_ms["default"].mean}
+
+
+def simulate(tmp: Path, level: Level, calibrated: Scenario, replications: int = 5) -> dict[str, Any]:
+    """The level's scenario with the calibrated server, `replications` seeds: the mean of each figure
+    and its 95% interval across replications (Student t)."""
+    server = calibrated.server.model_dump(mode="json")
+    for old in tmp.glob(f"{level.name}-sim-*"):  # predictions of an earlier calibration
+        shutil.rmtree(old)
+    runs = [
+        figures(
+            run_des(
+                level.scenario.with_overrides(seed=level.scenario.seed + 1000 * k, fields={"server": server}),
+                tmp / f"{level.name}-sim-{k}",
+            ),
+            level.window,
+            service_means(calibrated),
+        )
+        for k in range(replications)
+    ]
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = np.array([r[key] for r in runs], dtype=float)
+        if np.isnan(values).all():  # a load test's own figures (generator CPU): none in a simulation
+            continue
+        mean = float(np.nanmean(values))
+        half = float(stats.t.ppf(0.975, len(values) - 1) * np.nanstd(values, ddof=1) / math.sqrt(len(values)))
+        out[key], out[f"{key}_lo"], out[f"{key}_hi"] = mean, mean - half, mean + half
+    return out

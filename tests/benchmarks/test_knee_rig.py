@@ -1,0 +1,50 @@
+"""A small version of the knee rig: a limited server at two levels below its capacity and one above.
+
+The reference server runs with `--store-latency-ms` (one worker blocked ~4 ms per store
+transaction: ~220 requests/s) on core 1, Locust on core 0 (`benchmarks/knee/rig.py`). The
+simulation is calibrated from the lowest level (the overload level serving as the capacity
+probe); at the highest level below capacity it must give the throughput within 5 % and the
+poll p95 within 25 %, and every level must show the server, not the generator, as the
+bottleneck (generator CPU under half its core, its lag p95 under 5 ms, the server busy at
+overload). Only loopback traffic; every server started is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "knee"))
+
+import rig  # noqa: E402
+
+from sim.report.calibrate import calibrate  # noqa: E402
+
+NOMINAL_PER_S = 220.0  # 1 / (mean store latency 4.2 ms + ~0.3 ms of CPU): checked by the overload level
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the rig needs two cores: server and generator apart")
+def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
+    levels = {}
+    for f in (0.3, 0.75, 1.3):
+        scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * NOMINAL_PER_S), 20.0)
+        levels[f] = rig.measure(tmp_path, scenario)
+    # The lowest level fits the service and round trip; the overload level, as a probe, the
+    # capacity: the number of workers and the server's time outside the handler.
+    cal = calibrate(levels[0.3].run, probe=levels[1.3].run, after_s=rig.WARMUP_S)
+    assert cal.workers == 1, cal.workers_source
+    means = rig.service_means(cal.scenario)
+    for f, level in levels.items():
+        level.evidence(means)
+        assert not level.bottleneck_is_server(saturated=f > 1), (f, level.figures)
+    over = levels[1.3].figures
+    assert over["throughput"] < 0.95 * over["offered"] or over["busy"] > 0.85  # it did saturate
+    knee = levels[0.75]
+    predicted = rig.simulate(tmp_path, knee, cal.scenario, replications=3)
+    measured = knee.figures
+    assert predicted["throughput"] == pytest.approx(measured["throughput"], rel=0.05)
+    assert predicted["poll_p95"] == pytest.approx(measured["poll_p95"], rel=0.25), (predicted, measured)

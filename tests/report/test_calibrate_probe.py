@@ -1,0 +1,90 @@
+"""The capacity probe: saturated throughput and the number of concurrent servers, c = X * S.
+
+On synthetic completions (a known plateau) and on simulated runs: a step past the capacity of
+a simulated server with 3 workers gives back 3 workers, from a calibration whose base scenario
+says 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.des.run import run_des
+from sim.report.calibrate import calibrate
+from sim.report.calibrate_probe import fit_capacity
+from sim.scenario import parse_scenario
+
+POLLS = """
+name: probe-test
+seed: 5
+duration_s: 20
+fleet:
+  agents: 100
+  arrival: {kind: ramp, duration_s: 2}
+agent:
+  poll_interval_s: 1
+  poll_jitter_s: 0.2
+operator:
+  tasks: {kind: waves, waves: []}
+server:
+  workers: 3
+  service_ms: {default: {dist: exponential, mean: 5}}
+  rtt_ms: 1
+"""
+
+
+def test_capacity_from_a_synthetic_plateau() -> None:
+    """A ramp up to 400/s over 5 s, then 10 s capped at 200/s by 2 servers of 10 ms each."""
+    rng = np.random.default_rng(1)
+    ramp = np.concatenate([np.sort(rng.uniform(i, i + 1, 40 * (i + 1))) for i in range(5)])
+    plateau = np.sort(rng.uniform(5, 15, 2000))
+    t_end = np.concatenate([ramp, plateau])
+    cap = fit_capacity(t_end, np.full(len(t_end), 10.0), offered_per_s=400)
+    assert cap.throughput_per_s == pytest.approx(200, rel=0.05)
+    assert cap.servers == 2 and cap.servers_raw == pytest.approx(2, rel=0.05)
+    assert not cap.notes
+
+
+def test_capacity_warns_when_the_probe_did_not_saturate() -> None:
+    t_end = np.sort(np.random.default_rng(2).uniform(0, 10, 1000))  # 100/s, offered 100/s
+    cap = fit_capacity(t_end, np.full(len(t_end), 1.0), offered_per_s=100)
+    assert any("may not have saturated" in note for note in cap.notes)
+
+
+def test_too_short_a_probe_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_capacity(np.array([0.1, 0.5, 1.2]), np.ones(3))
+
+
+def test_a_simulated_probe_gives_back_the_number_of_workers(tmp_path: Path) -> None:
+    """Low run: 100 polls/s on 3 x 5 ms (utilisation ~0.17). Probe: 1,000 polls/s offered, capacity 600/s."""
+    low_scenario = parse_scenario(POLLS)
+    probe_scenario = low_scenario.with_overrides(agents=1000)
+    low = run_des(low_scenario, tmp_path / "low")
+    probe = run_des(probe_scenario, tmp_path / "probe")
+    base = low_scenario.with_overrides(fields={"server": {"workers": 1}})
+    cal = calibrate(low, base, probe=probe, after_s=3.0)
+    assert cal.workers == 3, cal.workers_source
+    assert cal.capacity is not None and cal.capacity.throughput_per_s == pytest.approx(600, rel=0.05)
+    at = cal.scenario.server.calibrated
+    assert at is not None and at.probe_offered_over_capacity > 1.3
+    assert at.utilisation == pytest.approx(100 * 0.005 / 3, rel=0.15)
+
+
+def test_smsload_calibrate_with_a_probe_writes_where_it_was_checked(tmp_path: Path) -> None:
+    from sim.cli import main
+    from sim.scenario import load_scenario
+
+    low_scenario = parse_scenario(POLLS)
+    low = run_des(low_scenario, tmp_path / "low")
+    probe = run_des(low_scenario.with_overrides(agents=1000), tmp_path / "probe")
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", str(low), "--probe", str(probe), "--after-s", "3", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "saturated throughput" in text and "calibrated: {run_id:" in text
+    at = load_scenario(out).server.calibrated
+    assert at is not None and at.capacity_per_s == pytest.approx(600, rel=0.05) and at.probe_run_id
+    assert main(["calibrate", str(low), "--probe", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
