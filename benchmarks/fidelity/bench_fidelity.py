@@ -36,19 +36,19 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks" / "knee"))
+
+from rig import CpuSampler  # noqa: E402  (the server's CPU, sampled; one copy for both rigs)
 
 from sim.des.run import run_des  # noqa: E402
 from sim.records import load_run  # noqa: E402
@@ -77,30 +77,6 @@ def poll_scenario(name: str, agents: int, interval_s: float, duration_s: float) 
         },
         source=name,
     )
-
-
-class CpuSampler(threading.Thread):
-    """(epoch, CPU seconds of the server's process tree) every 0.25 s, until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        root = psutil.Process(pid)
-        self.procs = [root, *root.children(recursive=True)]
-        self.samples: list[tuple[float, float]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                cpu = sum(p.cpu_times().user + p.cpu_times().system for p in self.procs)
-            except psutil.Error:
-                break
-            self.samples.append((time.time(), cpu))
-            self.done.wait(0.25)
-
-    def cpu_s(self, t0: float, t1: float) -> float:
-        t, c = np.array(self.samples).T
-        return float(np.interp(t1, t, c) - np.interp(t0, t, c))
 
 
 @dataclass
