@@ -110,12 +110,15 @@ def errors_by_status(hist: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cells(hist: pd.DataFrame, duration_s: float | None) -> tuple[np.ndarray, int, float, np.ndarray]:
-    """(time bin of each row, number of bins, bin_s, width of each bin: the last may be partial)."""
+    """(time bin of each row, -1 outside the run; number of bins, bin_s, width of each bin: the last may be partial)."""
     bin_s = float(hist["bin_s"].iloc[0]) if len(hist) else 1.0
     t = hist["t_bin_s"].to_numpy(dtype=np.float64)
     end = float(duration_s) if duration_s else (float(t.max()) + bin_s if t.size else 0.0)
     n = max(int(np.ceil(end / bin_s - 1e-9)), 1)
-    cells = np.clip(np.round(t / bin_s).astype(np.int64), 0, n - 1)  # a bin at the very end: the last one
+    cells = np.round(t / bin_s).astype(np.int64)
+    # As metrics._time_cells: a request at exactly the end belongs to the last bin; later ones are left out.
+    cells = np.where(cells == n, n - 1, cells)
+    cells = np.where((cells >= 0) & (cells < n), cells, -1)
     widths = np.minimum(bin_s, end - np.arange(n) * bin_s) if end > 0 else np.full(n, bin_s)
     return cells, n, bin_s, np.where(widths > 0, widths, bin_s)
 
@@ -126,9 +129,11 @@ def throughput_over_time(
     """`metrics.throughput_over_time` of a histogram run (its own `bin_s`): t_s, endpoint, requests, errors, per_s."""
     cells, n, bin_s, widths = _cells(hist, duration_s)
     code, labels = _labels(hist) if by_endpoint else (np.zeros(len(hist), np.int64), [M.ALL])
-    flat, size = code * n + cells, len(labels) * n
-    count = np.bincount(flat, weights=hist["count"].to_numpy(dtype=np.float64), minlength=size).round()
-    errors = np.bincount(flat, weights=_errors(hist).astype(np.float64), minlength=size).round()
+    keep, size = cells >= 0, len(labels) * n
+    flat = (code * n + cells)[keep]
+    weights = hist["count"].to_numpy(dtype=np.float64)[keep]
+    count = np.bincount(flat, weights=weights, minlength=size).round()
+    errors = np.bincount(flat, weights=_errors(hist).astype(np.float64)[keep], minlength=size).round()
     return pd.DataFrame(
         {
             "t_s": np.tile(np.arange(n) * bin_s, len(labels)),
@@ -176,8 +181,14 @@ def percentiles_over_time(
     cells, n, bin_s, _ = _cells(hist, duration_s)
     code, labels = _labels(hist) if by_endpoint else (np.zeros(len(hist), np.int64), [M.ALL])
     probs = np.array([QUANTILES[name] for name in names])
+    keep = cells >= 0
     counts, q = grouped_hist_quantiles(
-        code * n + cells, hist["bucket"].to_numpy(), hist["count"].to_numpy(), len(labels) * n, bins, probs
+        (code * n + cells)[keep],
+        hist["bucket"].to_numpy()[keep],
+        hist["count"].to_numpy()[keep],
+        len(labels) * n,
+        bins,
+        probs,
     )
     out = pd.DataFrame(
         {
