@@ -21,6 +21,7 @@ import pytest
 from nbclient import NotebookClient
 
 from sim.des.run import run_des
+from sim.records import COMMAND_SCHEMA, TASK_SCHEMA, RunDir, finish_run, histograms_from_requests, load_run
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).parents[2]
@@ -92,6 +93,22 @@ def test_explore_a_run(small_runs: dict[str, Path], monkeypatch: pytest.MonkeyPa
     assert POLL in text and "p99 ms [95% CI]" in text  # the summary table of the load test, with intervals
     assert "locust" in text
     assert _images(book) >= 6  # throughput, percentiles, CDF, tasks by state, dispatch, generator
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_explore_a_histogram_run(small_runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with latency_hist.parquet and no request rows (the compiled engine's kind) reads the same way."""
+    rows = load_run(small_runs["sim"])
+    run = RunDir(tmp_path / "hist", load_scenario(QUICKSTART), "fast")
+    run.write_histograms(histograms_from_requests(rows.requests, 1.0, run_id=run.run_id, executor="fast"))
+    finish_run(run, complete=True, duration_s=float(rows.manifest["duration_s"]), wall_s=0.1,
+               tasks=TASK_SCHEMA.empty_table(), commands=COMMAND_SCHEMA.empty_table(),
+               server_tables="not modelled by the fast engine")
+    monkeypatch.setenv("SMSLOAD_RUN", str(tmp_path / "hist"))
+    text = _text(_execute("01-explore-a-run.ipynb"))
+    assert POLL in text and "p99 ms [95% CI]" in text and f"{len(rows.requests):,} requests" in text
+    assert "Latencies come from histograms" in text
 
 
 @pytest.mark.slow
