@@ -22,6 +22,7 @@ from sim.records import Run, load_run
 from sim.report import figures as F
 from sim.report import metrics as M
 from sim.report.hist import N_BOOT, GroupHistograms
+from sim.report.histrun import hist_analysis, hist_note
 
 ERROR_RATE_WARNING = 0.01  # a reader must be told when more than 1 % of requests failed
 
@@ -89,8 +90,6 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
     run_id = str(run.manifest.get("run_id", run.path.name))
     seed = bootstrap_seed(run_id) if seed is None else seed
     if run.latency_bins is not None:  # a histogram run (sim.records.hist): its metrics are read off the counts
-        from sim.report.histrun import hist_analysis
-
         tables = hist_analysis(run, duration, n_boot=n_boot, seed=seed)
         a = RunAnalysis(run=run, duration_s=duration, seed=seed, generator=load_generator(run.path), **tables)
         a.warnings, a.notes = _warnings(a), _notes(a)
@@ -150,8 +149,6 @@ def _warnings(a: RunAnalysis) -> list[str]:
 def _notes(a: RunAnalysis) -> list[str]:
     out = []
     if a.run.latency_bins is not None:
-        from sim.report.histrun import hist_note
-
         out.append(hist_note(a.run.latency_bins))
         out.append(
             "Not drawn for a histogram run (it has no request rows): the load generator's lag, per-agent "
