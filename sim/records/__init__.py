@@ -5,25 +5,36 @@ A run directory holds
 - `requests.parquet`: one row per request (`REQUEST_SCHEMA`), written in chunks as the run goes;
 - `tasks.parquet`: one row per task state transition (and per progress report);
 - `commands.parquet`: one row per command queued, with its enqueue, first-delivery and ack times;
+- `latency_hist.parquet` (instead of request rows, from an engine that counts requests: `fast`):
+  per endpoint, outcome (status, error), time bin and log latency bucket, the exact count of
+  requests (`HIST_SCHEMA`, `sim.records.hist`); `requests.parquet` is then empty;
 - `summary.json`: per endpoint counts, throughput, latency quantiles and error rate; tasks
-  completed and migration durations; command-dispatch latency.
+  completed and migration durations; command-dispatch latency. For a histogram run the
+  quantiles are read off the histograms (within their relative error; `hist_summary`) and
+  `latency_histograms` says so.
 
 Times in the tables are seconds since the run started (`t_*_s`) in the run's own clock,
 latencies milliseconds (`*_ms`). `load_run(path)` returns the tables as DataFrames.
 
-The manifest has the same fields for every executor (`des`: the SimPy simulation, `locust`:
-a load test), each present from the start and null until known:
+The manifest has the same fields for every executor (`des`: the SimPy simulation, `fast`:
+the compiled polling engine, `locust`: a load test), each present from the start and null
+until known:
 
 - `run_id`: des: deterministic (the same scenario and seed give the same id); locust: unique;
-- `executor` and `clock`: `des` and `virtual`, or `locust` and `wall`: the clock of the
-  tables' times and of `duration_s`;
+- `executor` and `clock`: `des` or `fast` and `virtual`, or `locust` and `wall`: the clock of
+  the tables' times and of `duration_s`;
 - `scenario`, `seed`, `agents`: the resolved scenario, its seed, its fleet size (overrides applied);
 - `planned_duration_s`: how long the run was meant to last (locust: the scenario's, or `-t` if shorter);
 - `duration_s`: how long it lasted in its own clock (an interrupted run: until the interruption);
 - `wall_s`: the wall-clock seconds it took (des: the computation; locust: the same as `duration_s`);
 - `started_at`, `ended_at`: wall clock, ISO 8601 UTC;
 - `complete`: false until the run ended normally (an interrupted or killed run stays false);
-- `requests`: the rows of requests.parquet;
+- `requests`: the rows of requests.parquet, or for a histogram run the requests its
+  histograms count;
+- `latency_histograms`: null, or for a run with latency_hist.parquet what its histograms are:
+  `schema_version`, `rel_width`, `lo_ms`, `hi_ms`, `n_buckets` (the `LogBins`), `rel_error`
+  (the largest relative error of a latency read off them, sqrt(1 + rel_width) - 1) and
+  `bin_s` (the width of its time bins);
 - `server_tables`: where tasks.parquet and commands.parquet came from (des: the simulated
   control plane; locust: the server's export, or what the agents and operator observed);
 - `target`: locust: the server's base URL; des: null;
@@ -33,13 +44,15 @@ a load test), each present from the start and null until known:
 A load test adds `role`, `workers`, `locust_requests`, `locust_failures`, `agent_violations`
 and `agent_violation_count`.
 
-Modules: `schema` (tables), `rows` (request rows, the one row builder), `ids` (run ids,
-default folders), `manifest`, `rundir` (writing, `finish_run`), `summary`, `quantiles` (the
+Modules: `schema` (tables), `rows` (request rows, the one row builder), `hist` (latency
+histograms: `LogBins`, `HistGroup`, `hist_table`), `ids` (run ids, default folders),
+`manifest`, `rundir` (writing, `finish_run`), `summary` and `hist_summary`, `quantiles` (the
 one quantile definition, shared with `sim.report`), `load` (reading).
 """
 
 from __future__ import annotations
 
+from sim.records.hist import HIST_FILE, HIST_SCHEMA, HistGroup, LogBins, hist_table, histograms_from_requests
 from sim.records.ids import default_out, run_id_for
 from sim.records.load import Run, RunDirError, load_run
 from sim.records.manifest import CLOCKS, new_manifest
@@ -52,6 +65,10 @@ from sim.records.summary import dispatch_summary, migration_durations, stats, su
 __all__ = [
     "CLOCKS",
     "COMMAND_SCHEMA",
+    "HIST_FILE",
+    "HIST_SCHEMA",
+    "HistGroup",
+    "LogBins",
     "OPERATOR_ID",
     "QUANTILES",
     "REQUEST_SCHEMA",
@@ -65,6 +82,8 @@ __all__ = [
     "dispatch_summary",
     "finish_run",
     "grouped_quantiles",
+    "hist_table",
+    "histograms_from_requests",
     "is_finished",
     "load_run",
     "migration_durations",

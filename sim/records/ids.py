@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sim.scenario import Scenario
 
-DETERMINISTIC = frozenset({"des"})  # executors whose runs are a function of scenario and seed
+DETERMINISTIC = frozenset({"des", "fast"})  # executors whose runs are a function of scenario and seed
 
 
 def run_id_for(scenario: Scenario, executor: str) -> str:

@@ -8,7 +8,7 @@ is an empty one with its schema.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sim.records.hist import HIST_FILE, HIST_SCHEMA, LogBins, bins_from_metadata
 from sim.records.schema import COMMAND_SCHEMA, REQUEST_SCHEMA, TASK_SCHEMA
 
 
 @dataclass
 class Run:
-    """One run directory in memory: manifest and summary as written, tables as DataFrames."""
+    """One run directory in memory: manifest and summary as written, tables as DataFrames.
+
+    `histograms` is latency_hist.parquet (`sim.records.hist`; empty with its schema when the
+    run has none) and `latency_bins` its buckets: None for a run without histograms.
+    """
 
     path: Path
     manifest: dict[str, Any]
@@ -29,6 +34,15 @@ class Run:
     requests: pd.DataFrame
     tasks: pd.DataFrame
     commands: pd.DataFrame
+    histograms: pd.DataFrame = field(default_factory=lambda: HIST_SCHEMA.empty_table().to_pandas())
+    latency_bins: LogBins | None = None
+
+    @property
+    def request_count(self) -> int:
+        """Requests in the run: counted in its histograms when it has them, else its request rows."""
+        if self.latency_bins is not None:
+            return int(self.histograms["count"].sum())
+        return len(self.requests)
 
 
 class RunDirError(Exception):
@@ -37,6 +51,13 @@ class RunDirError(Exception):
 
 def _read(path: Path, schema: pa.Schema) -> pd.DataFrame:
     return pq.read_table(path).to_pandas() if path.exists() else schema.empty_table().to_pandas()
+
+
+def _read_histograms(path: Path) -> tuple[pd.DataFrame, LogBins | None]:
+    if not path.exists():
+        return HIST_SCHEMA.empty_table().to_pandas(), None
+    table = pq.read_table(path)
+    return table.to_pandas(), bins_from_metadata(table.schema.metadata)[0]
 
 
 def load_run(path: str | Path) -> Run:
@@ -51,6 +72,7 @@ def load_run(path: str | Path) -> Run:
             raise ValueError("manifest.json is not a JSON object")
         summary_path = path / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        histograms, bins = _read_histograms(path / HIST_FILE)
         return Run(
             path,
             manifest,
@@ -58,6 +80,8 @@ def load_run(path: str | Path) -> Run:
             _read(path / "requests.parquet", REQUEST_SCHEMA),
             _read(path / "tasks.parquet", TASK_SCHEMA),
             _read(path / "commands.parquet", COMMAND_SCHEMA),
+            histograms,
+            bins,
         )
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
         raise RunDirError(f"{path}: cannot read the run directory: {exc}") from None

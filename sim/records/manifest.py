@@ -19,7 +19,7 @@ from sim import __version__
 from sim.scenario import Scenario
 
 #: The clock of each executor's times (`t_*_s` columns, `duration_s`).
-CLOCKS = {"des": "virtual", "locust": "wall"}
+CLOCKS = {"des": "virtual", "fast": "virtual", "locust": "wall"}
 
 
 def versions() -> dict[str, str]:
@@ -61,5 +61,6 @@ def new_manifest(
         "wall_s": None,
         "requests": None,
         "server_tables": None,
+        "latency_histograms": None,
         **(fields or {}),
     }

@@ -20,6 +20,12 @@ from sim.model.intents import ENDPOINTS, Call, Outcome, record_annotations
 from sim.records.schema import COMMAND_SCHEMA, REQUEST_SCHEMA, TASK_SCHEMA
 
 
+def ok_status(status: np.ndarray) -> np.ndarray:
+    """Whether each request succeeded: an HTTP status in 2xx (0, no response, is a failure)."""
+    status = np.asarray(status)
+    return (status >= 200) & (status < 300)
+
+
 class RequestLog:
     """Request rows in columns (compact arrays), ready to go to Parquet in chunks."""
 
@@ -119,7 +125,7 @@ class RequestLog:
             "t_start_s": pa.array(floats["t_start_s"]),
             "latency_ms": pa.array(floats["latency_ms"]),
             "status": pa.array(status, pa.int32()),
-            "ok": pa.array((status >= 200) & (status < 300)),
+            "ok": pa.array(ok_status(status)),
             "error": pa.array(self.error, pa.string()),
             "command_name": pa.array(self.command_name, pa.string()),
             "task_id": pa.array(self.task_id, pa.string()),

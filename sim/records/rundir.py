@@ -1,20 +1,26 @@
 """Writing a run directory: `RunDir` while the run goes, `finish_run` at its end, for every executor.
 
 The request rows reach `requests.parquet` in chunks as the run goes (an interrupted run
-keeps what it wrote). `finish_run` is the one end of a run, simulated or measured: it
-closes the request table, writes the task and command tables, computes summary.json from
-the tables on disk and closes the manifest with the fields every run has.
+keeps what it wrote). An engine that counts requests instead of writing them
+(`sim.records.hist`) writes `latency_hist.parquet` with `write_histograms`. `finish_run` is
+the one end of a run, simulated or measured: it closes the request table, writes the task
+and command tables, computes summary.json from the tables on disk (from the histograms when
+the run has them) and closes the manifest with the fields every run has.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sim.records.hist import HIST_FILE, HIST_SCHEMA, bins_from_metadata, hist_metadata
+from sim.records.hist_summary import summarize_histograms
 from sim.records.ids import run_id_for
 from sim.records.load import load_run
 from sim.records.manifest import new_manifest, now_iso
@@ -45,6 +51,7 @@ class RunDir:
         self._writer: pq.ParquetWriter | None = None
         self._closed = False
         self.rows = 0
+        self.counted: int | None = None  # requests counted in latency_hist.parquet; None: no histograms
 
     def _write_manifest(self) -> None:
         tmp = self.path / "manifest.json.tmp"
@@ -71,6 +78,20 @@ class RunDir:
         self._writer.close()
         self._writer, self._closed = None, True
 
+    def write_histograms(self, table: pa.Table) -> None:
+        """Write latency_hist.parquet (a `sim.records.hist.hist_table`) and say so in the manifest.
+
+        The manifest's `latency_histograms` gets the bins, their relative error and `bin_s`;
+        its `requests` becomes the number of requests the histograms count.
+        """
+        if table.schema.remove_metadata() != HIST_SCHEMA:
+            raise ValueError(f"{self.path}: write_histograms needs a table of HIST_SCHEMA, got {table.schema}")
+        bins, bin_s = bins_from_metadata(table.schema.metadata)
+        pq.write_table(table, self.path / HIST_FILE, compression="zstd")
+        self.counted = int(pc.sum(table["count"]).as_py() or 0)
+        self.manifest["latency_histograms"] = hist_metadata(bins, bin_s)
+        self._write_manifest()
+
     def write_table(self, name: str, table: pa.Table) -> None:
         pq.write_table(table, self.path / f"{name}.parquet", compression="zstd")
 
@@ -79,7 +100,8 @@ class RunDir:
         self.close_requests()
         if summary is not None:
             (self.path / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        self.manifest.update(fields, ended_at=now_iso(), complete=complete, requests=self.rows)
+        requests = self.rows if self.counted is None else self.counted
+        self.manifest.update(fields, ended_at=now_iso(), complete=complete, requests=requests)
         self._write_manifest()
 
 
@@ -93,18 +115,27 @@ def finish_run(
     commands: pa.Table,
     server_tables: str,
     fields: dict[str, Any] | None = None,
+    extra_summary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """End a run: its tables, summary.json and the closing manifest fields; returns the summary.
 
     `duration_s` is the run's length in its own clock (virtual for a simulation), `wall_s`
     the wall-clock seconds it took; `server_tables` says where the task and command tables
-    came from; `fields` are executor-specific manifest fields.
+    came from; `fields` are executor-specific manifest fields; `extra_summary` is merged into
+    summary.json at the top level (e.g. an engine's `server` figures: busy fraction, ...).
+    A run with latency_hist.parquet gets its request figures from the histograms
+    (`sim.records.hist_summary`).
     """
     run.close_requests()
     run.write_table("tasks", tasks)
     run.write_table("commands", commands)
     loaded = load_run(run.path)
-    summary = summarize(loaded.requests, loaded.tasks, loaded.commands, max(duration_s, 1e-9))
+    length = max(duration_s, 1e-9)
+    if loaded.latency_bins is not None:
+        summary = summarize_histograms(loaded.histograms, loaded.latency_bins, loaded.tasks, loaded.commands, length)
+    else:
+        summary = summarize(loaded.requests, loaded.tasks, loaded.commands, length)
+    summary.update(extra_summary or {})
     run.finish(
         summary,
         complete,

@@ -88,6 +88,13 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
     duration = run_duration_s(run)
     run_id = str(run.manifest.get("run_id", run.path.name))
     seed = bootstrap_seed(run_id) if seed is None else seed
+    if run.latency_bins is not None:  # a histogram run (sim.records.hist): its metrics are read off the counts
+        from sim.report.histrun import hist_analysis
+
+        tables = hist_analysis(run, duration, n_boot=n_boot, seed=seed)
+        a = RunAnalysis(run=run, duration_s=duration, seed=seed, generator=load_generator(run.path), **tables)
+        a.warnings, a.notes = _warnings(a), _notes(a)
+        return a
     req = run.requests
     codes = M.endpoint_codes(req)
     a = RunAnalysis(
@@ -120,7 +127,7 @@ def _warnings(a: RunAnalysis) -> list[str]:
             "Run incomplete: it was interrupted or did not finish (manifest `complete: false`); "
             "the tables hold the run only as far as it got."
         )
-    if a.run.requests.empty:
+    if a.run.request_count == 0:
         out.append("No requests were recorded in this run.")
     if M.ALL in a.endpoints.index:
         total = a.endpoints.loc[M.ALL]
@@ -142,7 +149,17 @@ def _warnings(a: RunAnalysis) -> list[str]:
 
 def _notes(a: RunAnalysis) -> list[str]:
     out = []
-    if a.executor == "des":
+    if a.run.latency_bins is not None:
+        from sim.report.histrun import hist_note
+
+        out.append(hist_note(a.run.latency_bins))
+        out.append(
+            "Not drawn for a histogram run (it has no request rows): the load generator's lag, per-agent "
+            "figures, queue wait and server time."
+        )
+    if a.executor == "fast":
+        out.append("Simulation by the compiled polling engine: requests leave exactly when the model schedules them.")
+    elif a.executor == "des":
         out.append(
             "Simulation: requests leave exactly when the model schedules them, so there is no generator "
             "lag or CPU to report; queue wait is the time a request waited for a server worker."
@@ -155,7 +172,7 @@ def _notes(a: RunAnalysis) -> list[str]:
     if a.run.tasks.empty:
         why = a.run.manifest.get("server_tables") or "the run recorded no task events"
         out.append(f"No task or command tables: {why}.")
-    if a.queue_wait.empty and a.executor != "des":
+    if a.queue_wait.empty and a.executor not in ("des", "fast") and a.run.latency_bins is None:
         out.append(
             "No queue wait: a load test cannot see the server's queue (`queue_wait_ms` is null); "
             "server time comes from the Server-Timing header."
@@ -164,7 +181,9 @@ def _notes(a: RunAnalysis) -> list[str]:
 
 
 def shows_generator(a: RunAnalysis) -> bool:
-    """Whether the generator figure says anything: a load test, or any lag at all."""
+    """Whether the generator figure says anything: a load test, or any lag at all (never for a histogram run)."""
+    if a.run.latency_bins is not None:
+        return False
     return a.executor != "des" or a.generator is not None or bool(np.nan_to_num(a.lag["max"].to_numpy()).any())
 
 

@@ -11,12 +11,13 @@ bootstrap) is out of the question, so values are first counted into fine log-spa
 (the HDR-histogram idea) and every resample works on the counts, whose size does not grow
 with the number of rows.
 
-The bins (`LogBins`): bin 0 holds every value below `lo` (zero included: a request that did
+The bins (`LogBins`, defined in `sim.records.hist`: latency_hist.parquet uses the same ones):
+bin 0 holds every value below `lo` (zero included: a request that did
 not queue has `queue_wait_ms == 0`); bin k >= 1 holds [lo (1+r)^(k-1), lo (1+r)^k), and the
 last bin also everything above `hi`. A bin is represented by its geometric midpoint (bin 0
 by 0), so a quantile read off the histogram is within a relative error of sqrt(1+r) - 1
 (about 0.5 % at the default r = 1 %) of the exact one, or within `lo` in absolute terms
-below `lo`. The defaults (lo = 0.001, hi = 1e8, r = 1 %: about 2,300 bins) cover 1 µs to a
+below `lo`. The defaults (lo = 0.001, hi = 1e8, r = 1 %: 2,548 bins) cover 1 µs to a
 day in milliseconds, or 1 ms to three years in seconds.
 
 The bootstrap: each group's nonzero bin counts are resampled `n_boot` times as a multinomial
@@ -41,49 +42,16 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from sim.records.hist import DEFAULT_BINS, LogBins
 from sim.records.quantiles import QUANTILES, grouped_quantiles, positions, quantiles
 
 N_BOOT = 1000
 LEVEL = 0.95
-
-
-@dataclass(frozen=True)
-class LogBins:
-    """Log-spaced bins of relative width `rel_width` from `lo` to `hi`, plus bin 0 below `lo`."""
-
-    rel_width: float = 0.01
-    lo: float = 1e-3
-    hi: float = 1e8
-    n: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "n", int(math.ceil(math.log(self.hi / self.lo) / math.log1p(self.rel_width))) + 2)
-
-    def index(self, values: np.ndarray) -> np.ndarray:
-        """The bin of each value (int64); NaN gets -1 (callers drop it)."""
-        v = np.asarray(values, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.floor(np.log(v / self.lo) / math.log1p(self.rel_width)) + 1
-        k = np.where(v < self.lo, 0, np.minimum(k, self.n - 1))
-        return np.where(np.isnan(v), -1, k).astype(np.int64)
-
-    def value(self, index: np.ndarray) -> np.ndarray:
-        """The value a bin stands for: its geometric midpoint (bin 0: zero)."""
-        k = np.asarray(index, dtype=np.float64)
-        return np.where(k <= 0, 0.0, self.lo * np.power(1.0 + self.rel_width, k - 0.5))
-
-    def upper(self, index: np.ndarray) -> np.ndarray:
-        """The upper edge of a bin (for CDFs: the share of values below this edge)."""
-        k = np.asarray(index, dtype=np.float64)
-        return self.lo * np.power(1.0 + self.rel_width, k)
-
-
-DEFAULT_BINS = LogBins()
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ def render_report(a: RunAnalysis) -> str:
     page = Page(
         f"Run report: {a.run_id}",
         f"{a.executor} run of scenario {m.get('scenario', {}).get('name', '?')}, {state}, "
-        f"{a.duration_s:,.1f} s, {len(a.run.requests):,} requests",
+        f"{a.duration_s:,.1f} s, {a.run.request_count:,} requests",
         a.warnings,
         a.notes,
     )
@@ -346,7 +346,7 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
         failed=len(failed),
         limits=len(c.limits),
         runs=[
-            (labels[i], x.duration_s, len(x.run.requests), x.run.manifest.get("complete"), str(x.run.path))
+            (labels[i], x.duration_s, x.run.request_count, x.run.manifest.get("complete"), str(x.run.path))
             for i, x in enumerate((c.a, c.b))
         ],
     )

@@ -24,6 +24,8 @@ def simulated_utilisation(requests: pd.DataFrame, manifest: dict[str, Any], dura
     scenario = manifest.get("scenario")
     if manifest.get("executor") != "des" or not isinstance(scenario, dict) or duration_s <= 0:
         return None
+    if manifest.get("latency_histograms"):  # a histogram run has no service times to sum
+        return None
     workers = int(scenario.get("server", {}).get("workers", 1))
     busy_ms = float(pd.to_numeric(requests.get("server_ms"), errors="coerce").fillna(0).sum())
     return busy_ms / 1000.0 / (duration_s * workers)

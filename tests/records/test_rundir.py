@@ -28,6 +28,7 @@ SHARED_FIELDS = {
     "complete",
     "requests",
     "server_tables",
+    "latency_histograms",
     "target",
     "t0_epoch",
     "versions",
