@@ -223,7 +223,10 @@ class Scenario(FrozenModel):
                 problems.append((f"faults.{i}.start_s", f"expected before duration_s ({end}), got {fault.start_s}"))
             if i and fault.start_s < self.faults[i - 1].start_s + self.faults[i - 1].duration_s:
                 problems.append(
-                    (f"faults.{i}.start_s", f"expected after the end of fault {i - 1}, in time order, got {fault.start_s}")
+                    (
+                        f"faults.{i}.start_s",
+                        f"expected after the end of fault {i - 1}, in time order, got {fault.start_s}",
+                    )
                 )
         agent = self.agent
         problems += steady_pollers_stay_connected(self.server.liveness, agent.poll_interval_s, agent.poll_jitter_s)

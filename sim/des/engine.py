@@ -149,7 +149,7 @@ class SimServer:
         timer = env.timeout(max(0.0, sent_at + self.timeout_s - half_back_s - env.now))
         yield served | timer
         if served.triggered:
-            return served.value  # type: ignore[no-any-return]
+            return cast(tuple[Outcome, float, float], served.value)
         return Outcome(0, None, self.timeout_s, "timeout"), math.nan, math.nan
 
     def _queued(self, call: Call, sent_at: float, half_back_s: float) -> _Proc:

@@ -30,11 +30,11 @@ from sim.model.distributions import Constant, Distribution, Empirical, Exponenti
 from sim.model.faults import OutageMode
 from sim.model.liveness import LivenessWrite
 from sim.model.retry import RetryPolicyName
+from sim.records.hist import LogBins
 from sim.scenario import Ramp, Scenario, Waves
 
-# Histogram buckets: those of sim.records.hist.LogBins (relative width 1 %, 1 µs .. 10^8 ms).
-REL_WIDTH, LO_MS, HI_MS = 0.01, 1e-3, 1e8
-N_BUCKETS = int(math.ceil(math.log(HI_MS / LO_MS) / math.log1p(REL_WIDTH))) + 2
+BINS = LogBins()  # the latency buckets of every histogram run (relative width 1 %, 1 µs .. 10^8 ms)
+MAX_SLOTS_LOG2 = 22  # at most 4 M buckets (32 MB of list heads) in the calendar queue
 MAX_TIME_BINS = 300  # time bins of a run: enough for a report's figures, few enough to keep in memory
 ENDPOINT_NAMES = ("poll", "register")  # kernel.E_POLL, kernel.E_REGISTER
 OUTCOMES = ((200, ""), (0, "refused"), (503, "SMS.0503"), (0, "timeout"))  # kernel.O_* (status, error)
@@ -44,7 +44,11 @@ _RETRY = {
     RetryPolicyName.EXPONENTIAL: K.R_EXPONENTIAL,
     RetryPolicyName.EXPONENTIAL_FULL_JITTER: K.R_FULL_JITTER,
 }
-_LIVENESS = {LivenessWrite.EVERY_POLL: K.L_EVERY_POLL, LivenessWrite.COALESCED: K.L_COALESCED, LivenessWrite.OFF: K.L_OFF}
+_LIVENESS = {
+    LivenessWrite.EVERY_POLL: K.L_EVERY_POLL,
+    LivenessWrite.COALESCED: K.L_COALESCED,
+    LivenessWrite.OFF: K.L_OFF,
+}
 
 
 @dataclass
@@ -110,7 +114,12 @@ def dist_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     cfg = scenario.server
     rows = [
         _dist_row(d)
-        for d in (cfg.rtt_ms, cfg.service_ms_for("poll"), cfg.service_ms_for("poll_write"), cfg.service_ms_for("register"))
+        for d in (
+            cfg.rtt_ms,
+            cfg.service_ms_for("poll"),
+            cfg.service_ms_for("poll_write"),
+            cfg.service_ms_for("register"),
+        )
     ]
     width = max(1, max(len(values) for _, values in rows))
     emp = np.zeros((len(rows), width))
@@ -135,6 +144,21 @@ def arrivals_s(scenario: Scenario) -> np.ndarray:
     return np.zeros(n)
 
 
+def calendar(scenario: Scenario) -> tuple[float, int]:
+    """The calendar queue's bucket width (s) and number of buckets (a power of two) for a scenario.
+
+    About two events a bucket at the steady poll rate, and a year (all buckets) that spans a
+    poll interval, a timeout and a retry wait, so that an event rarely waits a whole year in
+    its bucket's list."""
+    agent = scenario.agent
+    rate = scenario.fleet.agents / agent.poll_interval_s
+    width = 2.0 / max(rate, 1e-9)
+    horizon = agent.poll_interval_s + agent.poll_jitter_s + agent.request_timeout_s + agent.retry.cap_s
+    slots = 1 << max(10, min(MAX_SLOTS_LOG2, math.ceil(math.log2(horizon / width))))
+    width = max(width, horizon / slots)  # fewer buckets than the horizon wants: wider ones
+    return width, slots
+
+
 def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | None = None) -> FastResult:
     """Simulate the polling plane of `scenario`; `progress(now_s, duration_s)` every 1 % of virtual time.
 
@@ -146,25 +170,32 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
     duration = scenario.duration_s
     K.seed_rng(scenario.seed)
     dists, emp, emp_n = dist_tables(scenario)
-    sent = arrivals_s(scenario)
-    half = K.first_halves(dists, emp, emp_n, n)
-    ht = sent + half
-    ha = np.arange(n, dtype=np.int32)
-    K.heapify(ht, ha)
-    nxt = np.full(n, K.S_REGISTER, dtype=np.int8)
-    fails = np.zeros(n, dtype=np.int32)
-    last_visit = np.full(n, -np.inf)
-    wfree = np.zeros(cfg.workers)
-    lock_free = np.zeros(1)
+    width, slots = calendar(scenario)
     bin_s = time_bin_s(duration)
-    counts = np.zeros((len(ENDPOINT_NAMES) * K.N_OUTCOMES, int(math.ceil(duration / bin_s)), N_BUCKETS), dtype=np.int64)
+    retry = agent.retry
+    p = np.zeros(K.N_PARAMS)
+    p[K.P_DURATION], p[K.P_INTERVAL], p[K.P_JITTER] = duration, agent.poll_interval_s, agent.poll_jitter_s
+    p[K.P_TIMEOUT] = agent.request_timeout_s
+    p[K.P_RETRY_POLICY], p[K.P_RETRY_BASE], p[K.P_RETRY_CAP] = _RETRY[retry.policy], retry.base_s, retry.cap_s
+    p[K.P_ATTEMPTS] = retry.attempts()
+    p[K.P_LIVE_MODE], p[K.P_COALESCE] = _LIVENESS[cfg.liveness.write], cfg.liveness.coalesce_s
+    p[K.P_WRITE_LOCK], p[K.P_REQUEUE_REGISTER] = float(cfg.write_lock), float(cfg.requeue_bodies)
+    p[K.P_BIN_S], p[K.P_LO], p[K.P_LOG_STEP] = bin_s, BINS.lo, math.log1p(BINS.rel_width)
+    p[K.P_WIDTH] = width
+    agents = np.zeros((n, K.AGENT_COLUMNS))
+    agents[:, K.A_NEXT] = K.S_REGISTER
+    agents[:, K.A_VISIT] = -np.inf
+    agents[:, K.A_SENT] = arrivals_s(scenario)
+    heads = np.full(slots, -1, dtype=np.int64)
+    K.start(agents, heads, width, dists, emp, emp_n)
+    run_t, run_a = np.empty(n), np.empty(n, dtype=np.int64)
+    wfree = np.zeros(cfg.workers)
+    counts = np.zeros((len(ENDPOINT_NAMES) * K.N_OUTCOMES, int(math.ceil(duration / bin_s)), BINS.n), dtype=np.int64)
     stats = np.zeros(K.N_STATS)
     outages = scenario.fault_timeline().outages
     out_start = np.array([o.start_s for o in outages], dtype=np.float64)
     out_end = np.array([o.end_s for o in outages], dtype=np.float64)
     out_mode = np.array([K.M_REFUSED if o.mode is OutageMode.REFUSED else K.M_503 for o in outages], dtype=np.int8)
-    retry = agent.retry
-    requeue_register = cfg.requeue_bodies
     step = duration / 100
     now, complete = 0.0, False
     try:
@@ -172,37 +203,19 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
             now = min(duration, now + step)
             K.run_until(
                 now if now < duration else math.inf,
-                duration,
-                ht,
-                ha,
-                nxt,
-                sent,
-                half,
-                fails,
-                last_visit,
+                p,
+                agents,
+                heads,
+                run_t,
+                run_a,
                 wfree,
-                lock_free,
-                cfg.write_lock,
-                requeue_register,
                 dists,
                 emp,
                 emp_n,
-                agent.poll_interval_s,
-                agent.poll_jitter_s,
-                agent.request_timeout_s,
-                _RETRY[retry.policy],
-                retry.base_s,
-                retry.cap_s,
-                retry.attempts(),
-                _LIVENESS[cfg.liveness.write],
-                cfg.liveness.coalesce_s,
                 out_start,
                 out_end,
                 out_mode,
                 counts,
-                bin_s,
-                LO_MS,
-                math.log1p(REL_WIDTH),
                 stats,
             )
             if progress is not None:
@@ -210,7 +223,7 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
         complete = True
     except KeyboardInterrupt:
         pass
-    simulated = duration if complete else now - step
+    simulated = duration if complete else min(duration, stats[K.ST_BUCKET] * width)
     span = max(simulated, 1e-9)
     figures = {
         "events": float(stats[K.ST_EVENTS]),
@@ -221,5 +234,6 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
         "poll_writes": float(stats[K.ST_POLL_WRITES]),
         "registrations": float(stats[K.ST_REGISTERED]),
         "unanswered_at_end": float(stats[K.ST_LOST]),
+        "most_events_in_a_bucket": float(stats[K.ST_MAX_RUN]),
     }
     return FastResult(counts, bin_s, simulated, complete, time.perf_counter() - wall0, figures, cfg.workers)

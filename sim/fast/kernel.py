@@ -1,25 +1,34 @@
 """The compiled event loop of the fast engine: agents polling a FIFO server, in numba.
 
 Every agent has exactly one request on its way at any moment (the loop is closed: an agent
-sends again only after its answer, its timeout or its refusal), so the pending events are a
-binary min-heap of N (arrival time at the server, agent) pairs, and handling one event
-replaces the heap's top with the same agent's next request: one sift-down per request.
+sends again only after its answer, its timeout or its refusal), so a pending event is an
+agent, keyed by the time its next request reaches the server.
+
+The pending events are a calendar queue (Brown 1988): time is cut into buckets of `width`
+seconds, bucket k holding, as a linked list through the agents, the events of
+[k width, (k+1) width) and of the same slot a "year" (W buckets) or more later. The loop takes
+the events of the current bucket that fall in it, sorts them (there are few: the width is
+chosen for a couple of events a bucket), handles them in time order, and moves on; an event
+a handled one schedules inside the current bucket joins the sorted run, any later one is
+linked into its bucket. With a million agents a binary heap costs a cache miss per level
+(about twenty per event); here an event costs about two: its bucket's head and its agent.
 
 The server is computed at arrival, not simulated step by step. Requests reach it in time
-order (the heap's order), and a FIFO server with `c` workers serves them in that order, so
-the time a request gets a worker is known when it arrives: the earliest time one of the
-workers is free, or its arrival (the Kiefer-Wolfowitz recursion for FIFO G/G/c). Writes then
-wait for the single write lock while holding their worker, in the same order, as in the SimPy
-model (`sim.des.engine`): start = max(worker free, lock free), and both are busy until the
-service ends. A request with a body under `requeue` (a registration on a reference-server
-worker that awaits its body) gives its worker up once it has one and arrives again at that
-moment, behind everything that arrived meanwhile.
+order, and a FIFO server with `c` workers serves them in that order, so the time a request
+gets a worker is known when it arrives: the earliest time one of the workers is free (the top
+of a small heap of the workers' free times), or its arrival (the Kiefer-Wolfowitz recursion
+for FIFO G/G/c). Writes then wait for the single write lock while holding their worker, in
+the same order, as in the SimPy model (`sim.des.engine`): start = max(worker free, lock
+free), and both are busy until the service ends. A request with a body under `requeue` (a
+registration on a reference-server worker that awaits its body) gives its worker up once it
+has one and arrives again at that moment, behind everything that arrived meanwhile.
 
-All per-agent state lives in arrays of N: what the next request is (register, re-queued
-register, poll), when it was sent, its half round trip (drawn once per request, both ways),
-the number of failed tries in the current retry sequence, and when the server last recorded a
-visit (liveness). Latencies go into log-bucketed histograms per (endpoint, outcome) group and
-time bin of the send time; the buckets are those of `sim.records.hist.LogBins`.
+Each agent's state is one row of `agents` (64 bytes: one cache line): its event time and
+link, what it sends next (register, re-queued register, poll), when it sent it, its half
+round trip (drawn once per request, both ways), the failed tries of its current retry
+sequence, and when the server last recorded its visit (liveness). Latencies go into
+log-bucketed histograms per (endpoint, outcome) group and time bin of the send time; the
+buckets are those of `sim.records.hist.LogBins`.
 """
 
 from __future__ import annotations
@@ -46,12 +55,50 @@ N_OUTCOMES = 4
 # Outage modes (sim.model.faults.OutageMode).
 M_REFUSED, M_503 = 0, 1
 
-# Indices of the `stats` accumulator.
-ST_EVENTS, ST_BUSY_S, ST_SERVICE_S, ST_LOCK_S, ST_WRITES, ST_POLL_WRITES, ST_REGISTERED, ST_LOST = range(8)
-N_STATS = 8
+# Columns of the `agents` table (float64; links and small integers are exact in a double).
+A_EVENT, A_LINK, A_NEXT, A_SENT, A_HALF, A_FAILS, A_VISIT = range(7)
+AGENT_COLUMNS = 8  # 64 bytes a row
+NO_LINK = -1.0
+
+# Entries of the `params` vector.
+(
+    P_DURATION,
+    P_INTERVAL,
+    P_JITTER,
+    P_TIMEOUT,
+    P_RETRY_POLICY,
+    P_RETRY_BASE,
+    P_RETRY_CAP,
+    P_ATTEMPTS,
+    P_LIVE_MODE,
+    P_COALESCE,
+    P_WRITE_LOCK,
+    P_REQUEUE_REGISTER,
+    P_BIN_S,
+    P_LO,
+    P_LOG_STEP,
+    P_WIDTH,
+) = range(16)
+N_PARAMS = 16
+
+# Entries of the `stats` accumulator (and of the loop's own state at the end).
+(
+    ST_EVENTS,
+    ST_BUSY_S,
+    ST_SERVICE_S,
+    ST_LOCK_S,
+    ST_WRITES,
+    ST_POLL_WRITES,
+    ST_REGISTERED,
+    ST_LOST,
+    ST_BUCKET,
+    ST_LOCK_FREE,
+    ST_MAX_RUN,
+) = range(11)
+N_STATS = 11
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sample(dists: np.ndarray, emp: np.ndarray, emp_n: np.ndarray, d: int) -> float:
     """One draw (ms) of distribution row `d`."""
     kind = int(dists[d, 0])
@@ -66,7 +113,7 @@ def sample(dists: np.ndarray, emp: np.ndarray, emp_n: np.ndarray, d: int) -> flo
     return emp[d, int(np.random.random() * emp_n[d])]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stationary_offset(interval_s: float, jitter_s: float) -> float:
     """Time to the first poll of an agent already polling at equilibrium (sim.model.agent)."""
     hi = interval_s + jitter_s
@@ -76,7 +123,7 @@ def stationary_offset(interval_s: float, jitter_s: float) -> float:
             return np.random.random() * x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def retry_delay(policy: int, base_s: float, cap_s: float, failures: int) -> float:
     """The wait after failure number `failures` (1-based), as sim.model.retry.RetryPolicy.delay_s."""
     if policy == R_FIXED:
@@ -87,7 +134,7 @@ def retry_delay(policy: int, base_s: float, cap_s: float, failures: int) -> floa
     return ceiling
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def bucket(v: float, lo: float, log_step: float, n: int) -> int:
     """The LogBins bucket of `v`: 0 below `lo`, then log-spaced, the last open-ended."""
     if v < lo:
@@ -96,188 +143,233 @@ def bucket(v: float, lo: float, log_step: float, n: int) -> int:
     return k if k < n - 1 else n - 1
 
 
-@njit(cache=True)
-def replace_top(ht: np.ndarray, ha: np.ndarray, n: int, t: float, a: int) -> None:
-    """Put (t, a) in place of the heap's minimum and sift it down."""
+@njit(cache=True, inline="always")
+def within(t0: float, t1: float, end: float) -> float:
+    """The length of [t0, t1) before `end`."""
+    return max(0.0, min(t1, end) - min(t0, end))
+
+
+@njit(cache=True, inline="always")
+def worker_free_at(wfree: np.ndarray, t: float) -> None:
+    """The earliest-free worker (the heap's top) is next free at `t`: sift it down."""
+    c = wfree.shape[0]
     i = 0
     while True:
-        c = 2 * i + 1
-        if c >= n:
+        k = 2 * i + 1
+        if k >= c:
             break
-        r = c + 1
-        if r < n and ht[r] < ht[c]:
-            c = r
-        if ht[c] < t:
-            ht[i] = ht[c]
-            ha[i] = ha[c]
-            i = c
+        if k + 1 < c and wfree[k + 1] < wfree[k]:
+            k += 1
+        if wfree[k] < t:
+            wfree[i] = wfree[k]
+            i = k
         else:
             break
-    ht[i] = t
-    ha[i] = a
+    wfree[i] = t
 
 
-@njit(cache=True)
-def heapify(ht: np.ndarray, ha: np.ndarray) -> None:
-    """Order (ht, ha) as a binary min-heap on ht."""
-    n = ht.shape[0]
-    for start in range(n // 2 - 1, -1, -1):
-        t, a, i = ht[start], ha[start], start
-        while True:
-            c = 2 * i + 1
-            if c >= n:
-                break
-            r = c + 1
-            if r < n and ht[r] < ht[c]:
-                c = r
-            if ht[c] < t:
-                ht[i] = ht[c]
-                ha[i] = ha[c]
-                i = c
+@njit(cache=True, inline="always")
+def link(agents: np.ndarray, heads: np.ndarray, width: float, a: int, t: float) -> None:
+    """Put agent `a`'s event at `t` into its bucket of the calendar."""
+    slot = int(t / width) & (heads.shape[0] - 1)
+    agents[a, A_EVENT] = t
+    agents[a, A_LINK] = heads[slot]
+    heads[slot] = a
+
+
+@njit(cache=True, inline="always")
+def handle(
+    a: int,
+    ta: float,
+    p: np.ndarray,
+    agents: np.ndarray,
+    wfree: np.ndarray,
+    dists: np.ndarray,
+    emp: np.ndarray,
+    emp_n: np.ndarray,
+    outage: int,
+    counts: np.ndarray,
+    stats: np.ndarray,
+) -> float:
+    """Agent `a`'s request reaches the server at `ta` (`outage`: -1, or the mode of the outage on
+    then); returns when its next request reaches the server."""
+    duration = p[P_DURATION]
+    stats[ST_EVENTS] += 1
+    kind = int(agents[a, A_NEXT])
+    endpoint = E_POLL if kind == S_POLL else E_REGISTER
+    h = agents[a, A_HALF]
+    sent = agents[a, A_SENT]
+    outcome = O_OK
+    logged_at = ta
+    if outage >= 0:  # refused at the door after the round trip, no worker
+        outcome = O_REFUSED if outage == M_REFUSED else O_UNAVAILABLE
+        back = ta + h
+    else:
+        got = max(ta, wfree[0])
+        if kind == S_REGISTER and p[P_REQUEUE_REGISTER] != 0.0:
+            # The worker is handed on while the body is awaited: arrive again now.
+            worker_free_at(wfree, got)
+            agents[a, A_NEXT] = S_REGISTER_AGAIN
+            return got
+        writes = endpoint == E_REGISTER
+        d = D_REGISTER
+        if endpoint == E_POLL:
+            d = D_POLL
+            live = int(p[P_LIVE_MODE])
+            if live == L_EVERY_POLL or (live == L_COALESCED and got - agents[a, A_VISIT] >= p[P_COALESCE]):
+                writes = True
+                d = D_POLL_WRITE
+                stats[ST_POLL_WRITES] += 1
+        service = sample(dists, emp, emp_n, d) / 1000.0
+        start = got
+        if writes:
+            stats[ST_WRITES] += 1
+            if p[P_WRITE_LOCK] != 0.0:
+                start = max(got, stats[ST_LOCK_FREE])
+                stats[ST_LOCK_FREE] = start + service
+                stats[ST_LOCK_S] += within(start, start + service, duration)
+        done = start + service
+        worker_free_at(wfree, done)
+        # Busy time within the run only: past capacity the queue reaches beyond its end.
+        stats[ST_BUSY_S] += within(got, done, duration)
+        stats[ST_SERVICE_S] += within(start, done, duration)
+        back = done + h
+        logged_at = done
+        if writes:  # the control plane applies it at the end of its service
+            agents[a, A_VISIT] = done
+        if back - sent > p[P_TIMEOUT]:
+            outcome = O_TIMEOUT
+            back = sent + p[P_TIMEOUT]
+            logged_at = back - h
+        elif endpoint == E_REGISTER:
+            stats[ST_REGISTERED] += 1
+    if logged_at < duration:  # as the SimPy model, which records a request when it is answered
+        b = int(sent / p[P_BIN_S])
+        if b >= counts.shape[1]:
+            b = counts.shape[1] - 1
+        k = bucket((back - sent) * 1000.0, p[P_LO], p[P_LOG_STEP], counts.shape[2])
+        counts[endpoint * N_OUTCOMES + outcome, b, k] += 1
+    else:
+        stats[ST_LOST] += 1
+    # The agent's next request, sent at `t` (it is back at `back`).
+    interval, jitter = p[P_INTERVAL], p[P_JITTER]
+    if outcome == O_OK:
+        agents[a, A_FAILS] = 0.0
+        if endpoint == E_REGISTER:
+            agents[a, A_NEXT] = S_POLL
+            t = back + stationary_offset(interval, jitter)
+        else:
+            t = back + interval + np.random.uniform(-jitter, jitter)
+    else:
+        fails = agents[a, A_FAILS] + 1.0
+        if endpoint == E_REGISTER:
+            agents[a, A_NEXT] = S_REGISTER
+        if fails < p[P_ATTEMPTS]:
+            agents[a, A_FAILS] = fails
+            t = back + retry_delay(int(p[P_RETRY_POLICY]), p[P_RETRY_BASE], p[P_RETRY_CAP], int(fails))
+        else:  # the tries ran out: the next poll as usual, or (not registered) one interval later
+            agents[a, A_FAILS] = 0.0
+            if endpoint == E_REGISTER:
+                t = back + interval
             else:
-                break
-        ht[i] = t
-        ha[i] = a
+                t = back + interval + np.random.uniform(-jitter, jitter)
+    h = sample(dists, emp, emp_n, D_RTT) / 2000.0
+    agents[a, A_SENT] = t
+    agents[a, A_HALF] = h
+    return t + h
+
+
+@njit(cache=True, inline="always")
+def _insert_sorted(run_t: np.ndarray, run_a: np.ndarray, lo: int, hi: int, t: float, a: int) -> None:
+    """Insert (t, a) into the sorted run [lo, hi) (which then ends at hi + 1); from the end, as a
+    new event is usually the latest."""
+    i = hi
+    while i > lo and run_t[i - 1] > t:
+        i -= 1
+    for j in range(hi, i, -1):
+        run_t[j] = run_t[j - 1]
+        run_a[j] = run_a[j - 1]
+    run_t[i] = t
+    run_a[i] = a
 
 
 @njit(cache=True)
 def run_until(
     t_stop: float,
-    duration_s: float,
-    # the heap of pending arrivals and the agents' state
-    ht: np.ndarray,
-    ha: np.ndarray,
-    nxt: np.ndarray,
-    sent: np.ndarray,
-    half: np.ndarray,
-    fails: np.ndarray,
-    last_visit: np.ndarray,
-    # the server
+    p: np.ndarray,
+    agents: np.ndarray,
+    heads: np.ndarray,
+    run_t: np.ndarray,
+    run_a: np.ndarray,
     wfree: np.ndarray,
-    lock_free: np.ndarray,
-    write_lock: bool,
-    requeue_register: bool,
     dists: np.ndarray,
     emp: np.ndarray,
     emp_n: np.ndarray,
-    # the agents' behaviour
-    interval_s: float,
-    jitter_s: float,
-    timeout_s: float,
-    retry_policy: int,
-    retry_base_s: float,
-    retry_cap_s: float,
-    attempts: int,
-    live_mode: int,
-    coalesce_s: float,
-    # faults: outage windows [start, end) and modes, in time order
     out_start: np.ndarray,
     out_end: np.ndarray,
     out_mode: np.ndarray,
-    # what is recorded
     counts: np.ndarray,
-    bin_s: float,
-    lo: float,
-    log_step: float,
     stats: np.ndarray,
 ) -> None:
-    """Handle every arrival before `t_stop` (and before `duration_s`); state is kept in the arrays."""
-    n = ht.shape[0]
-    c = wfree.shape[0]
-    n_bins = counts.shape[1]
-    n_buckets = counts.shape[2]
+    """Handle every event of the buckets that start before `t_stop` (and before the run's end).
+
+    The loop's position (the next bucket) is kept in `stats[ST_BUCKET]`, the write lock's
+    free time in `stats[ST_LOCK_FREE]`, so that a run goes on across calls."""
+    width = p[P_WIDTH]
+    duration = p[P_DURATION]
+    n_slots = heads.shape[0]
     n_out = out_start.shape[0]
-    o = 0  # the first outage that may still matter: arrivals come in time order
-    while ht[0] < t_stop and ht[0] < duration_s:
-        ta = ht[0]
-        a = ha[0]
-        stats[ST_EVENTS] += 1
-        kind = nxt[a]
-        endpoint = E_POLL if kind == S_POLL else E_REGISTER
-        h = half[a]
-        while o < n_out and out_end[o] <= ta:
-            o += 1
-        outcome = O_OK
-        logged_at = ta
-        if o < n_out and out_start[o] <= ta:  # an outage: refused at the door after the round trip
-            outcome = O_REFUSED if out_mode[o] == M_REFUSED else O_UNAVAILABLE
-            back = ta + h
-        else:
-            # The earliest free worker (few workers: a scan beats a heap).
-            w = 0
-            for k in range(1, c):
-                if wfree[k] < wfree[w]:
-                    w = k
-            got = max(ta, wfree[w])
-            if kind == S_REGISTER and requeue_register:
-                # The worker is handed on while the body is awaited: arrive again now.
-                wfree[w] = got
-                nxt[a] = S_REGISTER_AGAIN
-                replace_top(ht, ha, n, got, a)
-                continue
-            writes = endpoint == E_REGISTER
-            d = D_REGISTER
-            if endpoint == E_POLL:
-                d = D_POLL
-                if live_mode == L_EVERY_POLL or (live_mode == L_COALESCED and got - last_visit[a] >= coalesce_s):
-                    writes = True
-                    d = D_POLL_WRITE
-                    stats[ST_POLL_WRITES] += 1
-            service = sample(dists, emp, emp_n, d) / 1000.0
-            start = got
-            if writes:
-                stats[ST_WRITES] += 1
-                if write_lock:
-                    start = max(got, lock_free[0])
-                    lock_free[0] = start + service
-                    stats[ST_LOCK_S] += service
-            done = start + service
-            wfree[w] = done
-            stats[ST_BUSY_S] += done - got
-            stats[ST_SERVICE_S] += service
-            back = done + h
-            logged_at = done
-            if writes:  # the control plane applies it at the end of its service
-                last_visit[a] = done
-            if back - sent[a] > timeout_s:
-                outcome = O_TIMEOUT
-                back = sent[a] + timeout_s
-                logged_at = back - h
-            elif endpoint == E_REGISTER:
-                stats[ST_REGISTERED] += 1
-        latency = back - sent[a]
-        if logged_at < duration_s:  # as the SimPy model, which records a request when it is answered
-            b = int(sent[a] / bin_s)
-            if b >= n_bins:
-                b = n_bins - 1
-            counts[endpoint * N_OUTCOMES + outcome, b, bucket(latency * 1000.0, lo, log_step, n_buckets)] += 1
-        else:
-            stats[ST_LOST] += 1
-        # The agent's next request, sent at `t` (it is back at `back`).
-        if outcome == O_OK:
-            fails[a] = 0
-            if endpoint == E_REGISTER:
-                nxt[a] = S_POLL
-                t = back + stationary_offset(interval_s, jitter_s)
+    k = int(stats[ST_BUCKET])
+    o = 0
+    while k * width < t_stop and k * width < duration:
+        slot = k & (n_slots - 1)
+        # Take this bucket's events out of the list; the later years' stay.
+        n = 0
+        keep = -1
+        a = heads[slot]
+        while a >= 0:
+            after = int(agents[a, A_LINK])
+            t = agents[a, A_EVENT]
+            if int(t / width) <= k and t < duration:  # this year's (an event is never in the past)
+                run_t[n] = t
+                run_a[n] = a
+                n += 1
             else:
-                t = back + interval_s + np.random.uniform(-jitter_s, jitter_s)
-        else:
-            fails[a] += 1
-            if fails[a] < attempts:
-                t = back + retry_delay(retry_policy, retry_base_s, retry_cap_s, fails[a])
-            else:  # the tries ran out: the next poll as usual, or (not registered) one interval later
-                fails[a] = 0
-                if endpoint == E_REGISTER:
-                    nxt[a] = S_REGISTER
-                    t = back + interval_s
-                else:
-                    t = back + interval_s + np.random.uniform(-jitter_s, jitter_s)
-        if endpoint == E_REGISTER and outcome != O_OK:
-            nxt[a] = S_REGISTER
-        h = sample(dists, emp, emp_n, D_RTT) / 2000.0
-        sent[a] = t
-        half[a] = h
-        replace_top(ht, ha, n, t + h, a)
+                agents[a, A_LINK] = keep
+                keep = a
+            a = after
+        heads[slot] = keep
+        if n > 32:  # a storm in one bucket (all agents at once, say)
+            order = np.argsort(run_t[:n], kind="mergesort")
+            run_t[:n] = run_t[:n][order]
+            run_a[:n] = run_a[:n][order]
+        else:  # the usual couple of events: an insertion sort, no allocation
+            for j in range(1, n):
+                tj, aj = run_t[j], run_a[j]
+                m = j - 1
+                while m >= 0 and run_t[m] > tj:
+                    run_t[m + 1] = run_t[m]
+                    run_a[m + 1] = run_a[m]
+                    m -= 1
+                run_t[m + 1] = tj
+                run_a[m + 1] = aj
+        if n > stats[ST_MAX_RUN]:
+            stats[ST_MAX_RUN] = n
+        i = 0
+        while i < n:
+            ta, a = run_t[i], run_a[i]
+            i += 1
+            while o < n_out and out_end[o] <= ta:
+                o += 1
+            mode = int(out_mode[o]) if o < n_out and out_start[o] <= ta else -1
+            t = handle(a, ta, p, agents, wfree, dists, emp, emp_n, mode, counts, stats)
+            if int(t / width) <= k and t < duration:  # still in this bucket: joins the sorted run
+                _insert_sorted(run_t, run_a, i, n, t, a)
+                n += 1
+            else:
+                link(agents, heads, width, a, t)
+        k += 1
+    stats[ST_BUCKET] = k
 
 
 @njit(cache=True)
@@ -287,9 +379,11 @@ def seed_rng(seed: int) -> None:
 
 
 @njit(cache=True)
-def first_halves(dists: np.ndarray, emp: np.ndarray, emp_n: np.ndarray, n: int) -> np.ndarray:
-    """The half round trip of every agent's first request."""
-    out = np.empty(n)
-    for i in range(n):
-        out[i] = sample(dists, emp, emp_n, D_RTT) / 2000.0
-    return out
+def start(
+    agents: np.ndarray, heads: np.ndarray, width: float, dists: np.ndarray, emp: np.ndarray, emp_n: np.ndarray
+) -> None:
+    """Draw every agent's first half round trip and link its first event (registration, at A_SENT)."""
+    for a in range(agents.shape[0]):
+        h = sample(dists, emp, emp_n, D_RTT) / 2000.0
+        agents[a, A_HALF] = h
+        link(agents, heads, width, a, agents[a, A_SENT] + h)
