@@ -105,6 +105,13 @@ def run_load(
     ends without finishing the run; `KeyboardInterrupt` after an interrupted run has been
     written, marked incomplete, with the server and Locust stopped.
     """
+    if scenario.faults:
+        # The fault timeline is applied by the simulated server only so far: a load test that
+        # ignored it would measure a different experiment under the same name.
+        raise LoadError(
+            "faults: a load test does not apply the scenario's faults yet (the simulation does); "
+            "remove the `faults:` list to load-test this scenario"
+        )
     host = _check(out, options)
     say = progress or (lambda line: None)
     token = options.token or secrets.token_urlsafe(24)

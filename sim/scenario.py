@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
+from sim.model.faults import FaultTimeline, Outage, OutageMode
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -168,6 +169,18 @@ class OperatorConfig(FrozenModel):
     delete_at_end: bool = True  # delete each task when its life ends (synced, or failed and not restarted)
 
 
+class OutageFault(FrozenModel):
+    """The server is down for `duration_s` from `start_s`: connections refused, or 503 from a front end."""
+
+    kind: Literal["outage"] = "outage"
+    start_s: NonNegative
+    duration_s: Positive
+    mode: OutageMode = OutageMode.REFUSED
+
+
+Fault = Annotated[OutageFault, by_kind({"outage": OutageFault})]
+
+
 class Scenario(FrozenModel):
     """One experiment: fleet, agent behaviour, operator workload and simulated server, for `duration_s`."""
 
@@ -179,6 +192,7 @@ class Scenario(FrozenModel):
     agent: AgentConfig = AgentConfig()
     operator: OperatorConfig = OperatorConfig()
     server: ServerConfig = ServerConfig()
+    faults: tuple[Fault, ...] = ()  # in time order, not overlapping (see sim.model.faults)
 
     @model_validator(mode="after")
     def _within_the_run(self) -> Scenario:
@@ -204,10 +218,24 @@ class Scenario(FrozenModel):
             ]
         if isinstance(tasks, TaskRate) and tasks.start_s >= end:
             problems.append(("operator.tasks.start_s", f"expected before duration_s ({end}), got {tasks.start_s}"))
+        for i, fault in enumerate(self.faults):
+            if fault.start_s >= end:
+                problems.append((f"faults.{i}.start_s", f"expected before duration_s ({end}), got {fault.start_s}"))
+            if i and fault.start_s < self.faults[i - 1].start_s + self.faults[i - 1].duration_s:
+                problems.append(
+                    (
+                        f"faults.{i}.start_s",
+                        f"expected after the end of fault {i - 1}, in time order, got {fault.start_s}",
+                    )
+                )
         agent = self.agent
         problems += steady_pollers_stay_connected(self.server.liveness, agent.poll_interval_s, agent.poll_jitter_s)
         rules(problems)
         return self
+
+    def fault_timeline(self) -> FaultTimeline:
+        """The faults as the executors apply them (sim.model.faults)."""
+        return FaultTimeline(tuple(Outage(f.start_s, f.duration_s, f.mode) for f in self.faults))
 
     @property
     def expected_polls_per_s(self) -> float:

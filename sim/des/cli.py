@@ -1,4 +1,10 @@
-"""`smsload sim`: run the simulation of a scenario and print where its run directory is."""
+"""`smsload sim`: run the simulation of a scenario and print where its run directory is.
+
+Two engines read the same scenario and write the same run directory: `simpy` (sim.des: the
+whole lifecycle, a row per request) and `fast` (sim.fast: the polling plane compiled with
+numba, for fleets of 10^5..10^6, latency histograms instead of rows). `auto` picks `fast`
+for a scenario with no operator work and at least FAST_FROM_AGENTS agents, else `simpy`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,17 @@ from typing import Any
 
 from rich.console import Console
 
-from sim.cli_support import SCENARIO_HELP, LazyProgress, print_run_summary, refuse_existing_run, scenario_from_args
+from sim.cli_support import (
+    SCENARIO_HELP,
+    LazyProgress,
+    UsageError,
+    print_run_summary,
+    refuse_existing_run,
+    scenario_from_args,
+)
+
+FAST_FROM_AGENTS = 10_000  # below this a row per request is cheap, and SimPy models everything
+ENGINES = ("auto", "simpy", "fast")
 
 
 def register(sub: Any) -> None:
@@ -24,21 +40,51 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--agents", type=int, help="override fleet.agents")
     p.add_argument("--duration-s", type=float, help="override duration_s (virtual seconds)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="simpy: the whole lifecycle, a row per request; fast: the polling plane only (registration, "
+        "polls, retries, outages), compiled, latency histograms instead of rows, for 10^5..10^6 agents; "
+        f"auto (default): fast when the scenario has no operator work and at least {FAST_FROM_AGENTS:,} agents",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=_main)
 
 
+def pick_engine(engine: str, scenario: Any) -> str:
+    """The engine `auto` stands for, for this scenario (see the module docstring)."""
+    if engine != "auto":
+        return engine
+    from sim.fleet import has_operator_work
+
+    fast = not has_operator_work(scenario) and scenario.fleet.agents >= FAST_FROM_AGENTS
+    return "fast" if fast else "simpy"
+
+
 def _main(args: argparse.Namespace) -> int:
-    from sim.des.run import run_des  # SimPy and pyarrow: not for `smsload --help`
     from sim.records import default_out
 
     scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed)
-    out = args.out or default_out(scenario, "des")
-    refuse_existing_run(out)
+    engine = pick_engine(args.engine, scenario)
     console = Console(stderr=True)
-    bar = None if args.quiet else LazyProgress(console, f"simulating {scenario.name}")
+    if engine == "fast":
+        try:
+            from sim.fast.engine import not_modelled
+            from sim.fast.run import EXECUTOR
+            from sim.fast.run import run_fast as run
+        except ImportError as exc:  # numba missing or broken
+            raise UsageError(f"the fast engine is not available here: {exc}") from None
+        for line in not_modelled(scenario):
+            console.print(f"[yellow]not modelled:[/] {line}")
+    else:
+        from sim.des.run import EXECUTOR  # SimPy and pyarrow: not for `smsload --help`
+        from sim.des.run import run_des as run
+    out = args.out or default_out(scenario, EXECUTOR)
+    refuse_existing_run(out)
+    bar = None if args.quiet else LazyProgress(console, f"simulating {scenario.name} ({engine})")
     try:
-        run_des(scenario, out, progress=bar)
+        run(scenario, out, progress=bar)
     except KeyboardInterrupt:
         console.print(f"interrupted: {out} holds the run so far, marked incomplete")
         return 130

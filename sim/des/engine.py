@@ -17,10 +17,20 @@ at the end of its service, as every request is.
 The queues are hand-rolled (a busy count and a deque of waiting events) rather than
 `simpy.Resource`: with nobody waiting a request costs no event at all, which keeps 10^5-agent
 runs fast. The order of service is the same FIFO.
+
+Timeouts and outages, as an agent's HTTP client sees them: an answer that would reach the
+agent more than `timeout_s` after it sent the request is a timeout (status 0, error
+"timeout", latency `timeout_s`); the server still serves the request to the end, as a real one
+does for a client that has gone. A request that must queue is handed to a process of its own,
+which the agent waits for with the timeout beside it; one that finds a worker (and the lock)
+free and whose service ends in time is served in the agent's own process, with no extra
+event. During an outage of the scenario's fault timeline (`sim.model.faults`) a request
+fails at the door after its round trip, without a worker.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Generator
@@ -30,6 +40,7 @@ import simpy
 
 from sim.model.api import POLL_ENDPOINTS, InMemoryApi
 from sim.model.distributions import Constant, Distribution
+from sim.model.faults import FaultTimeline
 from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog
 
@@ -74,8 +85,12 @@ class SimServer:
         write_lock: bool,
         rtt_ms: Distribution,
         requeue_bodies: bool = False,
+        timeout_s: float = math.inf,
+        faults: FaultTimeline | None = None,
     ) -> None:
         self.env, self.api, self.rng = env, api, rng
+        self.timeout_s = timeout_s
+        self.faults = faults if faults else None  # None: no look-up per request
         # Asked for every poll: the control plane's method itself, not InMemoryApi's wrapper.
         self._plane, self._project = api.cp, api.project
         self.workers = _Fifo(env, workers)
@@ -96,31 +111,61 @@ class SimServer:
         """Half of one round trip drawn for a request: its way out and its way back."""
         return self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(self.rng) / 2000.0
 
+    def _cost(self, call: Call) -> tuple[Distribution, _Fifo | None]:
+        """The service time of `call` now, and the lock it takes (None: it does not write)."""
+        endpoint = call.endpoint
+        if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, self.env.now):
+            return self.poll_write, self.lock
+        return self.service[endpoint], (self.lock if endpoint in WRITE_ENDPOINTS else None)
+
     def serve(
         self, call: Call, sent_at: float, half_back_s: float
     ) -> Generator[simpy.Event, Any, tuple[Outcome, float, float]]:
         """Serve a call that reaches the server now; returns (outcome, queue wait s, service s).
 
         Use with `yield from`. The outcome's latency counts the way back (`half_back_s`), which
-        the caller waits out itself, merged with the model's next sleep.
+        the caller waits out itself, merged with the model's next sleep. A timed-out call's
+        outcome is the timeout, with NaN wait and service (the server's work goes on).
         """
+        env = self.env
+        workers = self.workers
+        if workers.busy < workers.capacity and call.endpoint not in self.requeue:
+            cost, lock = self._cost(call)
+            if lock is None or lock.busy == 0:  # nothing to wait for: serve in the agent's process
+                service = cost.sample(self.rng) / 1000.0
+                if env.now + service + half_back_s - sent_at <= self.timeout_s:
+                    workers.acquire()
+                    if lock is not None:
+                        lock.acquire()
+                    if service > 0:
+                        yield env.timeout(service)
+                    outcome = self.api.handle(call, env.now, env.now + half_back_s - sent_at)
+                    if lock is not None:
+                        lock.release()
+                    workers.release()
+                    return outcome, 0.0, service
+        served = env.process(self._queued(call, sent_at, half_back_s))
+        # The answer must leave the server `half_back_s` before the deadline to reach the agent in time.
+        timer = env.timeout(max(0.0, sent_at + self.timeout_s - half_back_s - env.now))
+        yield served | timer
+        if served.triggered:
+            return cast(tuple[Outcome, float, float], served.value)
+        return Outcome(0, None, self.timeout_s, "timeout"), math.nan, math.nan
+
+    def _queued(self, call: Call, sent_at: float, half_back_s: float) -> _Proc:
+        """A call that waits for a worker (and, if it writes, the lock) in FIFO order, then is served."""
         env = self.env
         arrived = env.now
         wait = self.workers.acquire()
         if wait is not None:
             yield wait
-        endpoint = call.endpoint
-        if endpoint in self.requeue:
+        if call.endpoint in self.requeue:
             # Awaiting the body hands the worker to the next in line; this request queues again.
             self.workers.release()
             wait = self.workers.acquire()
             if wait is not None:
                 yield wait
-        cost = self.service[endpoint]
-        writes = endpoint in WRITE_ENDPOINTS
-        if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, env.now):
-            cost, writes = self.poll_write, True
-        lock = self.lock if writes else None
+        cost, lock = self._cost(call)
         if lock is not None:
             wait = lock.acquire()
             if wait is not None:
@@ -177,7 +222,12 @@ class Simulation:
             if delay + half_out > 0:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out
-            outcome, wait_s, service_s = yield from server.serve(call, sent_at, half_back)
+            outage = server.faults.outage_at(env.now) if server.faults is not None else None
+            if outage is not None:  # refused at the door: no worker, an answer after the round trip
+                outcome, wait_s, service_s = outage.outcome(half_out + half_back), math.nan, math.nan
+            else:
+                # A timeout is seen at the deadline, `half_back` after the server gave up on in time.
+                outcome, wait_s, service_s = yield from server.serve(call, sent_at, half_back)
             log.add_call(
                 agent_id, call, outcome, sent_at, sent_at, outcome.latency_s * 1e3, wait_s * 1e3, service_s * 1e3
             )

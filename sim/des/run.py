@@ -58,6 +58,8 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         write_lock=cfg.write_lock,
         rtt_ms=cfg.rtt_ms,
         requeue_bodies=cfg.requeue_bodies,
+        timeout_s=scenario.agent.request_timeout_s,
+        faults=scenario.fault_timeline(),
     )
     log = RequestLog()
     sim = Simulation(env, server, log, on_chunk=lambda: run.append_requests(log.take(run_id, EXECUTOR)))
