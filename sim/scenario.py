@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
 from sim.model.lifecycle import OsType
@@ -33,10 +33,12 @@ from sim.scenario_fields import (
     RetryField,
     ScenarioError,
     by_kind,
+    fail,
     problems_from,
     rules,
 )
 from sim.scenario_server import ENDPOINTS, ServerConfig, steady_pollers_stay_connected
+from sim.slo import SloError, parse_slo
 
 __all__ = [
     "ENDPOINTS",
@@ -168,6 +170,18 @@ class OperatorConfig(FrozenModel):
     delete_at_end: bool = True  # delete each task when its life ends (synced, or failed and not restarted)
 
 
+def _slo_text(text: str) -> str:
+    """An SLO expression that `sim.slo.parse_slo` reads (kept as text: the file form round-trips)."""
+    try:
+        parse_slo(text)
+    except SloError as exc:
+        fail(str(exc))
+    return text
+
+
+SloText = Annotated[str, AfterValidator(_slo_text)]
+
+
 class Scenario(FrozenModel):
     """One experiment: fleet, agent behaviour, operator workload and simulated server, for `duration_s`."""
 
@@ -179,6 +193,7 @@ class Scenario(FrozenModel):
     agent: AgentConfig = AgentConfig()
     operator: OperatorConfig = OperatorConfig()
     server: ServerConfig = ServerConfig()
+    slo: tuple[SloText, ...] = ()  # objectives (sim.slo): sweeps find the largest fleet meeting them all
 
     @model_validator(mode="after")
     def _within_the_run(self) -> Scenario:
