@@ -78,9 +78,9 @@ def _main(args: argparse.Namespace) -> int:
             parse_slo(text)
     except SloError as exc:
         raise UsageError(f"--slo: {exc}") from None
-    kinds = {p: _kind(p) for p in args.paths}
-    sweeps = [p for p, k in kinds.items() if k == "sweep"]
-    runs = [p for p, k in kinds.items() if k == "run"]
+    kinds = [(p, _kind(p)) for p in args.paths]
+    sweeps = [p for p, k in kinds if k == "sweep"]
+    runs = [p for p, k in kinds if k == "run"]
     if len(sweeps) > 1:
         raise UsageError(f"give at most one sweep directory, got {len(sweeps)}: {', '.join(map(str, sweeps))}")
     out = args.out or (sweeps[0] if sweeps else runs[0].parent)
@@ -150,7 +150,8 @@ def _write_usl(runs: list[Path], sweep_dir: Path | None, out: Path, resamples: i
         cols = config_columns(df)
         # all requests per second, as the load tests count them
         df = df.assign(throughput_per_s=[json.loads(t)["requests"]["throughput_per_s"] for t in df["summary_json"]])
-        df["label"] = df[cols].astype(str).agg(", ".join, axis=1) if cols else "sweep"
+        names = [c.rsplit(".", 1)[-1] for c in cols]
+        df["label"] = [", ".join(f"{n}={v}" for n, v in zip(names, vals)) for vals in df[cols].itertuples(index=False)]
         sim_thr = df.groupby(["label", "agents"], as_index=False)["throughput_per_s"].mean()
     table = fit.table()
     peak = fit.peak_agents

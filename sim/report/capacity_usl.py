@@ -58,7 +58,7 @@ class UslFit:
     sigma: float
     kappa: float
     intervals: dict[str, tuple[float, float]]
-    levels: pd.DataFrame = field(repr=False)  # agents, throughput_per_s (mean), seconds (samples)
+    levels: pd.DataFrame = field(repr=False)  # agents, throughput_per_s (mean), usl_per_s, seconds (samples)
 
     def predict(self, n: np.ndarray | float) -> np.ndarray:
         return usl(n, self.lam, self.sigma, self.kappa)
@@ -105,7 +105,14 @@ def fit_usl(levels: Mapping[float, Sequence[float]], n_boot: int = N_BOOT, seed:
         name: (float(np.percentile(b[:, i], 2.5)), float(np.percentile(b[:, i], 97.5)))
         for i, name in enumerate(("lam", "sigma", "kappa"))
     }
-    table = pd.DataFrame({"agents": n, "throughput_per_s": means, "seconds": [clean[k].size for k in n]})
+    table = pd.DataFrame(
+        {
+            "agents": n,
+            "throughput_per_s": means,
+            "usl_per_s": usl(n, lam, sigma, kappa),  # the fit at the level: how well the law describes it
+            "seconds": [clean[k].size for k in n],
+        }
+    )
     return UslFit(lam, sigma, kappa, intervals, table)
 
 
