@@ -27,6 +27,7 @@ EXAMPLE = """examples:
 
 
 _WIDE = {"mean_lo", "mean_hi", "replications", "theory_applies", "mva_throughput_per_s", "erlang_c_max_agents"}
+_WIDE |= {"busy_fraction"}
 
 
 def register(sub: Any) -> None:

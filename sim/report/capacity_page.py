@@ -10,9 +10,9 @@ import pandas as pd
 from sim.report.capacity_usl import UslFit
 
 HOW_TO_READ = """\
-How to read it: `max_agents` is the largest fleet meeting every objective, interpolated on log
-fleet size between the last grid point that meets them and the first that does not, per
-replication; the estimate is the geometric mean over replications and `max_agents_lo`..`hi` its
+How to read it: `max_agents` is the largest fleet meeting every objective, interpolated
+(log value / limit against log fleet size) between the last grid point that meets them and the
+first that does not, per replication; the estimate is the geometric mean over replications and `max_agents_lo`..`hi` its
 95 % interval (Student's t on the logarithms: the spread between seeds). `bound` says
 `above grid` when the largest fleet swept still met the SLO (the answer is at least that: sweep
 further) and `below grid` when the smallest already failed. `erlang_c_max_agents` is what the
@@ -30,7 +30,23 @@ about 1 / poll interval for a polling fleet).
 """
 
 
+# Terminal headers (the files keep the full names).
+_SHORT = {
+    "poll_interval_s": "poll_s",
+    "throughput_per_s": "polls/s",
+    "utilisation": "util",
+    "erlang_c_p99_ms": "erlangC_p99",
+    "mva_mean_ms": "mva_mean",
+    "replications": "reps",
+    "max_agents_lo": "lo",
+    "max_agents_hi": "hi",
+    "erlang_c_max_agents": "erlangC_max",
+}
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1000:
+        return f"{value:,}"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
@@ -68,8 +84,12 @@ def print_frame(console: Any, df: pd.DataFrame, title: str) -> None:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    for col in df.columns:
-        t.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(df[col]) else "left")
-    for row in df.itertuples(index=False):
-        t.add_row(*(_cell(v) for v in row))
+    cells = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    for i, col in enumerate(df.columns):
+        numeric = pd.api.types.is_numeric_dtype(df[col])
+        width = max((len(row[i]) for row in cells), default=1)  # numbers are never cut; text may wrap
+        name = _SHORT.get(str(col), str(col).rsplit(".", 1)[-1])
+        t.add_column(name, justify="right" if numeric else "left", min_width=width if numeric else None)
+    for row in cells:
+        t.add_row(*row)
     console.print(t)

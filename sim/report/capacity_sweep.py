@@ -9,10 +9,11 @@ How the number and its interval are made:
 1. Per replication, the worst SLO ratio (metric / limit for an upper limit: 1 at the limit,
    above 1 failing) at each fleet size; the crossing lies between the last fleet that passes
    (with every smaller one) and the first that fails, found by linear interpolation of the
-   ratio on log fleet size (latency grows steeply near the knee: log spacing keeps the
-   interpolation local). A replication where the smallest fleet already fails has no
-   crossing ("below grid"); one where the largest still passes is censored at the largest
-   fleet ("above grid": the answer is at least that).
+   log ratio on log fleet size: a straight line between the two points of the knee plot
+   (log-log axes), where latency near the knee grows roughly as a power of the fleet. A
+   replication where the smallest fleet already fails has no crossing ("below grid"); one
+   where the largest still passes is censored at the largest fleet ("above grid": the answer
+   is at least that).
 2. The estimate is the geometric mean of the replications' crossings; the 95 % interval is
    Student's t over their logarithms (mean +- t(0.975, R - 1) s / sqrt(R)). It is the spread
    between replications (seeds), which is what a re-run would vary; with two replications
@@ -100,7 +101,11 @@ def crossing(agents: np.ndarray, ratio: np.ndarray, ok: np.ndarray) -> tuple[flo
     a, b, ra, rb = agents[i - 1], agents[i], ratio[i - 1], ratio[i]
     if not (math.isfinite(rb) and rb > ra):
         return float(a), "interpolated"  # nothing to interpolate on: the last passing fleet
-    t = min(max((1.0 - ra) / (rb - ra), 0.0), 1.0)
+    if ra > 0:  # log ratio on log fleet: a straight line on the knee plot's log-log axes
+        t = (0.0 - math.log(ra)) / (math.log(rb) - math.log(ra))
+    else:  # a ratio of 0 (no errors at all against an error-rate limit) has no logarithm
+        t = (1.0 - ra) / (rb - ra)
+    t = min(max(t, 0.0), 1.0)
     return float(math.exp(math.log(a) + t * (math.log(b) - math.log(a)))), "interpolated"
 
 

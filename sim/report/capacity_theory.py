@@ -62,13 +62,13 @@ def why_not(scenario: Scenario, utilisation: float, poll_share: float) -> str:
     """Why the theory does not apply at this point ("" when it does); see the module docstring."""
     server = scenario.server
     if not isinstance(server.service_ms_for("poll"), Exponential):
-        return "poll service not exponential"
+        return "not exponential"
     if not utilisation < MAX_UTILISATION:
-        return f"utilisation {utilisation:.2f} >= {MAX_UTILISATION}"
+        return f"utilisation {utilisation:.2f}"
     if poll_share < MIN_POLL_SHARE:
-        return f"polls only {poll_share:.0%} of requests"
+        return f"polls {poll_share:.0%}"
     if server.write_lock and server.liveness.write != LivenessWrite.OFF:
-        return "polls write under the write lock"
+        return "write lock"
     if getattr(scenario, "faults", None):
         return "faults"
     return ""

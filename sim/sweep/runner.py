@@ -205,7 +205,7 @@ def run_sweep(
     pending = [p for p in spec.points if p.key not in done]
     if max_points is not None:
         pending = pending[:max_points]
-    total, finished = len(spec.points), len(spec.points) - len([p for p in spec.points if p.key not in done])
+    total, finished = len(spec.points), sum(p.key in done for p in spec.points)
     if progress is not None:
         progress(finished, total, "")
     if not pending:

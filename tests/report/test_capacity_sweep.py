@@ -19,7 +19,12 @@ def test_crossing_interpolates_on_log_fleet_size() -> None:
     agents = np.array([1000, 100, 10_000])  # any order
     ratio = np.array([1.5, 0.5, 9.0])
     value, how = crossing(agents, ratio, ratio < 1)
-    assert how == "interpolated" and value == pytest.approx(math.sqrt(100 * 1000))  # halfway on log N
+    t = math.log(2) / (math.log(2) + math.log(1.5))  # where log ratio reaches 0, on log N
+    assert how == "interpolated" and value == pytest.approx(100 * 10**t)
+    value, _ = crossing(agents, np.array([1.0 / 0.1, 0.1, 1e3]), np.array([False, True, False]))
+    assert value == pytest.approx(math.sqrt(100 * 1000))  # 0.1 -> 10: halfway on the log-log line
+    value, _ = crossing(np.array([10, 100]), np.array([0.0, 3.0]), np.array([True, False]))
+    assert value == pytest.approx(10 * 10 ** (1 / 3))  # a ratio of 0 has no log: linear in the ratio
     value, how = crossing(agents, np.array([0.5, 0.2, 0.9]), np.array([True, True, True]))
     assert (value, how) == (10_000, "above grid")
     value, how = crossing(agents, np.array([2.0, 1.5, 3.0]), np.array([False, False, False]))
@@ -76,8 +81,8 @@ def test_capacity_table_per_configuration_with_an_interval() -> None:
     )
     table = capacity_table(df, "p99 of poll < 200 ms").set_index("server.workers")
     one, two = table.loc[1], table.loc[2]
-    r0 = math.exp(math.log(100) + (1 - 10 / 200) / (300 / 200 - 10 / 200) * math.log(10))
-    r1 = math.exp(math.log(1000) + (1 - 150 / 200) / (900 / 200 - 150 / 200) * math.log(10))
+    r0 = 100 * 10 ** (math.log(200 / 10) / math.log(300 / 10))  # log-log line through (100, 10), (1000, 300)
+    r1 = 1000 * 10 ** (math.log(200 / 150) / math.log(900 / 150))
     assert one["max_agents"] == pytest.approx(math.sqrt(r0 * r1))
     assert one["max_agents_lo"] < r0 < r1 < one["max_agents_hi"] and one["bound"] == "interpolated"
     assert two["bound"] == "above grid" and two["max_agents"] == pytest.approx(10_000)
