@@ -20,7 +20,7 @@ from sim.cli_support import UsageError
 
 EXAMPLE = """examples:
   smsload capacity runs/sweep                       # the sweep's own SLO (sweep.json, else its scenario's)
-  smsload capacity runs/sweep --slo 'p99 of poll < 50 ms' --slo 'error rate < 0.1%%'
+  smsload capacity runs/sweep --slo 'p99 of poll < 50 ms' --slo 'error rate < 0.1%'
   smsload capacity runs/load-1k runs/load-2k runs/load-4k runs/load-8k   # USL fit of load tests
   smsload capacity runs/sweep runs/load-1k runs/load-2k runs/load-4k      # both, the USL beside the simulation
 """
@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         "capacity",
         help="the largest fleet meeting the SLO per configuration (from a sweep); USL fit of load tests",
         description="From a sweep directory: per server configuration and poll interval, the largest fleet "
-        "meeting every SLO with a 95%% interval (interpolated on log fleet size between grid points, the "
+        "meeting every SLO with a 95% interval (interpolated on log fleet size between grid points, the "
         "interval from the replications), the knee plot, and Erlang C / MVA beside each point, flagged "
         "where simulation and theory disagree. From load-test run directories at several fleet sizes: "
         "the Universal Scalability Law fitted with bootstrap intervals, and its extrapolation.",
