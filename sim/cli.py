@@ -22,6 +22,8 @@ _SUBCOMMANDS = [
     "sim.des.cli",
     "sim.report.cli",
     "sim.report.calibrate_cli",
+    "sim.sweep.cli",
+    "sim.report.capacity_cli",
     "sim.demo",
     "loadtests.cli",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
 from sim.model.faults import FaultTimeline, Outage, OutageMode
@@ -34,10 +34,12 @@ from sim.scenario_fields import (
     RetryField,
     ScenarioError,
     by_kind,
+    fail,
     problems_from,
     rules,
 )
 from sim.scenario_server import ENDPOINTS, ServerConfig, steady_pollers_stay_connected
+from sim.slo import SloError, parse_slo
 
 __all__ = [
     "ENDPOINTS",
@@ -181,6 +183,18 @@ class OutageFault(FrozenModel):
 Fault = Annotated[OutageFault, by_kind({"outage": OutageFault})]
 
 
+def _slo_text(text: str) -> str:
+    """An SLO expression that `sim.slo.parse_slo` reads (kept as text: the file form round-trips)."""
+    try:
+        parse_slo(text)
+    except SloError as exc:
+        fail(str(exc))
+    return text
+
+
+SloText = Annotated[str, AfterValidator(_slo_text)]
+
+
 class Scenario(FrozenModel):
     """One experiment: fleet, agent behaviour, operator workload and simulated server, for `duration_s`."""
 
@@ -193,6 +207,7 @@ class Scenario(FrozenModel):
     operator: OperatorConfig = OperatorConfig()
     server: ServerConfig = ServerConfig()
     faults: tuple[Fault, ...] = ()  # in time order, not overlapping (see sim.model.faults)
+    slo: tuple[SloText, ...] = ()  # objectives (sim.slo): sweeps find the largest fleet meeting them all
 
     @model_validator(mode="after")
     def _within_the_run(self) -> Scenario:
