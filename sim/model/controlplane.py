@@ -69,7 +69,7 @@ class Registration:
     hostname: str = ""
     agent_version: str = ""
     total_bytes: int = 0
-    id: str | None = None  # an agent that restarts registers again with its id
+    id: str | None = None  # an agent that restarts registers again with the id it was given
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,12 +125,15 @@ class ControlPlane:
     # -- agent side -------------------------------------------------------------------------
 
     def register(self, project: str, reg: Registration, now: float) -> str:
+        """The source's id: `reg.id` when it names a source of `project` (an agent registering
+        again), else a new one. An id the project does not have, whether no project or another
+        one has it, gets a new id alike: answering "already exists" would tell one project
+        which ids another holds, and creating sources under ids of the caller's choosing would
+        let them collide (an id with `/` could never be polled; concurrent inserts of one id race)."""
         with self.store.write() as tx:
             if reg.id is not None:
                 src = tx.get_source(reg.id, lock=True)
-                if src is not None:
-                    if src.project_id != project:
-                        raise SmsError("source server already exists", code="SMS.2013", http_status=401)
+                if src is not None and src.project_id == project:
                     src.name, src.os_type, src.os_version = reg.name, reg.os_type, reg.os_version
                     src.ip, src.hostname, src.agent_version = reg.ip, reg.hostname, reg.agent_version
                     src.total_bytes, src.extra = reg.total_bytes, reg.extra
@@ -138,7 +141,7 @@ class ControlPlane:
                     tx.update_source(src)
                     return src.id
             src = Source(
-                id=reg.id or self._new_id(),
+                id=self._new_id(),
                 project_id=project,
                 name=reg.name,
                 os_type=reg.os_type,

@@ -71,8 +71,13 @@ def _routes(api: Api) -> list[Route]:
     """The route table: the API's endpoints (`sim.model.intents.ENDPOINTS`, polls first, as the most
     frequent when PollFastPath does not answer) and the server's own; `sim/server/openapi.json`
     documents exactly these (path, method) pairs."""
+    routes = [Route(path, api.endpoint(name), methods=[method]) for name, (method, path) in ENDPOINTS.items()]
+    for route in routes:
+        # Starlette answers HEAD on every GET route by running it; a HEAD of the poll would then
+        # deliver the command without showing it. HEAD is not a poll: 405 (SMS.2003), as any other method.
+        route.methods.discard("HEAD")  # type: ignore[union-attr]
     return [
-        *(Route(path, api.endpoint(name), methods=[method]) for name, (method, path) in ENDPOINTS.items()),
+        *routes,
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]

@@ -129,7 +129,7 @@ def resolve_tokens(specs: list[str]) -> tuple[dict[str, str], str | None]:
 
 
 def _count(value: str, name: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise UsageError(f"{name}: expected an integer {low}..{high}, got {value!r}")
     return int(value)
 
