@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any, cast
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sim.lifeline import die_with_parent
 from sim.model.api import ApiCore
 from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
@@ -156,7 +158,11 @@ def create_app(
 
 
 def app_from_env() -> Starlette:
-    """The app factory for server workers: the store URL, tokens and liveness come from the environment."""
+    """The app factory for server workers: the store URL, tokens and liveness come from the environment.
+
+    A worker process dies with the `smsload serve` that started it (sim.lifeline): a kill -9 of the
+    server must not leave a worker holding the port and the database."""
+    die_with_parent(signal.SIGKILL)
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
     return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)
