@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from sim.lifeline import die_with_parent
 from sim.model.api import ApiCore
@@ -94,16 +94,29 @@ async def _sms_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+def _methods_at(request: Request) -> list[str]:
+    """The methods the routes at the request's path accept (HEAD, never a poll, aside)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods - {"HEAD"}
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's routing errors in SMS terms: no route is SMS.9802, a wrong method SMS.2003."""
     assert isinstance(exc, HTTPException)
     where = f"{request.method} {request.url.path}"
     if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401.
-        return _error_response(
-            SmsError(f"invalid HTTP method: {where} (allowed: {allowed})", code="SMS.2003", http_status=401)
+        # Starlette names the methods of the first route whose path matched; a path has a route per method.
+        allowed = ", ".join(_methods_at(request))
+        # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401; HTTP's 405
+        # with Allow is what clients (and the OpenAPI checks) understand, and 401 means "log in".
+        response = _error_response(
+            SmsError(f"invalid HTTP method: {where} (allowed: {allowed})", code="SMS.2003", http_status=405)
         )
+        response.headers["Allow"] = allowed
+        return response
     if exc.status_code == 404:
         return _error_response(NotFound(f"no such resource: {where}"))
     return _error_response(SmsError(f"{where}: {exc.detail}", code="SMS.9801", http_status=exc.status_code))
