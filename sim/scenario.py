@@ -379,8 +379,8 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ScenarioError([("", f"invalid YAML{where}: {exc.problem}")], source) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([("", f"invalid YAML: {exc}")], source) from None
+    except yaml.YAMLError as exc:  # one line: PyYAML's message spans several
+        raise ScenarioError([("", f"invalid YAML: {' '.join(str(exc).split())}")], source) from None
     return validate_scenario(data, source)
 
 
