@@ -10,11 +10,18 @@ runs this file for you, with the reference server or against --host; see README.
 
 from __future__ import annotations
 
+import signal
+
 from locust import events
 
 from loadtests.hooks import add_arguments, install
 from loadtests.shape import FleetShape
 from loadtests.users import AgentUser, OperatorUser
+from sim.lifeline import die_with_parent
+
+# Under `smsload load`: die with it, even by kill -9, rather than finish a run nobody waits for
+# and mark it complete.
+die_with_parent(signal.SIGKILL)
 
 events.init_command_line_parser.add_listener(add_arguments)
 install(events)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from sim.lifeline import lifeline_env
+
 # Imports nothing of Locust: importing locust monkey-patches the process for gevent, and
 # `smsload load` itself is a plain process that waits for children and handles signals.
 PROGRESS_MARK = "smsload load:"  # log lines carrying this mark are echoed to the terminal
@@ -35,7 +37,7 @@ def free_loopback_port() -> int:
 
 def child_env(token: str) -> dict[str, str]:
     """The environment of Locust's processes: the token travels here, never on a command line."""
-    env = dict(os.environ)
+    env = lifeline_env(dict(os.environ))  # Locust dies with `smsload load`, even by kill -9
     env["SMS_AUTH_TOKEN"] = token
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # progress lines reach us as they are logged

@@ -33,11 +33,13 @@ from sim.scenario_fields import (
     PositiveDist,
     RetryField,
     ScenarioError,
+    Whole,
     by_kind,
     fail,
     problems_from,
     rules,
 )
+from sim.scenario_limits import limit_problems
 from sim.scenario_server import ENDPOINTS, ServerConfig, steady_pollers_stay_connected
 from sim.slo import SloError, parse_slo
 
@@ -69,7 +71,7 @@ class Waves(FrozenModel):
     """Agents start in `waves` equal groups, the first at t=0, then every `interval_s`."""
 
     kind: Literal["wave"] = "wave"
-    waves: int = Field(ge=1)
+    waves: Annotated[int, Whole] = Field(ge=1, le=1_000_000, strict=True)
     interval_s: Positive
 
 
@@ -80,7 +82,7 @@ class TaskWave(FrozenModel):
     """`count` tasks created at `at_s`."""
 
     at_s: NonNegative
-    count: int = Field(ge=1)
+    count: Annotated[int, Whole] = Field(ge=1, strict=True)
 
 
 class TaskWaves(FrozenModel):
@@ -115,7 +117,7 @@ Tasks = Annotated[TaskWaves | TaskRate, by_kind({"waves": TaskWaves, "rate": Tas
 class FleetConfig(FrozenModel):
     """The source servers: how many, when their agents start, their OS and disk size."""
 
-    agents: int = Field(ge=1)
+    agents: Annotated[int, Whole] = Field(ge=1, strict=True)  # the machine's limit: sim.scenario_limits
     arrival: Arrival = AllAtOnce()
     os_mix: dict[OsType, Fraction] = {OsType.LINUX: 1.0}  # fractions of agents, summing to 1
     linux_block_fraction: Fraction = 0.0  # Linux tasks that are MIGRATE_BLOCK; Windows always is
@@ -200,7 +202,9 @@ class Scenario(FrozenModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used in run directory names
     description: str = ""
-    seed: int = Field(default=0, ge=0)  # every random stream of a run derives from it
+    seed: Annotated[int, Whole] = Field(
+        default=0, ge=0, lt=2**63, strict=True
+    )  # every random stream of a run derives from it
     duration_s: Positive
     fleet: FleetConfig
     agent: AgentConfig = AgentConfig()
@@ -293,9 +297,15 @@ def validate_scenario(data: Any, source: str | None = None) -> Scenario:
             [("", f"expected a mapping of scenario fields (name, duration_s, fleet, ...), got {got}")], source
         )
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(problems_from(exc, Scenario, data), source) from None
+    except RecursionError:  # data built in Python (YAML files are checked for depth first)
+        raise ScenarioError([("", f"nested more than {MAX_DEPTH} levels deep")], source) from None
+    problems = limit_problems(scenario)
+    if problems:
+        raise ScenarioError(problems, source)
+    return scenario
 
 
 class _Loader(yaml.SafeLoader):
@@ -319,16 +329,73 @@ _Loader.add_implicit_resolver(
 )
 
 
+# A scenario is a few dozen fields: bounds far above that, and far below what hurts (a 9^9
+# "billion laughs" alias bomb, 20,000 nested brackets that overflow the parser's recursion).
+MAX_TEXT_CHARS = 1_000_000
+MAX_DEPTH = 32
+MAX_NODES = 100_000  # after expanding aliases
+
+
+def _check_shape(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past MAX_NODES, nested past MAX_DEPTH, or with a
+    key that is not a plain scalar (a list or mapping as a key), before any of it is built."""
+    sizes: dict[int, int] = {}  # expanded size per node (aliases share nodes: count each once)
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise ScenarioError([("", f"nested more than {MAX_DEPTH} levels deep (line {node.start_mark.line + 1})")])
+        if id(node) in sizes:
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    raise ScenarioError([("", f"a key must be a plain name, not a list or mapping (line {line})")])
+                total += 1 + size(value, depth + 1)
+                if total > MAX_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item, depth + 1)
+                if total > MAX_NODES:
+                    break
+        if total > MAX_NODES:
+            raise ScenarioError([("", f"expected at most {MAX_NODES:,} values once aliases are expanded")])
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_shape(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def parse_scenario(text: str, source: str = "<string>") -> Scenario:
     """Parse YAML text into a Scenario, or raise ScenarioError (syntax errors carry line and column)."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise ScenarioError([("", f"expected at most {MAX_TEXT_CHARS:,} characters, got {len(text):,}")], source)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = _load_yaml(text)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.problems, source) from None
+    except RecursionError:  # the parser recurses per nesting level, before the depth check can run
+        raise ScenarioError([("", f"nested more than {MAX_DEPTH} levels deep")], source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ScenarioError([("", f"invalid YAML{where}: {exc.problem}")], source) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([("", f"invalid YAML: {exc}")], source) from None
+    except yaml.YAMLError as exc:  # one line: PyYAML's message spans several
+        raise ScenarioError([("", f"invalid YAML: {' '.join(str(exc).split())}")], source) from None
     return validate_scenario(data, source)
 
 

@@ -131,10 +131,36 @@ def _model_for(ann: Any, node: Any, picks: tuple[Pick, ...]) -> type[BaseModel] 
 
 # --- field types ---------------------------------------------------------------------------
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+# The largest magnitude of any number in a scenario: beyond it a run overflows (a lognormal's
+# samples, a disk size in bytes), whatever the machine. Sizes that depend on the machine
+# (fleet, duration, rates) are checked by sim.scenario_limits.
+MAX_MAGNITUDE = 1e12
+
+
+def _no_bool(value: Any) -> Any:
+    """YAML's `true` is not the number 1: pydantic's lax mode would take it as one."""
+    if isinstance(value, bool):
+        fail(f"expected a number, got {value!r}")
+    return value
+
+
+NoBool = BeforeValidator(_no_bool)
+Finite = Annotated[float, NoBool, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+Positive = Annotated[float, NoBool, Field(gt=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+NonNegative = Annotated[float, NoBool, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+Fraction = Annotated[float, NoBool, Field(ge=0, le=1)]
+
+
+def _whole(value: Any) -> Any:
+    """`1e4` is a YAML float but a whole number: take it; refuse `true`, 2.5 and "3" (strict int)."""
+    value = _no_bool(value)
+    if type(value) is float and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+Whole = BeforeValidator(_whole)  # with Field(strict=True) on an int field
+MAX_SIGMA = 5.0  # a lognormal's sigma: at 5 one sample in a million is 10^10 times the median
 
 
 class FrozenModel(BaseModel):
@@ -179,7 +205,7 @@ class _ExponentialSpec(FrozenModel):
 class _LogNormalSpec(FrozenModel):
     dist: Literal["lognormal"]
     median: Positive
-    sigma: NonNegative
+    sigma: Annotated[float, NoBool, Field(ge=0, le=MAX_SIGMA, allow_inf_nan=False)]
 
     def build(self) -> Distribution:
         return LogNormal(self.median, self.sigma)
@@ -281,7 +307,9 @@ class _RetrySpec(FrozenModel):
     policy: RetryPolicyName = RetryPolicyName.EXPONENTIAL_FULL_JITTER
     base_s: Positive = 0.5
     cap_s: Positive = 30.0
-    max_attempts: int = Field(default=5, ge=1)  # every try counts, the first included
+    max_attempts: Annotated[int, Whole] = Field(
+        default=5, ge=1, le=1000, strict=True
+    )  # every try counts, the first included
 
     @model_validator(mode="after")
     def _cap_above_base(self) -> _RetrySpec:

@@ -21,7 +21,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, mo
 from sim.model.distributions import Constant, Distribution, Exponential
 from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
-from sim.scenario_fields import FrozenModel, NonNegative, NonNegativeDist, Pick, Positive, Problem, fail, rules
+from sim.scenario_fields import FrozenModel, NonNegative, NonNegativeDist, Pick, Positive, Problem, Whole, fail, rules
 
 # Keys of `server.service_ms`: the endpoint names the models use (sim.model.intents), and `default`.
 ENDPOINTS: tuple[str, ...] = tuple(_MODEL_ENDPOINTS)
@@ -91,7 +91,7 @@ class ServerConfig(FrozenModel):
     """The simulated server: `workers` FIFO servers, service times per endpoint, one network RTT;
     and how polls record agents' visits (`liveness`), for the simulated and the reference server."""
 
-    workers: int = Field(default=4, ge=1)
+    workers: Annotated[int, Whole] = Field(default=4, ge=1, le=100_000, strict=True)
     service_ms: dict[ServiceKey, NonNegativeDist] = {"default": Exponential(2.0)}  # `default`: endpoints not listed
     write_lock: bool = True  # one write at a time, as SQLite has
     rtt_ms: NonNegativeDist = Constant(0.0)

@@ -68,7 +68,8 @@ def count_param(query: Mapping[str, Any], name: str, default: int = 0) -> int:
     if name not in query:
         return default
     value = str(query[name])
-    if not value.isdigit() or int(value) > MAX_COUNT:
+    # ASCII digits only: str.isdigit() is also true of '²' (which int() refuses) and '٣' (read as 3).
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_COUNT:
         raise InvalidRequest(f"{name}: must be an integer 0..{MAX_COUNT}, got {value!r}")
     return int(value)
 
@@ -81,6 +82,32 @@ def bool_param(query: Mapping[str, Any], name: str) -> bool | None:
     if value not in ("true", "false"):
         raise InvalidRequest(f"{name}: must be true or false, got {query[name]!r}")
     return value == "true"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds a NUL character in any string (key or value).
+
+    PostgreSQL cannot store one (in TEXT or JSONB), so the API refuses it everywhere alike."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def check_call_text(call: Call) -> None:
+    """NotFound for an id with a NUL (no record has one), InvalidRequest for a NUL in the query or body."""
+    if "\x00" in call.source_id:
+        raise NotFound("source server not found (its id holds a NUL character)")
+    if "\x00" in call.task_id:
+        raise NotFound("task not found (its id holds a NUL character)")
+    for name, value in call.query.items():
+        if has_nul(name) or has_nul(str(value)):
+            raise InvalidRequest(f"{name!r}: a query parameter may not hold a NUL character")
+    if call.body is not None and has_nul(call.body):
+        raise InvalidRequest("body: a string may not hold a NUL character")
 
 
 def poll_doc(command: Command | None) -> dict[str, Any]:
@@ -132,6 +159,7 @@ class ApiCore:
         except KeyError:
             raise ValueError(f"unknown endpoint {call.endpoint!r}") from None
         try:
+            check_call_text(call)
             return 200, handler(call, project, now)
         except SmsError as exc:
             return exc.http_status, exc.body()
@@ -139,6 +167,8 @@ class ApiCore:
     def poll(self, project: str, source_id: str, now: float) -> Command | None:
         """The poll: the head command of the source's queue, or None when nothing is pending
         (which the API shows as `{}`). Raises NotFound. The server encodes it itself (its fast path)."""
+        if "\x00" in source_id:
+            raise NotFound("source server not found (its id holds a NUL character)")
         return self.plane.poll(project, source_id, now)
 
     # -- agent side -------------------------------------------------------------------------

@@ -17,9 +17,9 @@ JSON, and the two paths must answer the same.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from sim.model.errors import InvalidRequest
 from sim.model.lifecycle import ALL_SUBTASK_NAMES, OsType, TaskType
@@ -27,8 +27,24 @@ from sim.model.lifecycle import ALL_SUBTASK_NAMES, OsType, TaskType
 SubtaskName = Enum("SubtaskName", {name: name for name in sorted(ALL_SUBTASK_NAMES)}, type=str)  # type: ignore[misc]
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's `integer` includes 93.0: take an integral float as the integer (strict mode would not)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema (and so the OpenAPI document) means it: 93 and 93.0, not 93.5, "93" or true.
+Int = Annotated[int, BeforeValidator(_integral)]
+# Public ids are 1 to 36 characters (the server's own are 32 hex digits).
+ID_MAX_LENGTH = 36
+# Speeds in Mbit/s beyond any link: a bound keeps 8 x a v1 MByte/s speed finite.
+MAX_SPEED = 1e12
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # allow_inf_nan=False: JSON has no Infinity or NaN, and a view must stay valid JSON.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 # -- agent side ------------------------------------------------------------------------------
@@ -38,8 +54,8 @@ class ServerDisk(_Body):
     """One disk of a source server; `size` and `used_size` are bytes."""
 
     name: str
-    size: int = Field(ge=0)
-    used_size: int | None = Field(default=None, ge=0)
+    size: Int = Field(ge=0)
+    used_size: Int | None = Field(default=None, ge=0)
     partition_style: Literal["MBR", "GPT"] | None = None
     device_use: Literal["NORMAL", "OS", "BOOT", "VOLUME_GROUP", "BTRFS"] | None = None
     os_disk: bool | None = None
@@ -51,7 +67,7 @@ class RegisterBody(_Body):
 
     name: str = Field(min_length=1, max_length=255)
     os_type: OsType = Field(strict=False)
-    id: str | None = Field(default=None, min_length=1, max_length=255)
+    id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
     ip: str | None = None
     ipv6: str | None = None
     hostname: str | None = None
@@ -59,8 +75,8 @@ class RegisterBody(_Body):
     agent_version: str | None = None
     kernel_version: str | None = None
     firmware: Literal["BIOS", "UEFI"] | None = None
-    cpu_quantity: int | None = Field(default=None, ge=0)
-    memory: int | None = Field(default=None, ge=0)
+    cpu_quantity: Int | None = Field(default=None, ge=0)
+    memory: Int | None = Field(default=None, ge=0)
     disks: list[ServerDisk] = []
     btrfs_list: list[Any] | None = None
     networks: list[Any] | None = None
@@ -117,21 +133,21 @@ class ProgressV1Body(_Body):
     """The v1 progress body (`PUT /v1/sms/tasks/{id}/progress`); migrate_speed is MByte/s."""
 
     subtask_name: SubtaskName = Field(strict=False)
-    progress: int = Field(ge=0, le=100)
-    migrate_speed: float | None = None
+    progress: Int = Field(ge=0, le=100)
+    migrate_speed: float | None = Field(default=None, ge=0, le=MAX_SPEED)
 
 
 class ProgressV3Body(_Body):
     """UpdateTaskSpeedReq (`PUT /v3/tasks/{id}/progress`): the first five fields are required (as in Go)."""
 
     subtask_name: SubtaskName = Field(strict=False)
-    progress: int = Field(ge=0, le=100)
-    replicatesize: int = Field(ge=0)
-    totalsize: int = Field(ge=0)
+    progress: Int = Field(ge=0, le=100)
+    replicatesize: Int = Field(ge=0)
+    totalsize: Int = Field(ge=0)
     process_trace: str
-    migrate_speed: float | None = None
+    migrate_speed: float | None = Field(default=None, ge=0, le=MAX_SPEED)
     compress_rate: float | None = None
-    remain_time: int | None = None
+    remain_time: Int | None = None
     total_cpu_usage: float | None = None
     agent_cpu_usage: float | None = None
     total_mem_usage: float | None = None
@@ -146,7 +162,7 @@ class ProgressV3Body(_Body):
 
 
 class SourceRef(_Body):
-    id: str = Field(min_length=1, max_length=255)
+    id: str = Field(min_length=1, max_length=ID_MAX_LENGTH)
 
 
 class CreateTaskBody(_Body):
@@ -163,7 +179,7 @@ class CreateTaskBody(_Body):
     region_id: str | None = None
     project_name: str | None = None
     project_id: str | None = None
-    priority: int | None = Field(default=None, ge=0, le=2)
+    priority: Int | None = Field(default=None, ge=0, le=2)
     start_target_server: bool | None = None
     auto_start: bool | None = None
     migration_ip: str | None = None
@@ -174,7 +190,7 @@ class CreateTaskBody(_Body):
     exist_server: bool | None = None
     syncing: bool | None = None
     start_network_check: bool | None = None
-    speed_limit: int | None = Field(default=None, ge=0)
+    speed_limit: Int | None = Field(default=None, ge=0)
     over_speed_threshold: float | None = None
     is_need_consistency_check: bool | None = None
     need_migration_test: bool | None = None

@@ -69,7 +69,7 @@ class Registration:
     hostname: str = ""
     agent_version: str = ""
     total_bytes: int = 0
-    id: str | None = None  # an agent that restarts registers again with its id
+    id: str | None = None  # an agent that restarts registers again with the id it was given
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -125,12 +125,15 @@ class ControlPlane:
     # -- agent side -------------------------------------------------------------------------
 
     def register(self, project: str, reg: Registration, now: float) -> str:
+        """The source's id: `reg.id` when it names a source of `project` (an agent registering
+        again), else a new one. An id the project does not have, whether no project or another
+        one has it, gets a new id alike: answering "already exists" would tell one project
+        which ids another holds, and creating sources under ids of the caller's choosing would
+        let them collide (an id with `/` could never be polled; concurrent inserts of one id race)."""
         with self.store.write() as tx:
             if reg.id is not None:
                 src = tx.get_source(reg.id, lock=True)
-                if src is not None:
-                    if src.project_id != project:
-                        raise SmsError("source server already exists", code="SMS.2013", http_status=401)
+                if src is not None and src.project_id == project:
                     src.name, src.os_type, src.os_version = reg.name, reg.os_type, reg.os_version
                     src.ip, src.hostname, src.agent_version = reg.ip, reg.hostname, reg.agent_version
                     src.total_bytes, src.extra = reg.total_bytes, reg.extra
@@ -138,7 +141,7 @@ class ControlPlane:
                     tx.update_source(src)
                     return src.id
             src = Source(
-                id=reg.id or self._new_id(),
+                id=self._new_id(),
                 project_id=project,
                 name=reg.name,
                 os_type=reg.os_type,
@@ -276,6 +279,11 @@ class ControlPlane:
     # -- operator side ----------------------------------------------------------------------
 
     def create_task(self, project: str, spec: TaskSpec, now: float) -> str:
+        with self.store.read() as tx:
+            src = tx.get_source(spec.source_id)
+            current = src.current_task_id if src is not None and src.project_id == project else None
+        if current is not None:
+            self._settle(current, now)
         with self.store.write() as tx:
             src = tx.get_source(spec.source_id, lock=True)
             if src is None or src.project_id != project:
@@ -307,6 +315,7 @@ class ControlPlane:
     def act(self, project: str, task_id: str, action: Action, now: float, *, log_bucket: str | None = None) -> None:
         """An operator action: start, stop, restart, sync, collect_log (needs `log_bucket`) or delete."""
         trigger = Trigger.for_action(action)
+        self._settle(task_id, now)  # a STOP or DELETE nobody will acknowledge: completed first
         with self.store.write() as tx:
             task = self._task(tx, project, task_id, lock=True)
             move = transition(task.state, trigger)
@@ -335,6 +344,47 @@ class ControlPlane:
             if current is not None and (action is Action.START or action is Action.RESTART or action is Action.SYNC):
                 current.start_date = current.start_date or now
             self._move(tx, task, move, trigger, now, log_bucket=log_bucket)
+            if action is Action.STOP or action is Action.DELETE:
+                self._settle_orphan(tx, task, now)  # the agent is gone already: nobody to tell
+
+    def _settle(self, task_id: str, now: float) -> None:
+        """`_settle_orphan` in a transaction of its own (a later rejection must not undo it);
+        a read first, so that the usual case, a task in no such state, writes nothing."""
+        with self.store.read() as tx:
+            task = tx.get_task(task_id)
+            if task is None or task.state not in (TaskState.ABORTING, TaskState.DELETING):
+                return
+        with self.store.write() as tx:
+            task = tx.get_task(task_id, lock=True)
+            if task is not None:
+                self._settle_orphan(tx, task, now)
+
+    def _settle_orphan(self, tx: Tx, task: Task, now: float) -> bool:
+        """Complete a STOP or DELETE that its agent cannot acknowledge; whether it did.
+
+        A task is ABORTING or DELETING until its agent acknowledges the command. An agent that
+        is gone never will, and the task would stay so for good, its source refusing new tasks
+        (SMS.9806). So once the source shows `connected: false` (silent for the liveness
+        policy's `disconnect_after_s`, 90 s by default: the documented timeout), the next
+        operator action on the task or its source completes the transition as an
+        acknowledgement would (ABORTING -> ABORT, DELETING -> gone) and records the command
+        as `expired` (acked_at set, never delivered if it was not)."""
+        if task.state is not TaskState.ABORTING and task.state is not TaskState.DELETING:
+            return False
+        src = tx.get_source(task.source_id, lock=True)
+        if src is None or self.liveness.connected(src.connected, src.last_visit_time, now):
+            return False
+        head = tx.head_command(task.source_id)
+        if head is None or head.task_id != task.id or head.name not in (CommandName.STOP, CommandName.DELETE):
+            return False
+        trigger = Trigger.for_result(head.name, True)
+        move = transition(task.state, trigger)
+        if isinstance(move, Reject):
+            return False
+        head.acked_at, head.result = now, "expired"
+        tx.update_command(head)
+        self._move(tx, task, move, trigger, now, src=src)
+        return True
 
     # -- views ------------------------------------------------------------------------------
 

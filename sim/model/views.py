@@ -10,6 +10,27 @@ from typing import Any
 
 from sim.model.entities import CommandRecord, Source, Task, TaskEvent
 
+# A source's public `state` (the SMS source-server states) follows its current task's state;
+# with no task it is `waiting`. The success states show `finished`: the reference server has no
+# cutover, so a migrated (or synced) source has nothing more to do.
+SOURCE_STATE_OF_TASK = {
+    "READY": "waiting",
+    "RUNNING": "replicate",
+    "SYNCING": "syncing",
+    "MIGRATE_SUCCESS": "finished",
+    "SYNC_SUCCESS": "finished",
+    "MIGRATE_FAIL": "error",
+    "SYNC_FAIL": "error",
+    "ABORTING": "stopping",
+    "ABORT": "stopped",
+    "DELETING": "deleting",
+}
+
+
+def source_state(src: Source, task: Task | None) -> str:
+    """The source's public state: its task's, as the SMS source states name it."""
+    return src.state if task is None else SOURCE_STATE_OF_TASK.get(task.state.value, src.state)
+
 
 def epoch_ms(t: float | None) -> int | None:
     return None if t is None else int(t * 1000)
@@ -77,7 +98,7 @@ def source_view(src: Source, task: Task | None) -> dict[str, Any]:
         "os_type": src.os_type.value,
         "os_version": src.os_version,
         "agent_version": src.agent_version,
-        "state": src.state,
+        "state": source_state(src, task),
         "connected": src.connected,
         "add_date": epoch_ms(src.registered_at),
         "last_visit_time": epoch_ms(src.last_visit_time),

@@ -1,8 +1,10 @@
 """Reading a run directory back: `load_run(path)` gives its manifest, summary and tables.
 
 Any run directory loads, complete or not, simulated or measured, and one written before a
-manifest field was renamed: the manifest is returned as it is on disk, and a missing table
-is an empty one with its schema.
+manifest field was renamed: the manifest is returned as it is on disk. A run that has not
+ended may lack any table (an empty one with its schema stands in); a run that ended without
+one of its tables, or with a table that is not readable Parquet (cut short), is a
+`RunDirError` naming the file, which `smsload report` and `compare` print as one line.
 """
 
 from __future__ import annotations
@@ -49,15 +51,34 @@ class RunDirError(Exception):
     """Not a readable run directory; the message says what is missing."""
 
 
+TABLES = ("requests.parquet", "tasks.parquet", "commands.parquet")  # every finished run has these
+
+
+def _table(path: Path) -> pa.Table:
+    """One table of the run, or RunDirError naming the file (a truncated file is not Parquet)."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RunDirError(f"{path}: cannot read the table (truncated or not Parquet?): {exc}") from None
+
+
 def _read(path: Path, schema: pa.Schema) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas() if path.exists() else schema.empty_table().to_pandas()
+    return _table(path).to_pandas() if path.exists() else schema.empty_table().to_pandas()
 
 
 def _read_histograms(path: Path) -> tuple[pd.DataFrame, LogBins | None]:
     if not path.exists():
         return HIST_SCHEMA.empty_table().to_pandas(), None
-    table = pq.read_table(path)
+    table = _table(path)
     return table.to_pandas(), bins_from_metadata(table.schema.metadata)[0]
+
+
+def _missing_tables(path: Path, manifest: dict[str, Any]) -> list[str]:
+    """The tables a finished run must have and this one lacks (an unfinished run may lack any)."""
+    if manifest.get("ended_at") is None:
+        return []
+    needed = [*TABLES, HIST_FILE] if manifest.get("latency_histograms") else list(TABLES)
+    return [name for name in needed if not (path / name).is_file()]
 
 
 def load_run(path: str | Path) -> Run:
@@ -70,6 +91,11 @@ def load_run(path: str | Path) -> Run:
         manifest = json.loads(manifest_path.read_text())
         if not isinstance(manifest, dict):
             raise ValueError("manifest.json is not a JSON object")
+        missing = _missing_tables(path, manifest)
+        if missing:
+            raise RunDirError(
+                f"{path}: the run ended but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+            )
         summary_path = path / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
         histograms, bins = _read_histograms(path / HIST_FILE)

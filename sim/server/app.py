@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any, cast
@@ -25,8 +26,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
+from sim.lifeline import die_with_parent
 from sim.model.api import ApiCore
 from sim.model.controlplane import ControlPlane
 from sim.model.errors import NotFound, SmsError
@@ -71,8 +73,13 @@ def _routes(api: Api) -> list[Route]:
     """The route table: the API's endpoints (`sim.model.intents.ENDPOINTS`, polls first, as the most
     frequent when PollFastPath does not answer) and the server's own; `sim/server/openapi.json`
     documents exactly these (path, method) pairs."""
+    routes = [Route(path, api.endpoint(name), methods=[method]) for name, (method, path) in ENDPOINTS.items()]
+    for route in routes:
+        # Starlette answers HEAD on every GET route by running it; a HEAD of the poll would then
+        # deliver the command without showing it. HEAD is not a poll: 405 (SMS.2003), as any other method.
+        route.methods.discard("HEAD")  # type: ignore[union-attr]
     return [
-        *(Route(path, api.endpoint(name), methods=[method]) for name, (method, path) in ENDPOINTS.items()),
+        *routes,
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
@@ -87,16 +94,29 @@ async def _sms_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+def _methods_at(request: Request) -> list[str]:
+    """The methods the routes at the request's path accept (HEAD, never a poll, aside)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods - {"HEAD"}
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's routing errors in SMS terms: no route is SMS.9802, a wrong method SMS.2003."""
     assert isinstance(exc, HTTPException)
     where = f"{request.method} {request.url.path}"
     if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401.
-        return _error_response(
-            SmsError(f"invalid HTTP method: {where} (allowed: {allowed})", code="SMS.2003", http_status=401)
+        # Starlette names the methods of the first route whose path matched; a path has a route per method.
+        allowed = ", ".join(_methods_at(request))
+        # The old error table gives SMS.2003 "invalid HTTP method" the HTTP status 401; HTTP's 405
+        # with Allow is what clients (and the OpenAPI checks) understand, and 401 means "log in".
+        response = _error_response(
+            SmsError(f"invalid HTTP method: {where} (allowed: {allowed})", code="SMS.2003", http_status=405)
         )
+        response.headers["Allow"] = allowed
+        return response
     if exc.status_code == 404:
         return _error_response(NotFound(f"no such resource: {where}"))
     return _error_response(SmsError(f"{where}: {exc.detail}", code="SMS.9801", http_status=exc.status_code))
@@ -151,7 +171,11 @@ def create_app(
 
 
 def app_from_env() -> Starlette:
-    """The app factory for server workers: the store URL, tokens and liveness come from the environment."""
+    """The app factory for server workers: the store URL, tokens and liveness come from the environment.
+
+    A worker process dies with the `smsload serve` that started it (sim.lifeline): a kill -9 of the
+    server must not leave a worker holding the port and the database."""
+    die_with_parent(signal.SIGKILL)
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
     return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)

@@ -20,6 +20,7 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from sim.cli_support import UsageError
+from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
 from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
@@ -129,7 +130,7 @@ def resolve_tokens(specs: list[str]) -> tuple[dict[str, str], str | None]:
 
 
 def _count(value: str, name: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise UsageError(f"{name}: expected an integer {low}..{high}, got {value!r}")
     return int(value)
 
@@ -215,6 +216,10 @@ def serve(args: argparse.Namespace) -> int:
     port = check_listen(args.host, port)
     limits, quota = _apply_rig(args)
 
+    # Started by a harness (`smsload load`, a test) that named itself: stop gracefully when it dies,
+    # even by kill -9. And name this process to the workers, which are killed when it dies.
+    die_with_parent(signal.SIGTERM)
+    os.environ[DIE_WITH_ENV] = str(os.getpid())
     os.environ[ENV_DB] = db
     os.environ[ENV_TOKENS] = json.dumps(tokens)
     os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())

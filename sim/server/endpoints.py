@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sim.model.api import ApiCore
@@ -51,13 +51,17 @@ async def read_body(request: Request) -> Any:
     if ctype is not None and ctype.split(";", 1)[0].strip().lower() != "application/json":
         raise _old_code("SMS.2006", f"Content-Type must be application/json, got {ctype!r}")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _old_code("SMS.2004", f"request body is over {MAX_BODY_BYTES} bytes")
     raw = bytearray()
-    async for chunk in request.stream():  # a chunked body has no Content-Length: count it
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise _old_code("SMS.2004", f"request body is over {MAX_BODY_BYTES} bytes")
+    try:
+        async for chunk in request.stream():  # a chunked body has no Content-Length: count it
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise _old_code("SMS.2004", f"request body is over {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:
+        # Nobody is left to read an answer; an error response (not a logged traceback) ends the request.
+        raise InvalidRequest("the client disconnected before sending the whole body") from None
     if ctype is None and raw:
         raise _old_code("SMS.2005", "Content-Type not specified (expected application/json)")
     if not raw:

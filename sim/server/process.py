@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from sim.lifeline import lifeline_env
 from sim.model.liveness import Liveness
 
 _LISTENING = re.compile(rb"listening on (http://\S+)")
@@ -75,7 +76,7 @@ def serve_command(
 
 
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, **(extra or {})}
+    env = lifeline_env({**os.environ, **(extra or {})})  # the server stops when its starter dies
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
     return env
 

@@ -56,8 +56,8 @@ CALLS: list[Step] = [
     # -- registration -------------------------------------------------------------------------
     S(200, "register", body={**REG, "cpu_quantity": 4, "firmware": "UEFI", "agent_version": "24.1"}, save="s1"),
     S(200, "register", body={"name": "win-01", "os_type": "WINDOWS", "ipv6": "::1"}, save="s2"),
-    S(200, "register", body={**REG, "name": "db-01", "id": "fixed-source-id"}, save="s3"),
-    S(200, "register", body={**REG, "name": "db-01-again", "id": "fixed-source-id"}),  # re-registration
+    S(200, "register", body={**REG, "name": "db-01", "id": "fixed-source-id"}, save="s3"),  # not ours: a new id
+    S(200, "register", body={**REG, "name": "db-01-again", "id": "$s3"}),  # re-registration with its id
     S(400, "register", body={"os_type": "LINUX", "ip": "10.0.0.1"}),  # no name
     S(400, "register", body={**REG, "os_type": "BSD"}),
     S(400, "register", body={"name": "x", "os_type": "LINUX"}),  # no address

@@ -269,11 +269,14 @@ def test_unknown_route_is_404_sms_9802(sms):
         assert_sms_error(sms.http.get(path), 404, "SMS.9802")
 
 
-def test_wrong_method_is_sms_2003_with_the_documented_status_401(sms):
+def test_wrong_method_is_sms_2003_405_with_allow(sms):
     source_id = sms.register()
-    assert_sms_error(sms.http.post(f"/v3/sources/{source_id}/command", json={}), 401, "SMS.2003", "GET")
-    assert_sms_error(sms.http.put("/v3/tasks", json={}), 401, "SMS.2003")
-    assert_sms_error(sms.http.delete(f"/v3/sources/{source_id}"), 401, "SMS.2003")
+    r = sms.http.post(f"/v3/sources/{source_id}/command", json={})
+    assert_sms_error(r, 405, "SMS.2003", "GET")
+    assert r.headers["allow"] == "GET"
+    assert_sms_error(sms.http.put("/v3/tasks", json={}), 405, "SMS.2003")
+    assert_sms_error(sms.http.delete(f"/v3/sources/{source_id}"), 405, "SMS.2003")
+    assert_sms_error(sms.http.request("TRACE", "/healthz"), 405, "SMS.2003")
 
 
 def test_server_timing_is_on_success_and_error_responses(reference_server, sms):

@@ -17,6 +17,7 @@ from sim.model.controlplane import ControlPlane, Registration, TaskSpec
 from sim.model.entities import Source
 from sim.model.lifecycle import Action, OsType, TaskState, TaskType
 from sim.model.liveness import Liveness, LivenessWrite
+from sim.server.stores import open_store
 from sim.server.stores.sqlite import BUSY_TIMEOUT_MS, SqliteStore
 
 P = "proj"
@@ -35,6 +36,21 @@ def test_wal_normal_sync_and_busy_timeout_are_set(sqlite_store: SqliteStore) -> 
         assert tx.query("PRAGMA journal_mode") == [("wal",)]
         assert tx.query("PRAGMA synchronous") == [(1,)]  # 1 = NORMAL
         assert tx.query("PRAGMA busy_timeout") == [(BUSY_TIMEOUT_MS,)]
+
+
+@pytest.mark.parametrize(("option", "level"), [("?synchronous=full", 2), ("?synchronous=off", 0), ("", 1)])
+def test_durability_is_selected_by_the_url(tmp_path: Path, option: str, level: int) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'sms.db'}{option}")
+    try:
+        with store.read() as tx:
+            assert tx.query("PRAGMA synchronous") == [(level,)]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_an_unknown_sqlite_option_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        open_store(f"sqlite:///{tmp_path / 'sms.db'}?synchronous=sometimes")
 
 
 def test_the_poll_lookups_are_single_index_searches(sqlite_store: SqliteStore) -> None:

@@ -8,8 +8,9 @@ the time: `source_brief` fetches the source's head command with it, and `head_co
 the same source, next in the same `read()`/`write()` block, takes that row instead of asking
 again (see `SqliteTx.source_brief`).
 
-Concurrency: WAL (readers never wait for the writer), `synchronous=NORMAL` (WAL makes that
-durable except for the last commits on power loss, which a load-test server can afford) and a
+Concurrency: WAL (readers never wait for the writer), `synchronous=NORMAL` by default (WAL
+makes that durable except for the last commits on power loss, which a load-test server can
+afford; `sqlite:///PATH?synchronous=full` when it cannot) and a
 busy timeout so writers of other processes queue instead of failing. Each process has ONE
 connection, opened lazily and re-opened after a fork: a SQLite connection must not be used
 across `fork()`. Inside a process a lock makes transactions take turns, because sharing one
@@ -240,11 +241,20 @@ class SqliteTx(DocTables):
         )
 
 
+# SQLite's `synchronous` in WAL mode: `full` syncs the log at every commit (an acknowledged
+# write survives power loss), `normal` at checkpoints (it survives a crash of the process, the
+# last commits may not survive one of the machine), `off` never.
+SYNCHRONOUS = ("full", "normal", "off")
+
+
 class SqliteStore:
     """The SQLite store in the file at `path` (created with its schema on first use)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], synchronous: str = "normal") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous: expected one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
         self.path = os.fspath(path)
+        self.synchronous = synchronous
         self._db: sqlite3.Connection | None = None
         self._tx: SqliteTx | None = None
         self._pid = 0
@@ -262,7 +272,7 @@ class SqliteStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=256)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _enable_wal(db)
-        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         db.execute("BEGIN IMMEDIATE")  # one process creates the schema while the others wait
         for statement in _SCHEMA.split(";"):
