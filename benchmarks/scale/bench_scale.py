@@ -10,12 +10,15 @@
    `--day-agents`/`--day-s` to run less (target: under 10 minutes on the 2-core machine).
 3. Memory per agent: the fast engine's arrays (exact bytes), and the peak resident memory a
    run adds, per agent, measured by psutil in a fresh process.
+4. A capacity sweep on local processes (`smsload sweep`'s runner, fast engine): fleets of
+   10^4..10^6 (5 sizes) x 2 worker counts x 2 replications, one virtual hour each; wall time
+   of the whole sweep and of its capacity table.
 
 CPU time is printed beside wall time: on a shared machine the wall time counts other
 processes' turns on the cores, the CPU time less so; the load average is printed too.
 
     .venv/bin/python benchmarks/scale/bench_scale.py [--agents N] [--simpy-s S] [--fast-s S]
-        [--reps N] [--day-agents N] [--day-s S] [--skip-day] [--quick]
+        [--reps N] [--day-agents N] [--day-s S] [--skip-day] [--sweep-sizes SPEC] [--skip-sweep] [--quick]
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from sim.fast.engine import calendar, simulate  # noqa: E402
 from sim.fast.kernel import AGENT_COLUMNS  # noqa: E402
 from sim.fast.run import run_fast  # noqa: E402
 from sim.records import load_run  # noqa: E402
+from sim.report.capacity_sweep import capacity_table  # noqa: E402
 from sim.scenario import Scenario, validate_scenario  # noqa: E402
+from sim.sweep.grid import parse_vary  # noqa: E402
+from sim.sweep.runner import SweepSpec, run_sweep  # noqa: E402
 
 
 def scenario(agents: int, duration_s: float, *, ramp_s: float = 600.0) -> Scenario:
@@ -127,6 +133,24 @@ def memory(agents: int) -> None:
     print(f"  peak resident memory a run adds: {added / agents:.0f} B an agent (histograms and buffers included)")
 
 
+def sweep(sizes: str, virtual_s: float, jobs: int) -> None:
+    base = scenario(10_000, virtual_s).with_overrides(fields={"slo": ["p99 of poll < 200 ms", "error rate < 0.1%"]})
+    varies = (parse_vary(f"agents={sizes}", base), parse_vary("workers=32,64", base))
+    spec = SweepSpec(base, varies, replications=2, engine="fast", slo=base.slo)
+    print(f"\n== sweep: {len(spec.points)} points (agents={sizes} x workers 32,64 x 2 replications), {jobs} processes")
+    with tempfile.TemporaryDirectory() as tmp:
+        wall0 = time.perf_counter()
+        rows = run_sweep(spec, Path(tmp) / "sweep", jobs=jobs)
+        wall = time.perf_counter() - wall0
+        t0 = time.perf_counter()
+        table = capacity_table(rows, list(base.slo))
+        print(
+            f"  {len(rows)} rows in {wall:.0f} s wall ({wall / len(rows):.1f} s a point); capacity table "
+            f"in {time.perf_counter() - t0:.2f} s"
+        )
+        print(table.to_string(index=False))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=100_000)
@@ -136,14 +160,20 @@ def main() -> None:
     ap.add_argument("--day-agents", type=int, default=1_000_000)
     ap.add_argument("--day-s", type=float, default=86_400.0)
     ap.add_argument("--skip-day", action="store_true")
+    ap.add_argument("--sweep-sizes", default="1e4:1e6:log5", help="the sweep's fleet sizes (a --vary spec)")
+    ap.add_argument("--sweep-s", type=float, default=3600.0, help="virtual seconds of each sweep point")
+    ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--quick", action="store_true", help="smoke run: 10,000 agents, one pair, a 1-hour 'day'")
     args = ap.parse_args()
     if args.quick:
         args.agents, args.simpy_s, args.fast_s, args.reps = 10_000, 60.0, 600.0, 1
         args.day_agents, args.day_s = 100_000, 3600.0
+        args.sweep_sizes, args.sweep_s = "1e3:1e4:log3", 600.0
     print(f"load average before: {os.getloadavg()}")
     compare_engines(args.agents, args.simpy_s, args.fast_s, args.reps)
     memory(args.day_agents)
+    if not args.skip_sweep:
+        sweep(args.sweep_sizes, args.sweep_s, os.cpu_count() or 1)
     if not args.skip_day:
         day(args.day_agents, args.day_s)
     print(f"\nload average after: {os.getloadavg()}")
