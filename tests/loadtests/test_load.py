@@ -101,7 +101,7 @@ def test_every_agent_registered_and_polled(quickstart: Run) -> None:
     assert sorted(registered["agent_id"]) == list(range(200))  # each id once: agent i as in the simulation
     polled = set(r.loc[r["endpoint"] == POLL, "agent_id"])
     assert polled == set(range(200))
-    commands = r.loc[(r["endpoint"] == POLL) & (r["command_name"] != ""), "command_name"]
+    commands = r.loc[(r["endpoint"] == POLL) & r["command_name"].notna(), "command_name"]
     assert {"START", "SYNC", "DELETE"} <= set(commands)
 
 
