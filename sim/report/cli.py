@@ -83,14 +83,14 @@ def _cell(table: Any, endpoint: str, metric: str) -> str:
     if not math.isfinite(value):
         return "-" if math.isnan(value) else "+inf"
     text = f"{value:+.2f}pp" if metric == "error_rate" else f"{value:+.1%}"
-    return text + ("*" if row["significant"] else "")
+    return text + ("*" if row["significant"] else "?" if not row["enough"] else "")
 
 
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sim.report.compare import SHOWN, LimitError, compare, parse_limit
+    from sim.report.compare import SHOWN, TINY, LimitError, compare, parse_limit
     from sim.report.html import render_compare
 
     _check_resamples(args.resamples)
@@ -110,12 +110,21 @@ def _compare(args: argparse.Namespace) -> int:
     console = Console(width=max(Console().width, 140))
     t = Table(title=f"B {b.run_id} ({b.executor}) vs A {a.run_id} ({a.executor})")
     t.add_column("endpoint", no_wrap=True)
+    t.add_column("n A", justify="right")
+    t.add_column("n B", justify="right")
     for metric in shown:
         t.add_column(metric, justify="right")
     for endpoint in result.table["endpoint"].unique():
-        t.add_row(endpoint, *[_cell(result.table, endpoint, m) for m in shown])
+        first = result.table[result.table["endpoint"] == endpoint].iloc[0]
+        t.add_row(
+            endpoint, f"{first['n_a']:,}", f"{first['n_b']:,}", *[_cell(result.table, endpoint, m) for m in shown]
+        )
     console.print(t)
-    console.print("relative change B vs A (error_rate: percentage points); * significant at 95%", highlight=False)
+    console.print(
+        "relative change B vs A (error_rate: percentage points); n: requests in each run; * significant at 95%; "
+        f"? too few requests to tell (fewer than {TINY} in a run, or fewer than the percentile needs)",
+        highlight=False,
+    )
     for message in result.checks["message"]:
         console.print(message, highlight=False, markup=False, soft_wrap=True)
     if limits:
