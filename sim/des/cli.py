@@ -8,18 +8,30 @@ from typing import Any
 
 from rich.console import Console
 
-from sim.cli_support import SCENARIO_HELP, LazyProgress, print_run_summary, refuse_existing_run, scenario_from_args
+from sim.cli_support import (
+    SCENARIO_HELP,
+    LazyProgress,
+    add_command,
+    print_run_summary,
+    refuse_existing_run,
+    scenario_from_args,
+)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sim",
         help="simulate a scenario (SimPy) and write a run directory",
         description="Run the discrete-event simulation of SCENARIO: agents and the operator against a "
         "queueing model of the server, in virtual time. Writes a run directory (manifest.json, "
         "requests.parquet, tasks.parquet, commands.parquet, summary.json) and prints a summary.",
+        examples=[
+            "smsload sim quickstart --out runs/q                  # seconds",
+            "smsload sim capacity-baseline --agents 20000 --seed 3 --duration-s 1800",
+        ],
     )
-    p.add_argument("scenario", help=SCENARIO_HELP)
+    p.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     p.add_argument("--out", type=Path, help="run directory to write (default: runs/NAME-des-TIMESTAMP)")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--agents", type=int, help="override fleet.agents")
