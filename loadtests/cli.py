@@ -13,26 +13,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.cli_support import SCENARIO_HELP, UsageError, print_run_summary, scenario_from_args
+from sim.cli_support import SCENARIO_HELP, UsageError, add_command, print_run_summary, scenario_from_args
 
 TOKEN_ENV = "SMS_AUTH_TOKEN"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "load",
         help="load-test a server with the scenario's agent fleet (Locust) and write a run directory",
         description="Run SCENARIO's agents and operator as Locust users over real HTTP, against the reference "
         "server started for the run or against --host. Writes a run directory with the simulation's "
         "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
         "plus generator.parquet, and prints a summary.",
+        examples=[
+            "smsload load quickstart --duration-s 30 --agents 500 --out runs/try",
+            "SMS_AUTH_TOKEN=... smsload load capacity-baseline --host https://sms.staging.example",
+        ],
     )
-    p.add_argument("scenario", help=SCENARIO_HELP)
+    p.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     p.add_argument("--host", help="base URL of the server to load (default: start the reference server on loopback)")
     p.add_argument("--out", type=Path, help="run directory to write (default: runs/NAME-locust-TIMESTAMP)")
     p.add_argument("--workers", type=int, default=0, help="Locust worker processes (default 0: one process)")
     p.add_argument("--duration-s", type=float, help="override duration_s (wall-clock seconds)")
     p.add_argument("--agents", type=int, help="override fleet.agents")
+    p.add_argument("--seed", type=int, help="override the scenario's seed (the agents' disks, OS, bandwidth, timing)")
     p.add_argument("--token", help=f"X-Auth-Token for --host (default ${TOKEN_ENV}); never written anywhere")
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     rig = p.add_argument_group(
@@ -66,7 +72,7 @@ def _main(args: argparse.Namespace) -> int:
     from loadtests.run import LoadError, LoadFailed, LoadOptions, run_load  # pandas, httpx: not for --help
     from loadtests.rundir import default_out
 
-    scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s)
+    scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed)
     out = args.out or default_out(scenario)
     server_args: list[str] = []
     for flag, value in (

@@ -27,22 +27,11 @@ import pyarrow.parquet as pq
 
 from loadtests.driver import Note, server_ms, transport_error
 from sim.model.intents import Outcome
-from sim.records import REQUEST_SCHEMA, RequestLog, RunDir
+from sim.records import GENERATOR_SCHEMA, REQUEST_SCHEMA, RequestLog, RunDir
 
 EXECUTOR = "locust"
 PARTS = "parts"
 OTHER_USER_ID = -2  # agent_id of a request from a user class that is not ours (a benchmark's plain user)
-GENERATOR_SCHEMA = pa.schema(
-    [
-        ("t_s", pa.float64()),  # seconds since the run started
-        ("process", pa.string()),  # "local", "master" or "worker-N"
-        ("cpu_percent", pa.float64()),  # of one core, so a busy process shows ~100 whatever the machine
-        ("rss_mb", pa.float64()),
-        ("users", pa.int32()),  # Locust users running in that process
-        ("loop_lag_ms", pa.float64()),  # how late the process's once-a-second timer fired: it could not run
-        ("host_cpu_percent", pa.float64()),  # the whole machine (all cores): other load competes for the CPU
-    ]
-)
 
 
 class Recorder:
@@ -182,7 +171,7 @@ def merge_parts(run: RunDir) -> int:
     samples = [pq.read_table(p).cast(GENERATOR_SCHEMA) for p in generator_files]
     generator = pa.concat_tables(samples) if samples else GENERATOR_SCHEMA.empty_table()
     generator = generator.sort_by([("t_s", "ascending"), ("process", "ascending")])
-    pq.write_table(generator, run.path / "generator.parquet", compression="zstd")
+    run.write_table("generator", generator)
     for path in [*request_files, *generator_files, *parts.glob("*.tmp")] if parts.is_dir() else []:
         path.unlink()
     if parts.is_dir():

@@ -8,6 +8,8 @@ as one line and exits with code 2, never with a traceback.
 
 from __future__ import annotations
 
+import argparse
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,23 @@ SCENARIO_HELP = f"scenario YAML file, or the name of a shipped scenario ({', '.j
 
 class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def add_command(sub: Any, name: str, *, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand's parser whose --help ends with its examples, laid out as written.
+
+    `description` is prose (paragraphs separated by a blank line, wrapped here; a literal % is
+    just %), `examples` are command lines, each with an optional `# comment`. Every
+    subcommand is made with this, so every --help looks alike and has examples.
+    """
+    paragraphs = [textwrap.fill(" ".join(p.split()), 88) for p in description.strip().split("\n\n")]
+    return sub.add_parser(
+        name,
+        help=help,
+        description="\n\n".join(paragraphs),
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def check_positive(**flags: float | None) -> None:

@@ -11,14 +11,22 @@ import argparse
 import sys
 from typing import Any
 
-from sim.cli_support import SCENARIO_HELP
+from sim.cli_support import SCENARIO_HELP, add_command
 from sim.scenario import Scenario, ScenarioError
 from sim.scenarios import find_scenario
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "validate", help="check scenario files", description=__doc__.splitlines()[0] if __doc__ else None
+    parser = add_command(
+        subparsers,
+        "validate",
+        help="check scenario files",
+        description="Check scenario files (or shipped scenarios) and summarise what each one asks for. Every "
+        "problem of every file is printed as FILE: FIELD.PATH: message, and the exit code is 2.",
+        examples=[
+            "smsload validate quickstart",
+            "smsload validate my-scenario.yaml runs/qs-calibrated.yaml",
+        ],
     )
     parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help=SCENARIO_HELP + "; one or more")
     parser.set_defaults(func=run_validate)

@@ -132,7 +132,7 @@ def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float]
         "busy": math.nan,
     }
     if service_ms:
-        means = ok["endpoint"].map(service_ms).fillna(service_ms.get("default", 0.0))
+        means = ok["endpoint"].astype(object).map(service_ms).fillna(service_ms.get("default", 0.0))  # categorical
         out["busy"] = float(means.sum()) / 1000 / span
     for tag, endpoint in (("poll", POLL), ("progress", PROGRESS)):
         lat = ok.loc[ok["endpoint"] == endpoint, "latency_ms"].to_numpy(dtype=float)

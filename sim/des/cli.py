@@ -18,6 +18,7 @@ from sim.cli_support import (
     SCENARIO_HELP,
     LazyProgress,
     UsageError,
+    add_command,
     print_run_summary,
     refuse_existing_run,
     scenario_from_args,
@@ -28,14 +29,20 @@ ENGINES = ("auto", "simpy", "fast")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sim",
-        help="simulate a scenario (SimPy) and write a run directory",
+        help="simulate a scenario (SimPy, or the compiled engine at fleet scale) and write a run directory",
         description="Run the discrete-event simulation of SCENARIO: agents and the operator against a "
         "queueing model of the server, in virtual time. Writes a run directory (manifest.json, "
-        "requests.parquet, tasks.parquet, commands.parquet, summary.json) and prints a summary.",
+        "requests.parquet, tasks.parquet, commands.parquet, summary.json; the fast engine writes "
+        "latency_hist.parquet instead of request rows) and prints a summary.",
+        examples=[
+            "smsload sim quickstart --out runs/q                  # seconds",
+            "smsload sim capacity-baseline --agents 1000000 --engine fast   # the polling plane of 10^6 agents",
+        ],
     )
-    p.add_argument("scenario", help=SCENARIO_HELP)
+    p.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     p.add_argument("--out", type=Path, help="run directory to write (default: runs/NAME-des-TIMESTAMP)")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--agents", type=int, help="override fleet.agents")

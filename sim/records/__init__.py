@@ -14,7 +14,11 @@ A run directory holds
   `latency_histograms` says so.
 
 Times in the tables are seconds since the run started (`t_*_s`) in the run's own clock,
-latencies milliseconds (`*_ms`). `load_run(path)` returns the tables as DataFrames.
+latencies milliseconds (`*_ms`). "None" is null in every table; categories are
+dictionary-encoded; each Parquet file's metadata holds the schema version and t0 (epoch
+seconds of t = 0). `load_run(path)` returns the tables as DataFrames (older runs brought to
+the current schema), `with_timestamps(df, run)` adds UTC times. Every table, column, type,
+unit and meaning: `docs/records.md`, checked against `TABLES` by a test.
 
 The manifest has the same fields for every executor (`des`: the SimPy simulation, `fast`:
 the compiled polling engine, `locust`: a load test), each present from the start and null
@@ -54,12 +58,20 @@ from __future__ import annotations
 
 from sim.records.hist import HIST_FILE, HIST_SCHEMA, HistGroup, LogBins, hist_table, histograms_from_requests
 from sim.records.ids import default_out, run_id_for
-from sim.records.load import Run, RunDirError, load_run
+from sim.records.load import Run, RunDirError, load_run, with_timestamps
 from sim.records.manifest import CLOCKS, new_manifest
 from sim.records.quantiles import QUANTILES, grouped_quantiles, positions, quantiles
 from sim.records.rows import RequestLog, commands_table, tasks_table
 from sim.records.rundir import RunDir, finish_run, is_finished
-from sim.records.schema import COMMAND_SCHEMA, OPERATOR_ID, REQUEST_SCHEMA, TASK_SCHEMA
+from sim.records.schema import (
+    COMMAND_SCHEMA,
+    GENERATOR_SCHEMA,
+    OPERATOR_ID,
+    REQUEST_SCHEMA,
+    SCHEMA_VERSION,
+    TABLES,
+    TASK_SCHEMA,
+)
 from sim.records.summary import dispatch_summary, migration_durations, stats, summarize, task_summary
 
 __all__ = [
@@ -69,9 +81,12 @@ __all__ = [
     "HIST_SCHEMA",
     "HistGroup",
     "LogBins",
+    "GENERATOR_SCHEMA",
     "OPERATOR_ID",
     "QUANTILES",
     "REQUEST_SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
     "TASK_SCHEMA",
     "RequestLog",
     "Run",
@@ -95,4 +110,5 @@ __all__ = [
     "summarize",
     "task_summary",
     "tasks_table",
+    "with_timestamps",
 ]

@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from sim.model.intents import ENDPOINTS
 from sim.records.rows import ok_status
+from sim.records.schema import HIST_SCHEMA
 
 HIST_FILE = "latency_hist.parquet"
 HIST_SCHEMA_VERSION = 1
@@ -106,7 +107,7 @@ DEFAULT_BINS = LogBins()
 
 #: How the request table writes "no error" (requests.parquet on main: the empty string).
 #: `error_cell` is the one place histograms follow it; change both together.
-NO_ERROR: str | None = ""
+NO_ERROR: str | None = None  # "none" is null in every table (docs/records.md)
 
 
 def error_cell(error: str | None) -> str | None:
@@ -130,25 +131,6 @@ class HistGroup:
         if self.endpoint_name not in ENDPOINTS:
             known = ", ".join(sorted(ENDPOINTS))
             raise ValueError(f"HistGroup: unknown endpoint {self.endpoint_name!r} (expected one of {known})")
-
-
-HIST_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("executor", pa.string()),
-        ("endpoint", pa.string()),  # the path template, as requests.parquet's `endpoint`
-        ("method", pa.string()),
-        ("status", pa.int32()),  # 0: no response
-        ("ok", pa.bool_()),
-        ("error", pa.string()),
-        ("t_bin_s", pa.float64()),  # the time bin's start (requests binned by when they were sent)
-        ("bin_s", pa.float64()),
-        ("bucket", pa.int32()),
-        ("latency_lo_ms", pa.float64()),
-        ("latency_hi_ms", pa.float64()),  # the last bucket: infinite
-        ("count", pa.int64()),
-    ]
-)
 
 
 def hist_metadata(bins: LogBins, bin_s: float) -> dict[str, Any]:
@@ -184,11 +166,11 @@ def _table(
     columns = {
         "run_id": pa.array([run_id] * n, pa.string()),
         "executor": pa.array([executor] * n, pa.string()),
-        "endpoint": pa.array(endpoint, pa.string()),
-        "method": pa.array(method, pa.string()),
+        "endpoint": pa.array(endpoint, pa.string(), from_pandas=True),
+        "method": pa.array(method, pa.string(), from_pandas=True),
         "status": pa.array(status, pa.int32()),
         "ok": pa.array(ok_status(status), pa.bool_()),
-        "error": pa.array(error, pa.string()),
+        "error": pa.array(error, pa.string(), from_pandas=True),
         "t_bin_s": pa.array(np.asarray(t_bin, dtype=np.float64) * bin_s, pa.float64()),
         "bin_s": pa.array(np.full(n, float(bin_s)), pa.float64()),
         "bucket": pa.array(np.asarray(bucket, dtype=np.int32), pa.int32()),

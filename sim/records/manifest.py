@@ -37,6 +37,20 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def t0_epoch_of(manifest: dict[str, Any]) -> float | None:
+    """Epoch seconds of the run's t = 0: a load test's `t0_epoch`, else (a simulation, whose clock is
+    virtual) the wall-clock time it started (`started_at`), so its times can be shown as dates; None if
+    neither is known."""
+    t0 = manifest.get("t0_epoch")
+    if isinstance(t0, (int, float)):
+        return float(t0)
+    started = manifest.get("started_at")
+    try:
+        return datetime.fromisoformat(str(started)).timestamp() if started else None
+    except ValueError:
+        return None
+
+
 def new_manifest(
     scenario: Scenario, executor: str, run_id: str, fields: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -126,8 +126,11 @@ class _Row(NamedTuple):
 def _answered(requests: pd.DataFrame) -> list[_Row]:
     """The successful requests about tasks or commands, in the order they were answered."""
     # Idle polls (most of a run) say nothing about tasks or commands.
+    # Null is "none" (a run written before nulls had "": `load_run` reads that as null too).
+    command_name = requests["command_name"].astype(object).fillna("")
+    task_id = requests["task_id"].astype(object).fillna("")
     keep = requests["ok"].to_numpy(dtype=bool) & (
-        (requests["command_name"] != "").to_numpy(dtype=bool) | (requests["task_id"] != "").to_numpy(dtype=bool)
+        (command_name != "").to_numpy(dtype=bool) | (task_id != "").to_numpy(dtype=bool)
     )
     r = requests[keep]
     t = r["t_start_s"].to_numpy(dtype=np.float64) + r["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
@@ -135,7 +138,7 @@ def _answered(requests: pd.DataFrame) -> list[_Row]:
     rows = [
         _Row(float(when), _SAME_AS.get(name, name), int(agent), str(command), str(task))
         for when, name, agent, command, task in zip(
-            t.tolist(), names, r["agent_id"].tolist(), r["command_name"].tolist(), r["task_id"].tolist()
+            t.tolist(), names, r["agent_id"].tolist(), command_name[keep].tolist(), task_id[keep].tolist()
         )
     ]
     return sorted(rows, key=lambda row: row.t)  # stable: rows answered at the same time keep their order
@@ -281,8 +284,8 @@ def observed_tables(run_id: str, requests: pd.DataFrame) -> tuple[pa.Table, pa.T
         {
             "run_id": [run_id] * len(commands),
             "seq": list(range(1, len(commands) + 1)),
-            "source_id": [""] * len(commands),
-            "task_id": [c.task_id for c in commands],
+            "source_id": [None] * len(commands),  # unknown: the agents' requests do not name it
+            "task_id": [c.task_id or None for c in commands],
             "command_name": [c.name for c in commands],
             "enqueued_s": [c.enqueued for c in commands],
             "delivered_s": [c.delivered for c in commands],

@@ -3,7 +3,8 @@
 `RequestLog.add_call` is the one place a request row is built from what an executor knows
 (the agent, its `Call`, the `Outcome`, the times): the simulation's engine and the load
 test's recorder both call it, so the endpoint template, method, error and annotations
-(`command_name`, `task_id`) are derived alike for simulated and measured requests.
+(`command_name`, `task_id`) are derived alike for simulated and measured requests. "None" is
+written as null (an empty string from the model becomes null here, the one place rows are made).
 """
 
 from __future__ import annotations
@@ -117,24 +118,29 @@ class RequestLog:
         }
         columns = {
             "run_id": pa.array([run_id] * n, pa.string()),
-            "executor": pa.array([executor] * n, pa.string()),
+            "executor": [executor] * n,
             "agent_id": pa.array(np.frombuffer(self.agent_id, dtype=np.int64) if n else [], pa.int64()),
-            "endpoint": pa.array(self.endpoint, pa.string()),
-            "method": pa.array(self.method, pa.string()),
+            "endpoint": self.endpoint,
+            "method": self.method,
             "t_sched_s": pa.array(floats["t_sched_s"]),
             "t_start_s": pa.array(floats["t_start_s"]),
             "latency_ms": pa.array(floats["latency_ms"]),
             "status": pa.array(status, pa.int32()),
             "ok": pa.array(ok_status(status)),
-            "error": pa.array(self.error, pa.string()),
-            "command_name": pa.array(self.command_name, pa.string()),
-            "task_id": pa.array(self.task_id, pa.string()),
+            "error": _nulls(self.error),
+            "command_name": _nulls(self.command_name),
+            "task_id": _nulls(self.task_id),
             "queue_wait_ms": pa.array(floats["queue_wait_ms"], from_pandas=True),
             "server_ms": pa.array(floats["server_ms"], from_pandas=True),
         }
         table = pa.Table.from_pydict(columns, schema=REQUEST_SCHEMA)
         self._clear()
         return table
+
+
+def _nulls(values: Iterable[str | None]) -> list[str | None]:
+    """None for every empty value: the tables write "none" as null."""
+    return [v or None for v in values]
 
 
 def tasks_table(run_id: str, events: Iterable[TaskEvent], t0: float = 0.0) -> pa.Table:
@@ -145,12 +151,12 @@ def tasks_table(run_id: str, events: Iterable[TaskEvent], t0: float = 0.0) -> pa
             "run_id": [run_id] * len(ev),
             "t_s": [e.t - t0 for e in ev],
             "task_id": [e.task_id for e in ev],
-            "source_id": [e.source_id for e in ev],
-            "from_state": [e.from_state for e in ev],
+            "source_id": _nulls(e.source_id for e in ev),
+            "from_state": _nulls(e.from_state for e in ev),
             "to_state": [e.to_state for e in ev],
             "trigger": [e.trigger for e in ev],
-            "subtask": [e.subtask for e in ev],
-            "progress": [e.progress for e in ev],
+            "subtask": _nulls(e.subtask for e in ev),
+            "progress": [e.progress if e.progress >= 0 else None for e in ev],
         },
         schema=TASK_SCHEMA,
     )
@@ -167,13 +173,13 @@ def commands_table(run_id: str, commands: Iterable[CommandRecord], t0: float = 0
         {
             "run_id": [run_id] * len(cs),
             "seq": [c.seq for c in cs],
-            "source_id": [c.source_id for c in cs],
-            "task_id": [c.task_id for c in cs],
+            "source_id": _nulls(c.source_id for c in cs),
+            "task_id": _nulls(c.task_id for c in cs),
             "command_name": [c.name.value for c in cs],
             "enqueued_s": [rel(c.enqueued_at) for c in cs],
             "delivered_s": [rel(c.delivered_at) for c in cs],
             "acked_s": [rel(c.acked_at) for c in cs],
-            "result": [c.result for c in cs],
+            "result": _nulls(c.result for c in cs),
         },
         schema=COMMAND_SCHEMA,
     )

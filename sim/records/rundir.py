@@ -23,8 +23,8 @@ from sim.records.hist import HIST_FILE, HIST_SCHEMA, bins_from_metadata, hist_me
 from sim.records.hist_summary import summarize_histograms
 from sim.records.ids import run_id_for
 from sim.records.load import load_run
-from sim.records.manifest import new_manifest, now_iso
-from sim.records.schema import REQUEST_SCHEMA
+from sim.records.manifest import new_manifest, now_iso, t0_epoch_of
+from sim.records.schema import REQUEST_SCHEMA, TABLES, file_schema
 from sim.records.summary import summarize
 from sim.scenario import Scenario
 
@@ -47,6 +47,9 @@ class RunDir:
         self.executor = executor
         self.manifest = new_manifest(scenario, executor, run_id or run_id_for(scenario, executor), fields)
         self.run_id: str = self.manifest["run_id"]
+        # Epoch seconds of t = 0 in every table's metadata: a load test's. A simulation's clock is virtual
+        # and its tables are byte-identical for the same scenario and seed, so they carry no wall-clock time.
+        self.t0_epoch = t0_epoch_of(self.manifest) if self.manifest.get("clock") == "wall" else None
         self._write_manifest()
         self._writer: pq.ParquetWriter | None = None
         self._closed = False
@@ -63,7 +66,9 @@ class RunDir:
         if self._closed:
             raise RuntimeError(f"{self.path}: the request table is already closed")
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path / "requests.parquet", REQUEST_SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                self.path / "requests.parquet", self.file_schema("requests"), compression="zstd"
+            )
         if table.num_rows:
             self._writer.write_table(table)
             self.rows += table.num_rows
@@ -92,7 +97,14 @@ class RunDir:
         self.manifest["latency_histograms"] = hist_metadata(bins, bin_s)
         self._write_manifest()
 
+    def file_schema(self, name: str) -> pa.Schema:
+        """Table `name`'s schema with the metadata of this run's files (schema version, t0, clock)."""
+        return file_schema(name, self.t0_epoch, self.manifest.get("clock"))
+
     def write_table(self, name: str, table: pa.Table) -> None:
+        """Write a whole table (NAME.parquet); a table of `TABLES` gets the run's metadata."""
+        if name in TABLES:
+            table = table.replace_schema_metadata(self.file_schema(name).metadata)
         pq.write_table(table, self.path / f"{name}.parquet", compression="zstd")
 
     def finish(self, summary: dict[str, Any] | None, complete: bool, **fields: Any) -> None:

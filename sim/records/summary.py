@@ -33,7 +33,7 @@ def summarize(requests: pd.DataFrame, tasks: pd.DataFrame, commands: pd.DataFram
     """The run's headline figures (deterministic for the same tables)."""
     endpoints: dict[str, Any] = {}
     # Keyed "METHOD /path/template": POST and GET /v3/sources are different endpoints.
-    for (method, endpoint), group in requests.groupby(["method", "endpoint"], sort=True):
+    for (method, endpoint), group in requests.groupby(["method", "endpoint"], sort=True, observed=True):
         ok = group["ok"].to_numpy()
         endpoints[f"{method} {endpoint}"] = {
             "count": int(len(group)),

@@ -38,8 +38,9 @@ class RunAnalysis:
     endpoints: pd.DataFrame  # endpoint_table: per endpoint and ALL, with intervals
     errors: pd.DataFrame  # errors_by_status
     latency_hist: GroupHistograms  # latency per endpoint (for CDFs and comparisons)
-    throughput: pd.DataFrame  # throughput_over_time per endpoint, 1 s bins
+    throughput: pd.DataFrame  # throughput_over_time per endpoint (requests, errors, error rate), 1 s bins
     latency: pd.DataFrame  # percentiles_over_time, all requests, 1 s bins
+    latency_by_endpoint: pd.DataFrame  # percentiles_over_time per endpoint, 1 s bins
     queue_wait: pd.DataFrame  # value_table of queue_wait_ms (empty for a load test)
     queue_wait_series: pd.DataFrame  # percentiles_over_time of queue_wait_ms
     server_time: pd.DataFrame  # value_table of server_ms (simulated service time, or Server-Timing)
@@ -106,6 +107,7 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
         latency_hist=M.endpoint_histograms(req, codes=codes),
         throughput=M.throughput_over_time(req, duration),
         latency=M.percentiles_over_time(req, duration_s=duration),
+        latency_by_endpoint=M.percentiles_over_time(req, duration_s=duration, by_endpoint=True),
         queue_wait=M.value_table(req, "queue_wait_ms", n_boot=n_boot, seed=seed, codes=codes),
         queue_wait_series=M.percentiles_over_time(req, "queue_wait_ms", duration),
         server_time=M.value_table(req, "server_ms", n_boot=n_boot, seed=seed, codes=codes),
@@ -188,7 +190,9 @@ def report_figures(a: RunAnalysis) -> list[Figure]:
     """The figures of a run's report, in page order (each one's title is its alt text)."""
     figs = [
         F.throughput_figure(a.throughput),
+        F.error_rate_figure(a.throughput),
         F.percentiles_figure(a.latency),
+        F.endpoint_percentiles_figure(a.latency_by_endpoint),
         F.latency_cdf_figure(a.latency_hist),
         F.tasks_by_state_figure(a.tasks_by_state),
         F.dispatch_figure(a.dispatch_latency),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sim.cli_support import UsageError
+from sim.cli_support import UsageError, add_command
 
 if TYPE_CHECKING:  # imported when used: the fit pulls in scipy and pandas, 1.7 s on every smsload start
     from sim.report.calibrate import Calibration, Fit
@@ -24,15 +24,20 @@ _PER_LINE = 10  # empirical values per line of the flow list
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "calibrate",
         help="fit the simulated server to a run and write the calibrated scenario",
         description="Fit the simulated server of RUN's scenario to what RUN measured: per-endpoint service times "
         "(Server-Timing plus the server's time outside the handler, or low-load latency minus the round "
         "trip), the round trip, the number of workers. Writes the run's scenario with its server: "
         "section replaced, commented with the fit. See README 'Calibration' for the method and limits.",
+        examples=[
+            "smsload calibrate runs/qs -o runs/qs-calibrated.yaml",
+            "smsload calibrate runs/low -o cal.yaml --probe runs/ramp   # + capacity from a run past it",
+        ],
     )
-    p.add_argument("run", type=Path, help="run directory (smsload load, or smsload sim)")
+    p.add_argument("run", metavar="RUN", type=Path, help="run directory (smsload load, or smsload sim)")
     p.add_argument("-o", "--out", type=Path, required=True, help="scenario YAML file to write")
     p.add_argument(
         "--overhead-ms",

@@ -16,22 +16,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sim.cli_support import UsageError
-
-EXAMPLE = """examples:
-  smsload capacity runs/sweep                       # the sweep's own SLO (sweep.json, else its scenario's)
-  smsload capacity runs/sweep --slo 'p99 of poll < 50 ms' --slo 'error rate < 0.1%'
-  smsload capacity runs/load-1k runs/load-2k runs/load-4k runs/load-8k   # USL fit of load tests
-  smsload capacity runs/sweep runs/load-1k runs/load-2k runs/load-4k      # both, the USL beside the simulation
-"""
-
+from sim.cli_support import UsageError, add_command
 
 _WIDE = {"mean_lo", "mean_hi", "replications", "theory_applies", "mva_throughput_per_s", "erlang_c_max_agents"}
 _WIDE |= {"busy_fraction"}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "capacity",
         help="the largest fleet meeting the SLO per configuration (from a sweep); USL fit of load tests",
         description="From a sweep directory: per server configuration and poll interval, the largest fleet "
@@ -39,8 +32,10 @@ def register(sub: Any) -> None:
         "interval from the replications), the knee plot, and Erlang C / MVA beside each point, flagged "
         "where simulation and theory disagree. From load-test run directories at several fleet sizes: "
         "the Universal Scalability Law fitted with bootstrap intervals, and its extrapolation.",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=[
+            "smsload capacity runs/sweep --slo 'p99 of poll < 50 ms' --slo 'error rate < 0.1%'",
+            "smsload capacity runs/sweep runs/load-1k runs/load-2k runs/load-4k   # the USL beside the simulation",
+        ],
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a sweep directory and/or run directories")
     p.add_argument("--slo", action="append", default=[], metavar="EXPR", help="objective (repeatable); see sim/slo.py")

@@ -12,9 +12,12 @@ Works across executors (simulation vs load test, run vs run): endpoints are matc
   two Poisson rates (`sim.report.intervals.rate_ratio_interval`);
 - error rate: the absolute change pB - pA with Newcombe's interval, and the relative change.
 
-A difference is significant when its interval excludes zero and, for a percentile, both runs
-have enough requests for a distribution-free interval of it (`hist.min_samples`). Differences smaller than the
-histogram resolution (about 1 %) are not resolved.
+A difference is significant when its interval excludes zero and both runs have enough
+requests of the endpoint: for a percentile, enough for a distribution-free interval of it
+(`hist.min_samples`: 6 for p50, 368 for p99); for any metric, at least `TINY` (6, the p50's
+minimum). A change measured on one request (a +957 % p50) is then shown with its sample
+sizes and never called significant. Differences smaller than the histogram resolution
+(about 1 %) are not resolved.
 
 Limits (`--fail-on`) are `[ENDPOINT:]METRIC:LIMIT`, e.g. `p99:+10%` (any endpoint's p99 up
 by more than 10 % fails), `throughput:-5%`, `error_rate:+0.01` (absolute),
@@ -40,6 +43,7 @@ from sim.report.intervals import proportion_difference_interval, rate_ratio_inte
 
 METRICS = (*QUANTILES, "throughput", "error_rate")
 SHOWN = ("p50", "p95", "p99", "throughput", "error_rate")  # the side-by-side columns by default
+TINY = int(min_samples(0.5))  # fewer requests of an endpoint in a run than this: too few to compare at all
 _LIMIT = re.compile(r"^([+-])(\d+(?:\.\d*)?|\.\d+)(%?)$")
 
 
@@ -94,11 +98,13 @@ def _seed_b(a: RunAnalysis, b: RunAnalysis) -> int:
 
 
 def compare_runs(a: RunAnalysis, b: RunAnalysis, *, n_boot: int = N_BOOT, level: float = LEVEL) -> pd.DataFrame:
-    """One row per endpoint (and ALL) and metric: endpoint, metric, a, b, diff, rel, lo, hi, ci, enough, significant.
+    """One row per endpoint (and ALL) and metric: endpoint, metric, a, b, diff, rel, lo, hi, ci, n_a, n_b,
+    enough, significant.
 
     `rel` is b / a - 1. `lo`/`hi` bound `rel` (ci == "rel") or, for error_rate, `diff` = b - a
-    (ci == "diff"). NaN where an endpoint is missing from a run. `enough` is false for a
-    percentile when either run has fewer requests than a distribution-free interval needs
+    (ci == "diff"). NaN where an endpoint is missing from a run. `n_a`, `n_b`: the endpoint's
+    requests in each run. `enough` is false when either run has fewer than `TINY` requests of
+    the endpoint, or, for a percentile, fewer than a distribution-free interval needs
     (`hist.min_samples`: 368 for p99, never for max): such a difference is never called significant.
     """
     probs = np.array(list(QUANTILES.values()))
@@ -126,9 +132,10 @@ def compare_runs(a: RunAnalysis, b: RunAnalysis, *, n_boot: int = N_BOOT, level:
         ea = a.endpoints.loc[endpoint] if endpoint in a.endpoints.index else None
         eb = b.endpoints.loc[endpoint] if endpoint in b.endpoints.index else None
         na, nb = (int(e["count"]) if e is not None else 0 for e in (ea, eb))
+        sized = min(na, nb) >= TINY
         for i, (name, q) in enumerate(QUANTILES.items()):
-            enough = min(na, nb) >= min_samples(q, level)
-            rows.append((endpoint, name, qa[i], qb[i], qb[i] - qa[i], rel[i], lo[i], hi[i], "rel", enough))
+            enough = sized and min(na, nb) >= min_samples(q, level)
+            rows.append((endpoint, name, qa[i], qb[i], qb[i] - qa[i], rel[i], lo[i], hi[i], "rel", na, nb, enough))
         ratio, r_lo, r_hi = rate_ratio_interval(na, a.duration_s, nb, b.duration_s, level)
         rows.append(
             (
@@ -141,15 +148,18 @@ def compare_runs(a: RunAnalysis, b: RunAnalysis, *, n_boot: int = N_BOOT, level:
                 r_lo - 1,
                 r_hi - 1,
                 "rel",
-                True,
+                na,
+                nb,
+                sized,
             )
         )
         errs_a, errs_b = (int(e["errors"]) if e is not None else 0 for e in (ea, eb))
         d, d_lo, d_hi = proportion_difference_interval(errs_a, na, errs_b, nb, level)
         pa, pb = (errs_a / na if na else np.nan), (errs_b / nb if nb else np.nan)
         rel_err = 0.0 if pa == 0 and pb == 0 else (np.inf if pa == 0 else pb / pa - 1)
-        rows.append((endpoint, "error_rate", pa, pb, d, rel_err, d_lo, d_hi, "diff", True))
-    out = pd.DataFrame(rows, columns=["endpoint", "metric", "a", "b", "diff", "rel", "lo", "hi", "ci", "enough"])
+        rows.append((endpoint, "error_rate", pa, pb, d, rel_err, d_lo, d_hi, "diff", na, nb, sized))
+    columns = ["endpoint", "metric", "a", "b", "diff", "rel", "lo", "hi", "ci", "n_a", "n_b", "enough"]
+    out = pd.DataFrame(rows, columns=columns)
     out["significant"] = out["enough"] & ((out["lo"] > 0) | (out["hi"] < 0))
     return out
 

@@ -2,8 +2,10 @@
 
 Figures are built on `matplotlib.figure.Figure` directly, not through pyplot, so they need
 no backend (PNG rendering uses Agg), leave no global state behind, and still display in a
-notebook. Each has a title, axis labels with units and a legend, and the same title is used
-as the image's alt text in the HTML pages. `png(fig)` and `data_uri(fig)` render one.
+notebook. Each has a title, axis labels with units and a legend outside the plotting area
+(beside it, or above small multiples), so it never hides a curve; the same title is used as
+the image's alt text in the HTML pages. `png(fig)` and `data_uri(fig)` render one. Series
+over time are in whole bins (`sim.report.metrics`: a partial last bin is not drawn).
 
 Inputs are the tables of `sim.report.metrics`: e.g. `throughput_figure(throughput_over_time(
 run.requests, duration_s))`. Overlays of two runs, for comparisons, are in
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from sim.report.hist import GroupHistograms
 
@@ -40,6 +42,20 @@ STATE_COLORS = {
     "DELETED": "0.85",
 }
 MAX_LINES = 7  # more endpoints than this are lumped together as "other endpoints"
+MAX_PANELS = 8  # small multiples: the busiest endpoints, one panel each
+PERCENTILE_STYLES = {
+    "p50": ("tab:blue", "-"),
+    "p90": ("tab:cyan", "-"),
+    "p95": ("tab:orange", "-"),
+    "p99": ("tab:red", "-"),
+    "p99_9": ("tab:purple", "-"),
+    "max": ("0.5", ":"),
+}
+
+
+def legend_outside(ax: Axes, title: str, fontsize: int = 8) -> None:
+    """The axes' legend to the right of the plotting area, where it hides no curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=fontsize, title=title, title_fontsize=fontsize)
 
 
 def png(fig: Figure, dpi: int = 96) -> bytes:
@@ -80,6 +96,19 @@ def log_x(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+class _PlainLog(LogFormatter):
+    """Log-axis labels where matplotlib would put them, as plain numbers (2, 5, 10, not 2 x 10^0)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return (f"{x:,.0f}" if x >= 1 else f"{x:g}") if super().__call__(x, pos) else ""
+
+
+def plain_y(ax: Axes) -> None:
+    """Log y tick labels as plain numbers."""
+    ax.yaxis.set_major_formatter(_PlainLog())
+    ax.yaxis.set_minor_formatter(_PlainLog())
+
+
 def _top(labels_by_weight: pd.Series, limit: int = MAX_LINES) -> list[str]:
     return list(labels_by_weight.sort_values(ascending=False, kind="stable").index[:limit])
 
@@ -102,9 +131,37 @@ def throughput_figure(series: pd.DataFrame, title: str = "Throughput over time, 
         step = float(np.diff(stacked.index[:2])[0]) if len(stacked) > 1 else 1.0
         stacked.loc[stacked.index[-1] + step] = stacked.iloc[-1]  # so the last bin is drawn to its end
         ax.stackplot(stacked.index, stacked.to_numpy().T, labels=list(stacked.columns), step="post", alpha=0.85)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="endpoint", title_fontsize=8)
+        legend_outside(ax, "endpoint")
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("requests / s (1 s bins)")
+    return fig
+
+
+def error_rate_figure(series: pd.DataFrame, title: str = "Error rate over time") -> Figure:
+    """Share of requests that failed per time bin, all requests and each endpoint that had errors.
+
+    From `throughput_over_time(..., by_endpoint=True)` (its `requests` and `errors` columns).
+    A bin without requests is a gap, not a zero.
+    """
+    fig, (ax,) = new_figure(title)
+    if series.empty or not series["requests"].any():
+        no_data(ax, "no requests")
+    else:
+        total = series.groupby("t_s", sort=True)[["requests", "errors"]].sum()
+        rate = total["errors"] / total["requests"].where(total["requests"] > 0)
+        ax.step(rate.index, rate.to_numpy() * 100, where="post", color="black", linewidth=1.6, label="all requests")
+        failing = series[series["errors"] > 0].groupby("endpoint", sort=True)["errors"].sum()
+        for endpoint in _top(failing):
+            one = series[series["endpoint"] == endpoint].set_index("t_s").sort_index()
+            share = one["errors"] / one["requests"].where(one["requests"] > 0)
+            ax.step(share.index, share.to_numpy() * 100, where="post", linewidth=1.0, alpha=0.8, label=endpoint)
+        ax.set_ylim(bottom=0)
+        if not failing.any():
+            ax.set_ylim(0, 1)
+            no_data(ax, "no failed requests")
+        legend_outside(ax, "requests")
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("failed requests (% per 1 s bin)")
     return fig
 
 
@@ -119,14 +176,7 @@ def percentiles_figure(
     `yscale` is "log", "linear" or "symlog" (log above 1, linear below: for values that are often 0).
     """
     fig, (ax,) = new_figure(title)
-    styles = {
-        "p50": ("tab:blue", "-"),
-        "p90": ("tab:cyan", "-"),
-        "p95": ("tab:orange", "-"),
-        "p99": ("tab:red", "-"),
-        "p99_9": ("tab:purple", "-"),
-        "max": ("0.5", ":"),
-    }
+    styles = PERCENTILE_STYLES
     names = [c for c in styles if c in series.columns]
     shown = series[series["count"] > 0]
     if shown.empty:
@@ -141,7 +191,59 @@ def percentiles_figure(
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel(ylabel + " per 1 s bin")
     if not shown.empty:
-        ax.legend(loc="upper right", fontsize=8, title="percentile", title_fontsize=8)
+        legend_outside(ax, "percentile")
+    return fig
+
+
+def endpoint_percentiles_figure(
+    series: pd.DataFrame,
+    title: str = "Latency percentiles over time, by endpoint",
+    names: tuple[str, ...] = ("p50", "p95", "p99"),
+    limit: int = MAX_PANELS,
+) -> Figure:
+    """Small multiples: one panel per endpoint (the busiest `limit`), its percentiles per time bin.
+
+    From `percentiles_over_time(..., by_endpoint=True)`. Each panel has its own log y axis (a
+    registration and a poll differ by orders of magnitude); one legend above the panels.
+    """
+    counts = series.groupby("endpoint", sort=True)["count"].sum()
+    endpoints = [e for e in _top(counts, limit) if counts[e] > 0]
+    cols = 2 if len(endpoints) > 1 else 1
+    rows = max(int(np.ceil(len(endpoints) / cols)), 1)
+    fig, axes = new_figure(title, size=(10.0, 2.4 * rows + 0.9), rows=rows, cols=cols)
+    if not endpoints:
+        no_data(axes[0], "no requests")
+    for ax, endpoint in zip(axes, endpoints):
+        # Every bin, empty ones as gaps: a line does not join two requests a minute apart, and a
+        # marker shows a bin with requests on both sides empty (a registration burst at t = 0).
+        one = series[series["endpoint"] == endpoint]
+        for name in names:
+            color, line = PERCENTILE_STYLES[name]
+            ax.plot(
+                one["t_s"],
+                one[name].where(one["count"] > 0),
+                color=color,
+                linestyle=line,
+                linewidth=1.1,
+                marker=".",
+                markersize=3,
+                label=name.replace("_", "."),
+            )
+        if (one[list(names)].to_numpy() > 0).any():
+            ax.set_yscale("log")
+            plain_y(ax)
+        ax.set_title(f"{endpoint} (n={int(counts[endpoint]):,})", fontsize=9)
+        ax.set_ylabel("ms")
+    for ax in axes[len(endpoints) :]:
+        ax.set_visible(False)
+    for ax in axes[max(len(endpoints) - cols, 0) : len(endpoints)]:
+        ax.set_xlabel(TIME_LABEL)
+        ax.xaxis.set_tick_params(labelbottom=True)
+    if endpoints:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=len(names), fontsize=8, title="percentile per 1 s bin"
+        )
     return fig
 
 
@@ -160,7 +262,7 @@ def latency_cdf_figure(
         ax.step(x, y, where="post", linewidth=1.3, label=f"{label} (n={int(totals[label]):,})")
     if keep:
         log_x(ax)
-        ax.legend(loc="lower right", fontsize=8, title="endpoint", title_fontsize=8)
+        legend_outside(ax, "endpoint")
     else:
         no_data(ax, "no requests")
     ax.set_ylim(0, 1.02)
@@ -178,9 +280,10 @@ def tasks_by_state_figure(frame: pd.DataFrame, title: str = "Tasks by state over
         spare = iter(["tab:gray", "gold", "teal", "navy", "salmon", "lime"])
         colors = [STATE_COLORS.get(state) or next(spare, "0.5") for state in frame.columns]
         ax.stackplot(frame.index, frame.to_numpy().T, labels=list(frame.columns), step="post", alpha=0.9, colors=colors)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="state", title_fontsize=8)
+        legend_outside(ax, "state")
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("tasks")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of tasks: 2, 4, 6, never 2.5
     return fig
 
 
@@ -198,7 +301,7 @@ def _ecdf(ax: Axes, values: np.ndarray, label: str) -> None:
 
 def dispatch_figure(latency: pd.DataFrame, title: str = "Command dispatch latency, by command") -> Figure:
     """CDFs of enqueued -> first delivered and delivered -> acknowledged per command, from `dispatch_latency`."""
-    fig, axes = new_figure(title, size=(10.0, 4.0), cols=2, sharex=False)
+    fig, axes = new_figure(title, size=(10.0, 4.6), cols=2, sharex=False)
     stages = (
         ("deliver_ms", "enqueued -> first delivered (waits for a poll)"),
         ("ack_ms", "delivered -> acknowledged (agent's work)"),
@@ -208,7 +311,8 @@ def dispatch_figure(latency: pd.DataFrame, title: str = "Command dispatch latenc
             _ecdf(ax, group[column].to_numpy(dtype=np.float64), str(name))
         if ax.lines:
             log_x(ax)
-            ax.legend(loc="lower right", fontsize=8, title="command", title_fontsize=8)
+            # Below the panel: two panels side by side leave no room beside them.
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7, ncols=2, title="command")
         else:
             no_data(ax, "no commands")
         ax.set_title(label, fontsize=10)
@@ -231,7 +335,7 @@ def generator_figure(
             ax.plot(shown["t_s"], shown[name], color=color, linewidth=1.2, label=name)
     ax.set_ylabel("t_start - t_sched (ms)")
     ax.set_title("lag: how late requests left compared with when the model meant to send them", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8, title="percentile per 1 s", title_fontsize=8)
+    legend_outside(ax, "percentile per 1 s")
     if generator is not None:
         ax = axes[1]
         for process, samples in generator.groupby("process", sort=True):
@@ -249,7 +353,7 @@ def generator_figure(
         ax.axhline(90, color="tab:red", linestyle=":", linewidth=1, label="90% (saturated)")
         ax.set_ylabel("CPU (% of one core)")
         ax.set_title("generator CPU per process", fontsize=10)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="process", title_fontsize=8)
+        legend_outside(ax, "process")
     axes[-1].set_xlabel(TIME_LABEL)
     return fig
 
@@ -257,94 +361,3 @@ def generator_figure(
 def titles(figures: Sequence[Figure]) -> list[str]:
     """The titles of several figures (for tests and tables of contents)."""
     return [title_of(f) for f in figures]
-
-
-# -- overlays of two runs (compare): A solid blue, B dashed orange -------------------------------
-
-STYLE: dict[int, dict[str, str]] = {
-    0: {"color": "tab:blue", "linestyle": "-"},
-    1: {"color": "tab:orange", "linestyle": "--"},
-}
-
-
-def throughput_overlay(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    labels: tuple[str, str],
-    title: str = "Throughput over time: A vs B (all requests)",
-) -> Figure:
-    """Total requests per second of both runs, from their `throughput_over_time` tables."""
-    fig, (ax,) = new_figure(title)
-    for i, series in enumerate((a, b)):
-        total = series.groupby("t_s", sort=True)["per_s"].sum()
-        ax.step(total.index, total.to_numpy(), where="post", linewidth=1.3, label=labels[i], **STYLE[i])
-    ax.set_xlabel(TIME_LABEL)
-    ax.set_ylabel("requests / s (1 s bins)")
-    ax.legend(loc="upper right", fontsize=8, title="run", title_fontsize=8)
-    return fig
-
-
-def percentiles_overlay(
-    a: pd.DataFrame,
-    b: pd.DataFrame,
-    labels: tuple[str, str],
-    names: tuple[str, ...] = ("p50", "p99"),
-    title: str = "Latency percentiles over time: A vs B (all requests)",
-) -> Figure:
-    """Percentiles per second of both runs (one panel per percentile), from `percentiles_over_time`."""
-    fig, axes = new_figure(title, size=(10.0, 2.8 * len(names) + 0.6), rows=len(names))
-    for ax, name in zip(axes, names):
-        for i, series in enumerate((a, b)):
-            shown = series[series["count"] > 0]
-            ax.plot(shown["t_s"], shown[name], linewidth=1.2, label=labels[i], **STYLE[i])
-        if any(len(line.get_xdata()) for line in ax.lines):
-            ax.set_yscale("log")
-            ax.legend(loc="upper right", fontsize=8, title="run", title_fontsize=8)
-        ax.set_ylabel(f"{name.replace('_', '.')} latency (ms)")
-    axes[-1].set_xlabel(TIME_LABEL)
-    return fig
-
-
-def cdf_overlay(
-    a: GroupHistograms,
-    b: GroupHistograms,
-    labels: tuple[str, str],
-    endpoints: list[str] | None = None,
-    limit: int = 6,
-    title: str = "Latency distribution by endpoint: A vs B (CDF)",
-) -> Figure:
-    """One panel per endpoint (the busiest `limit` of both runs) with both runs' latency CDFs."""
-    if endpoints is None:
-        totals = pd.Series({e: 0 for e in set(a.labels) | set(b.labels)}, dtype=float)
-        for h in (a, b):
-            for g, e in enumerate(h.labels):
-                totals[e] += h.total(g)
-        endpoints = list(totals.sort_values(ascending=False, kind="stable").index[:limit])
-    cols = 2 if len(endpoints) > 1 else 1
-    rows = max(int(np.ceil(len(endpoints) / cols)), 1)
-    fig, axes = new_figure(title, size=(10.0, 2.9 * rows + 0.6), rows=rows, cols=cols, sharex=False)
-    for ax, endpoint in zip(axes, endpoints):
-        for i, h in enumerate((a, b)):
-            if endpoint in h.labels and h.total(h.labels.index(endpoint)):
-                g = h.labels.index(endpoint)
-                x, y = h.cdf(g)
-                ax.step(
-                    np.maximum(x, h.spec.lo),
-                    y,
-                    where="post",
-                    linewidth=1.3,
-                    label=f"{labels[i]} (n={h.total(g):,})",
-                    **STYLE[i],
-                )
-        if ax.lines:
-            log_x(ax)
-            ax.legend(loc="lower right", fontsize=7)
-        else:
-            no_data(ax, "no requests in either run")
-        ax.set_title(endpoint, fontsize=9)
-        ax.set_xlabel("latency (ms), log scale")
-        ax.set_ylabel("share at or below")
-        ax.set_ylim(0, 1.02)
-    for ax in axes[len(endpoints) :]:
-        ax.set_visible(False)
-    return fig

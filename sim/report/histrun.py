@@ -223,6 +223,7 @@ def hist_analysis(run: Run, duration_s: float, *, n_boot: int = N_BOOT, seed: in
         "latency_hist": endpoint_histograms(hist, bins),
         "throughput": throughput_over_time(hist, duration_s),
         "latency": percentiles_over_time(hist, bins, duration_s),
+        "latency_by_endpoint": percentiles_over_time(hist, bins, duration_s, by_endpoint=True),
         "queue_wait": M.value_table(req.iloc[:0], "queue_wait_ms", n_boot=n_boot, seed=seed),
         "queue_wait_series": M.percentiles_over_time(req.iloc[:0], "queue_wait_ms", duration_s),
         "server_time": M.value_table(req.iloc[:0], "server_ms", n_boot=n_boot, seed=seed),

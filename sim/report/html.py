@@ -18,15 +18,16 @@ from typing import Any
 
 import jinja2
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from sim import __version__
 from sim.records import QUANTILES
 from sim.report import figures as F
+from sim.report import overlays as O
 from sim.report.analysis import RunAnalysis, report_figures
-from sim.report.compare import Comparison
+from sim.report.compare import TINY, Comparison
 from sim.report.hist import min_samples
+from sim.report.scenario_yaml import scenario_yaml
 from sim.report.trust import trust_lines
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -136,11 +137,21 @@ def endpoint_rows(table: pd.DataFrame) -> list[list[Cell]]:
     return rows
 
 
+def plain(v: Any) -> str:
+    """A table value as text: a count as an integer (17, not 17.0; pandas makes counts floats next to
+    nulls), '–' for null, anything else as it is."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer():
+        return f"{int(v):,}"
+    return str(v)
+
+
 def quantile_rows(table: pd.DataFrame, lead: list[str]) -> list[list[Cell]]:
     """Rows of a quantile table: the `lead` columns (index first) then count and p50 .. max."""
     rows = []
     for key, r in table.iterrows():
-        first = [Cell(str(key), cls="name")] + [Cell(str(r[c])) for c in lead]
+        first = [Cell(str(key), cls="name")] + [Cell(plain(r[c])) for c in lead]
         rows.append([*first, Cell(f"{int(r['count']):,}"), *interval_cells(r, LATENCY_NAMES)])
     return rows
 
@@ -153,9 +164,14 @@ def _figures(figs: list[Figure]) -> list[Picture]:
 
 
 def _metadata(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        (k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in manifest.items() if k != "scenario"
-    ]
+    def text(v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return f"{int(v)}"  # 60, as the scenario says it, not 60.0
+        return json.dumps(v, default=str)
+
+    return [(k, text(v)) for k, v in manifest.items() if k != "scenario"]
 
 
 def _q_headers(unit: str) -> list[str]:
@@ -182,7 +198,7 @@ def render_report(a: RunAnalysis) -> str:
                 [
                     Cell(r.endpoint, cls="name"),
                     Cell(str(r.status)),
-                    Cell(str(r.error or "")),
+                    Cell("" if pd.isna(r.error) else str(r.error)),
                     Cell(f"{r.count:,}"),
                     Cell(pct(r.share)),
                 ]
@@ -238,7 +254,7 @@ def render_report(a: RunAnalysis) -> str:
         page=page,
         tables=tables,
         pictures=pictures,
-        scenario=yaml.safe_dump(m.get("scenario", {}), sort_keys=False),
+        scenario=scenario_yaml(m.get("scenario") or {}),
         metadata=_metadata(m),
         tasks=(a.run.summary or {}).get("tasks", {}),
         seed=a.seed,
@@ -272,12 +288,25 @@ def _change_cells(r: pd.Series) -> list[Cell]:
     return [Cell(change(r["rel"])), Cell(f"{change(r['lo'])} … {change(r['hi'])}")]
 
 
+def _sized(value: str, n: int) -> Cell:
+    """A run's value; from fewer than TINY requests it is greyed and says on how many."""
+    return Cell(value, f"n={n:,}", "weak tiny") if n < TINY else Cell(value)
+
+
 def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]]:
-    """Rows of the side-by-side table: a header row per endpoint, then one row per metric."""
+    """Rows of the side-by-side table: a header row per endpoint (with both runs' requests), then one row per metric.
+
+    An endpoint with fewer than `TINY` requests in either run is marked in its header and its
+    values: a change measured on a request or two is no evidence (and never significant).
+    """
     rows: list[list[Cell]] = []
     shown = table[table["metric"].isin(list(metrics))]
     for endpoint, group in shown.groupby("endpoint", sort=False):
-        rows.append([Cell(str(endpoint), cls="group", span=6)])
+        na, nb = int(group["n_a"].iloc[0]), int(group["n_b"].iloc[0])
+        head = f"{endpoint}   (A: {na:,} request{'' if na == 1 else 's'}, B: {nb:,})"
+        if min(na, nb) < TINY:
+            head += f": fewer than {TINY} requests in a run, too few to compare"
+        rows.append([Cell(head, cls="group tiny" if min(na, nb) < TINY else "group", span=6)])
         for _, r in group.iterrows():
             is_rate = r["metric"] == "error_rate"
             value = pct if is_rate else num
@@ -285,8 +314,8 @@ def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]
             rows.append(
                 [
                     Cell(LATENCY_NAMES.get(r["metric"], r["metric"].replace("_", " ")), cls="name"),
-                    Cell(value(r["a"])),
-                    Cell(value(r["b"])),
+                    _sized(value(r["a"]), na),
+                    _sized(value(r["b"]), nb),
                     *_change_cells(r),
                     Cell(verdict, cls="sig" if r["significant"] else ""),
                 ]
@@ -298,9 +327,9 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
     """The comparison page of two runs (HTML string), showing `metrics` side by side."""
     labels = c.labels()
     figs = [
-        F.throughput_overlay(c.a.throughput, c.b.throughput, labels),
-        F.percentiles_overlay(c.a.latency, c.b.latency, labels),
-        F.cdf_overlay(c.a.latency_hist, c.b.latency_hist, labels),
+        O.throughput_overlay(c.a.throughput, c.b.throughput, labels),
+        O.percentiles_overlay(c.a.latency, c.b.latency, labels),
+        O.cdf_overlay(c.a.latency_hist, c.b.latency_hist, labels),
     ]
     checks = Table(
         "Limits (--fail-on)",
@@ -325,7 +354,9 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
         compare_rows(c.table, metrics),
         "Latency in ms, throughput in requests/s. Change: B / A - 1 (error rate: B - A in percentage points). "
         "Significant: the 95% interval of the change excludes zero (percentiles: bootstrap of both runs' "
-        "histograms; throughput: exact Poisson rate ratio; error rate: Newcombe).",
+        "histograms; throughput: exact Poisson rate ratio; error rate: Newcombe) and both runs have enough "
+        f"requests: at least {TINY} of the endpoint (greyed values with n= under them have fewer), and for a "
+        "percentile as many as a distribution-free interval needs (368 for p99).",
         "side",
         "no requests",
     )

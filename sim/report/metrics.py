@@ -60,12 +60,22 @@ __all__ = [
 ALL = "ALL"  # the label of the row or series that counts every request
 
 
+def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(code of each value, the values in sorted order), the same for a categorical column (whose
+    categories keep the order they were met in) as for plain strings."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.cat.remove_unused_categories()
+        column = column.cat.reorder_categories(sorted(column.cat.categories))
+        return column.cat.codes.to_numpy(), column.cat.categories
+    return pd.factorize(column, sort=True)
+
+
 def endpoint_codes(requests: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """(code of each row's endpoint, endpoint labels "METHOD /template" sorted): codes index the labels."""
     if requests.empty:
         return np.empty(0, np.int64), []
-    m_codes, methods = pd.factorize(requests["method"], sort=True)
-    e_codes, templates = pd.factorize(requests["endpoint"], sort=True)
+    m_codes, methods = _sorted_codes(requests["method"])
+    e_codes, templates = _sorted_codes(requests["endpoint"])
     pair = m_codes.astype(np.int64) * len(templates) + e_codes
     # Only the pairs that occur become labels; a lookup table maps pair -> label index.
     present = np.flatnonzero(np.bincount(pair, minlength=len(methods) * len(templates)))
@@ -166,21 +176,31 @@ def errors_by_status(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def _time_cells(t: np.ndarray, duration_s: float | None, bin_s: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """(bin of each time, number of bins, width of each bin: the last one may be partial)."""
+    """(bin of each time, number of bins, width of each bin).
+
+    Only whole bins: a partial last bin (a 10.4 s run's [10, 10.4)) is dropped, since its few
+    requests would show as a dip in throughput and a spike or gap in percentiles; its requests
+    still count in every table. A run shorter than one bin keeps its one, partial, bin. A time
+    outside the bins gets a bin index of -1 or n (callers drop it).
+    """
     end = float(duration_s) if duration_s else (float(np.nanmax(t)) if t.size else 0.0)
-    n = max(int(np.ceil(end / bin_s - 1e-9)), 1)
+    whole = int(np.floor(end / bin_s + 1e-9))
+    n = max(whole, 1)
     cells = np.floor(t / bin_s).astype(np.int64)
-    cells = np.where(cells == n, n - 1, cells)  # a request at exactly the end belongs to the last bin
-    widths = np.minimum(bin_s, end - np.arange(n) * bin_s) if end > 0 else np.full(n, bin_s)
-    return cells, n, np.where(widths > 0, widths, bin_s)
+    # A request at exactly the end of the last whole bin (a 10 s run's t = 10) belongs to it.
+    cells = np.where((cells == n) & (t <= n * bin_s + 1e-9), n - 1, cells)
+    width = bin_s if whole >= 1 or end <= 0 else end
+    return cells, n, np.full(n, width)
 
 
 def throughput_over_time(
     requests: pd.DataFrame, duration_s: float | None = None, *, bin_s: float = 1.0, by_endpoint: bool = True
 ) -> pd.DataFrame:
-    """Requests sent per time bin: t_s (bin start), endpoint (or `ALL`), requests, errors, per_s.
+    """Requests sent per time bin: t_s (bin start), endpoint (or `ALL`), requests, errors, per_s, error_rate.
 
-    Every bin from 0 to `duration_s` is present, zeros included (a gap in the traffic shows).
+    Every whole bin from 0 to `duration_s` is present, zeros included (a gap in the traffic
+    shows); a partial last bin is left out (see `_time_cells`). `error_rate` is errors /
+    requests (NaN in a bin without requests).
     """
     t = requests["t_start_s"].to_numpy(dtype=np.float64)
     cells, n, widths = _time_cells(t, duration_s, bin_s)
@@ -197,6 +217,7 @@ def throughput_over_time(
             "requests": count,
             "errors": errors,
             "per_s": count / np.tile(widths, len(labels)),
+            "error_rate": np.divide(errors, count, out=np.full(size, np.nan), where=count > 0),
         }
     )
 
@@ -236,7 +257,7 @@ def percentiles_over_time(
     by_endpoint: bool = False,
 ) -> pd.DataFrame:
     """Percentiles of `column` per time bin: t_s, endpoint (or `ALL`), count, then one column per name
-    (NaN when empty)."""
+    (NaN when empty). Whole bins only (see `_time_cells`); `by_endpoint` gives one series per endpoint."""
     t = requests["t_start_s"].to_numpy(dtype=np.float64)
     values = requests[column].to_numpy(dtype=np.float64, na_value=np.nan)
     code, labels = endpoint_codes(requests) if by_endpoint else (np.zeros(len(t), np.int64), [ALL])

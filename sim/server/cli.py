@@ -19,7 +19,7 @@ import signal
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-from sim.cli_support import UsageError
+from sim.cli_support import UsageError, add_command
 from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
 from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
@@ -35,10 +35,17 @@ _TOKEN = re.compile(r"[!-~]{1,16384}")  # visible ASCII: what an HTTP header val
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "serve",
         help="run the reference SMS server",
-        description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL).",
+        description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL) "
+        "until SIGINT or SIGTERM. Prints one line: its URL, store and liveness (and the token, when it "
+        "generated one).",
+        examples=[
+            "smsload serve --port 0 --db memory://        # a free port, nothing kept on disk",
+            "smsload serve --db postgresql://me@127.0.0.1/sms --workers 4 --token s3cret=team-a",
+        ],
     )
     p.add_argument(
         "--db",

@@ -7,31 +7,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sim.cli_support import SCENARIO_HELP, UsageError, check_positive, scenario_from_args
-
-EXAMPLE = """examples:
-  smsload sweep capacity-baseline --vary agents=1e4:1e6:log8 --vary poll_interval_s=10,30,60 \\
-      --vary server.workers=1,2,4 --replications 3 --duration-s 900 --out runs/sweep
-  smsload sweep quickstart --vary agents=100,200,400 --replications 2 --out runs/small
-  smsload sweep quickstart --vary agents=100:10000:log5 --dask tcp://scheduler:8786 --out /shared/sweep
-
-A re-run with the same --out and grid skips the points already done (Ctrl-C keeps them).
-Then: smsload capacity OUT [--slo EXPR] for the table again, with other objectives.
-"""
+from sim.cli_support import SCENARIO_HELP, UsageError, add_command, check_positive, scenario_from_args
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sweep",
         help="run a scenario over a grid (fleet size x configuration x replications); print the capacity table",
         description="Simulate SCENARIO at every combination of the --vary values, each replication with seed "
         "scenario seed + r, on local processes or a Dask cluster. Each point's run directory goes to "
         "OUT/points/KEY/, its summary row to OUT/sweep.parquet; sweep.json records the scenario, grid, "
-        "engine and SLO. At the end prints the capacity table (smsload capacity OUT).",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "engine and SLO. At the end prints the capacity table (smsload capacity OUT).\n\n"
+        "A re-run with the same --out and grid skips the points already done (Ctrl-C keeps them). "
+        "The compiled engine (fast, the default) simulates the polling plane only; --engine simpy "
+        "simulates the whole lifecycle, much more slowly.",
+        examples=[
+            "smsload sweep capacity-baseline --vary agents=1e4:1e6:log8 --vary poll_interval_s=10,30,60 "
+            "--vary server.workers=1,2,4 --replications 3 --out runs/sweep",
+            "smsload sweep quickstart --vary agents=100:10000:log5 --dask tcp://scheduler:8786 --out /shared/sweep",
+        ],
     )
-    p.add_argument("scenario", help=SCENARIO_HELP)
+    p.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     p.add_argument(
         "--vary",
         action="append",
@@ -41,7 +38,11 @@ def register(sub: Any) -> None:
         "dotted scenario path (server.workers) or agents, poll_interval_s, workers; repeatable",
     )
     p.add_argument("--replications", type=int, default=1, help="runs per point, seeds seed..seed+R-1 (default 1)")
-    p.add_argument("--engine", default="simpy", help="simulation engine: simpy (default) or fast (sim.fast)")
+    p.add_argument(
+        "--engine",
+        default="fast",
+        help="fast (default: the compiled polling engine, sim.fast) or simpy (the whole lifecycle, slower)",
+    )
     p.add_argument("--jobs", type=int, help="local worker processes (default: the CPU count)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the points on this Dask scheduler (tcp://HOST:8786)")
     p.add_argument("--out", type=Path, help="sweep directory (default: runs/NAME-sweep)")

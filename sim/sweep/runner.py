@@ -75,7 +75,7 @@ class SweepSpec:
     scenario: Scenario
     varies: tuple[Vary, ...]
     replications: int = 1
-    engine: str = "simpy"
+    engine: str = "fast"
     duration_s: float | None = None
     slo: tuple[str, ...] = ()
     points: list[Point] = field(default_factory=list, compare=False, repr=False)

@@ -79,7 +79,10 @@ def test_run_directory_has_the_simulation_schema(quickstart: Run, tmp_path: Path
     sim = load_run(run_des(find_scenario(QUICKSTART).with_overrides(agents=5, duration_s=20), tmp_path / "des"))
     for table in ("requests", "tasks", "commands"):
         assert list(getattr(quickstart, table).columns) == list(getattr(sim, table).columns), table
-        assert (getattr(quickstart, table).dtypes == getattr(sim, table).dtypes).all(), table
+        # The same kinds of column ("category" for both, though each run has its own categories).
+        assert [str(d) for d in getattr(quickstart, table).dtypes] == [str(d) for d in getattr(sim, table).dtypes], (
+            table
+        )
     assert quickstart.summary is not None and set(quickstart.summary) == set(sim.summary or {})
     requests = quickstart.requests
     assert list(requests.columns) == REQUEST_SCHEMA.names
@@ -101,7 +104,7 @@ def test_every_agent_registered_and_polled(quickstart: Run) -> None:
     assert sorted(registered["agent_id"]) == list(range(200))  # each id once: agent i as in the simulation
     polled = set(r.loc[r["endpoint"] == POLL, "agent_id"])
     assert polled == set(range(200))
-    commands = r.loc[(r["endpoint"] == POLL) & (r["command_name"] != ""), "command_name"]
+    commands = r.loc[(r["endpoint"] == POLL) & r["command_name"].notna(), "command_name"]
     assert {"START", "SYNC", "DELETE"} <= set(commands)
 
 

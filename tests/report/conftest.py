@@ -70,6 +70,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     def failing(r: pd.DataFrame) -> pd.DataFrame:
         bad = np.arange(len(r)) % 20 == 0  # 5 % of the requests, on every endpoint
+        r["error"] = r["error"].astype(object)  # a categorical takes no new value
         r.loc[bad, ["status", "ok", "error"]] = [500, False, "SMS.9999"]
         return r
 

@@ -126,3 +126,21 @@ def test_parse_limit() -> None:
     assert not absolute.relative and absolute.breached(0.011) and not absolute.breached(0.01)
     with pytest.raises(LimitError):
         parse_limit("throughput:+0.5")
+
+
+def test_tiny_samples_are_marked_and_never_significant(runs: dict[str, Path], tmp_path: Path) -> None:
+    from sim.report.compare import TINY, compare
+    from sim.report.html import render_compare
+
+    result = compare(analyze_run(runs["sim"]), analyze_run(runs["errors"]))
+    table = result.table
+    tiny = table[table[["n_a", "n_b"]].min(axis=1) < TINY]
+    assert TINY == 6 and len(tiny) and not tiny["enough"].any() and not tiny["significant"].any()
+    assert "GET /v3/sources" in set(tiny["endpoint"])  # one request in each run
+    page = render_compare(result, ["p50", "throughput", "error_rate"])
+    assert "GET /v3/sources   (A: 1 request, B: 1): fewer than 6 requests in a run, too few to compare" in page
+    assert "n=1" in page
+    done = smsload("compare", str(runs["sim"]), str(runs["errors"]), "--out", str(tmp_path / "c.html"))
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if "GET /v3/sources " in x)
+    assert "+0.0%?" in line and "?" in line.split("│")[-2]  # each metric of a one-request endpoint: too few

@@ -161,11 +161,27 @@ def test_throughput_over_time_on_a_synthetic_table() -> None:
     t = np.array([0.1, 0.5, 0.9, 2.0, 2.2, 2.4, 2.6, 2.99, 3.4])
     r = requests_table(np.ones(len(t)), t=t, ok=np.arange(len(t)) != 3)
     out = M.throughput_over_time(r, duration_s=3.5, by_endpoint=False)
-    assert list(out["t_s"]) == [0.0, 1.0, 2.0, 3.0]
-    assert list(out["requests"]) == [3, 0, 5, 1] and list(out["errors"]) == [0, 0, 1, 0]
-    assert list(out["per_s"]) == [3.0, 0.0, 5.0, 2.0]  # the last bin is half a second long
+    assert list(out["t_s"]) == [0.0, 1.0, 2.0]  # the partial bin [3, 3.5) is not a bin
+    assert list(out["requests"]) == [3, 0, 5] and list(out["errors"]) == [0, 0, 1]
+    assert list(out["per_s"]) == [3.0, 0.0, 5.0]
+    assert out["error_rate"].iloc[2] == 0.2 and math.isnan(out["error_rate"].iloc[1])  # no requests: no rate
     per_endpoint = M.throughput_over_time(r, duration_s=3.5)
     assert set(per_endpoint["endpoint"]) == {"GET /v1/sms/sources/{source_id}/command"}
+    # A request at exactly the end of a run of whole bins belongs to the last bin.
+    assert list(M.throughput_over_time(r, duration_s=3.0, by_endpoint=False)["requests"]) == [3, 0, 5]
+    # A run shorter than one bin keeps its one partial bin: nothing else would show it.
+    short = M.throughput_over_time(requests_table(np.ones(2), t=np.array([0.1, 0.3])), 0.5, by_endpoint=False)
+    assert list(short["requests"]) == [2] and list(short["per_s"]) == [4.0]
+
+
+def test_the_last_partial_bin_shows_no_spike() -> None:
+    # A 10.05 s run: 100 requests of 1 ms every second, then two of 50 ms in the last 50 ms (a run's
+    # end: the last requests are the stragglers). A bin of those two would read p50 = 50 ms at t = 10 s.
+    t = np.concatenate([np.repeat(np.arange(10) + 0.5, 100), [10.01, 10.02]])
+    latency = np.concatenate([np.ones(1000), [50.0, 50.0]])
+    out = M.percentiles_over_time(requests_table(latency, t=t), duration_s=10.05, by_endpoint=True)
+    assert list(out["t_s"]) == [float(i) for i in range(10)]
+    assert out["p50"].max() == 1.0 and out["count"].sum() == 1000
 
 
 def test_percentiles_over_time_per_bin() -> None:

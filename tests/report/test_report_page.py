@@ -17,7 +17,9 @@ QUICKSTART = ROOT / "sim" / "scenarios" / "quickstart.yaml"
 IMG = '<img src="data:image/png;base64,'
 COMMON = [
     "Throughput over time, by endpoint",
+    "Error rate over time",
     "Latency percentiles over time (all requests)",
+    "Latency percentiles over time, by endpoint",
     "Latency distribution by endpoint (CDF)",
     "Tasks by state over time",
     "Command dispatch latency, by command",
@@ -136,3 +138,32 @@ def test_report_on_a_real_load_test(tmp_path: Path) -> None:
     assert figure_titles(page) == LOAD_FIGURES
     assert_self_contained(page)
     assert "Server time by endpoint" in page and "locust run of scenario quickstart" in page
+
+
+def test_a_run_with_errors_shows_them_over_time_and_each_endpoints_percentiles(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from sim.report.analysis import analyze_run
+
+    run = tmp_path / "errors"
+    shutil.copytree(runs["errors"], run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["duration_s"] = 59.5  # the run's last second is half a bin
+    (run / "summary.json").write_text(json.dumps(summary))
+    page = report(run, capsys)
+    titles = figure_titles(page)
+    assert "Error rate over time" in titles and "Latency percentiles over time, by endpoint" in titles
+    a = analyze_run(run)
+    for series in (a.throughput, a.latency, a.latency_by_endpoint, a.lag):
+        assert series["t_s"].max() + 1.0 <= 59.5  # whole 1 s bins only: none partial
+    total = a.throughput.groupby("t_s")[["requests", "errors"]].sum()
+    assert (total["errors"] > 0).sum() > 30  # the failures are spread over the run, bin by bin
+    endpoints = set(a.latency_by_endpoint["endpoint"])
+    assert "GET /v1/sms/sources/{source_id}/command" in endpoints and "POST /v3/sources" in endpoints
+    # Counts are integers and the scenario reads as its file does.
+    assert not re.search(r"<td[^>]*>\d[\d,]*\.0</td>", page)
+    for text in ("duration_s: 60\n", "rtt_ms: 1\n", "disk_gb: {dist: lognormal, median: 1, sigma: 0.4}"):
+        assert text in page, text

@@ -1,6 +1,7 @@
 """`smsload sweep` end to end: local processes and a Dask LocalCluster, resuming, and its errors.
 
-Each point is a real SimPy run of the tiny scenario (conftest.py): 3 fleet sizes x 2
+Each point is a real run of the compiled engine (the default; SimPy where a test says so) of the tiny
+scenario (conftest.py): 3 fleet sizes x 2
 replications, a fraction of a second each.
 """
 
@@ -39,7 +40,7 @@ def test_a_local_sweep_writes_its_table_the_capacity_answer_and_the_knee(local_s
     rows = pd.read_parquet(out / "sweep.parquet")
     assert len(rows) == 6 and sorted(rows["replication"]) == [0, 0, 0, 1, 1, 1]
     assert sorted(set(rows["fleet.agents"])) == [50, 150, 400] and set(rows["seed"]) == {5, 6}
-    assert set(rows["engine"]) == {"simpy"} and rows["complete"].all()
+    assert set(rows["engine"]) == {"fast"} and rows["complete"].all()  # the default engine
     for row in rows.itertuples():
         assert (out / row.run_dir / "summary.json").exists()
         # the poll rate follows the fleet (one poll a second each), the workers' utilisation too
