@@ -38,6 +38,7 @@ from loadtests.recorder import EXECUTOR, PartWriter, Recorder, from_ipc
 from loadtests.rundir import default_out, finish_run, open_run
 from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, validate_scenario
+from sim.scenario_shorten import shorten
 from sim.scenarios import find_scenario
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
@@ -143,9 +144,13 @@ class LoadTest:
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        return find_scenario(path).with_overrides(
-            agents=self.options.sms_agents, duration_s=self.options.sms_duration_s
-        )
+        scenario = find_scenario(path).with_overrides(agents=self.options.sms_agents)
+        if self.options.sms_duration_s is None:
+            return scenario
+        shortened, notes = shorten(scenario, self.options.sms_duration_s)
+        if notes:
+            log.warning("shortened to %g s: %s", self.options.sms_duration_s, "; ".join(notes))
+        return shortened
 
     def begin(self) -> None:
         """`test_start`: the owner fixes and hands out t0, run id and stride; a worker takes them."""
