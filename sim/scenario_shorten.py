@@ -47,7 +47,7 @@ def _tasks(scenario: Scenario, data: dict[str, Any], end: float) -> list[str]:
             raise ScenarioError(
                 [
                     (
-                        "duration_s",
+                        "",
                         f"nothing of the operator's work would remain: its first task wave is at "
                         f"{_s(tasks.waves[0].at_s)}; expected more than {tasks.waves[0].at_s:g}, got {end:g}",
                     )
@@ -61,7 +61,7 @@ def _tasks(scenario: Scenario, data: dict[str, Any], end: float) -> list[str]:
         raise ScenarioError(
             [
                 (
-                    "duration_s",
+                    "",
                     f"nothing of the operator's work would remain: its tasks start at "
                     f"{_s(tasks.start_s)}; expected more than {tasks.start_s:g}, got {end:g}",
                 )
