@@ -120,3 +120,11 @@ def test_python_m_loadtests_help_lists_the_projects_options() -> None:
     assert done.returncode == 0, done.stderr
     for option in ("--scenario", "--sms-out", "--sms-agents", "--sms-duration-s", "--sms-token"):
         assert option in done.stdout
+
+
+def test_a_spawn_rate_the_fleet_cannot_take_is_refused_on_the_command_line(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "loadtests", "--scenario", "quickstart", "--headless", "-r", "0.5"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "-r/--spawn-rate: 200 agents at 0.5 a second take 400 s to arrive, longer than the run" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
