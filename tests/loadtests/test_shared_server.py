@@ -49,8 +49,13 @@ def test_two_runs_against_one_server_send_the_same_workload_and_touch_no_foreign
     created = ("POST", "/v3/tasks")
     assert a[created] == b[created] == 10  # the first wave of the quickstart, on each run's own sources
     assert a[("POST", "/v3/sources")] == b[("POST", "/v3/sources")] == 40
-    for key in set(a) | set(b):  # the same workload, within the noise of wall-clock timing
-        assert abs(a.get(key, 0) - b.get(key, 0)) <= max(3, 0.25 * max(a.get(key, 0), b.get(key, 0))), key
+    poll = ("GET", "/v1/sms/sources/{source_id}/command")
+    assert abs(a[poll] - b[poll]) <= 0.25 * max(a[poll], b[poll])  # the same polling, within wall-clock noise
+    # The second run's tasks run on live agents of its own, so they report progress and command
+    # results as the first run's do (how many, in a 5 s window on a busy machine, is timing).
+    # Acting on the first run's leftovers, whose agents are gone, it had neither.
+    for key in (("PUT", "/v3/tasks/{task_id}/progress"), ("POST", "/v1/sms/sources/{source_id}/command_result")):
+        assert a[key] > 0 and b[key] > 0, key
     for run in (first, second):
         loaded = load_run(run)
         assert loaded.summary["tasks"]["created"] == 10  # what this run did, not the server's history
