@@ -69,11 +69,9 @@ def _pin_generator(spec: str) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from loadtests.run import LoadError, LoadFailed, LoadOptions, run_load  # pandas, httpx: not for --help
+    from loadtests.run import LoadError, LoadFailed, LoadOptions, check_options, run_load  # not for --help
     from loadtests.rundir import default_out
 
-    scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed)
-    out = args.out or default_out(scenario)
     server_args: list[str] = []
     for flag, value in (
         ("--store-latency-ms", args.server_store_latency_ms),
@@ -90,6 +88,14 @@ def _main(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         server_args=tuple(server_args),
     )
+    try:  # the options first: their errors are not hidden behind the scenario's
+        check_options(options)
+    except LoadError as exc:
+        raise UsageError(str(exc)) from None
+    scenario = scenario_from_args(
+        args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed, say=_say
+    )
+    out = args.out or default_out(scenario)
     try:
         run_load(scenario, out, options, progress=_say)
     except LoadError as exc:

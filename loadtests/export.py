@@ -7,6 +7,10 @@ server's database: against a staging host it could not, and should not. A server
 the export (a real SMS answers 404 there), or one that cannot answer, still leaves the
 request rows: the tables are then rebuilt from them (`sim.records.observed`), and the
 manifest's `server_tables` says which it was and why.
+
+The export holds the whole project: on a shared server, other runs' and other people's tasks
+too. A run's tables keep only its own tasks, those its operator created (its successful
+`POST /v3/tasks`, whose answers name them in the request rows), and their commands.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sim.model.commands import CommandName
 from sim.model.entities import CommandRecord, TaskEvent
@@ -87,13 +92,31 @@ def exported_tables(run_id: str, host: str, token: str, t0: float) -> tuple[pa.T
     return tasks_table(run_id, events, t0=t0), commands_table(run_id, commands, t0=t0)
 
 
+def own_task_ids(requests: pd.DataFrame) -> set[str]:
+    """The tasks the run created: its successful `POST /v3/tasks`, whose rows carry the new task's id."""
+    method, path = ENDPOINTS["create_task"]
+    created = requests[(requests["method"] == method) & (requests["endpoint"] == path) & requests["ok"]]
+    return {t for t in created["task_id"] if t}
+
+
+def only_own(tasks: pa.Table, commands: pa.Table, own: set[str]) -> tuple[pa.Table, pa.Table]:
+    """The rows of `own` tasks, and the commands of those tasks (or, without a task, of their sources)."""
+    value_set = pa.array(sorted(own), pa.string())
+    tasks = tasks.filter(pc.is_in(tasks["task_id"], value_set=value_set))
+    sources = pa.array(sorted(set(tasks["source_id"].to_pylist())), pa.string())
+    by_task = pc.is_in(commands["task_id"], value_set=value_set)
+    by_source = pc.and_(pc.equal(commands["task_id"], ""), pc.is_in(commands["source_id"], value_set=sources))
+    return tasks, commands.filter(pc.or_(by_task, by_source))
+
+
 def server_tables(
     run_id: str, host: str | None, token: str, t0: float, requests: pd.DataFrame
 ) -> tuple[pa.Table, pa.Table, str]:
     """(tasks, commands, where they came from): the server's export, else rebuilt from `requests`."""
     if host:
         try:
-            return (*exported_tables(run_id, host, token, t0), FROM_EXPORT)
+            tasks, commands = exported_tables(run_id, host, token, t0)
+            return (*only_own(tasks, commands, own_task_ids(requests)), FROM_EXPORT)
         except ExportUnavailable as exc:
             why = str(exc)
     else:

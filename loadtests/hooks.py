@@ -31,13 +31,15 @@ from typing import Any
 import gevent
 from locust.env import Environment
 from locust.event import Events
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
+from loadtests.common_options import apply_common_options, implied
 from loadtests.processes import PROGRESS_MARK
 from loadtests.recorder import EXECUTOR, PartWriter, Recorder, from_ipc
 from loadtests.rundir import default_out, finish_run, open_run
 from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, validate_scenario
+from sim.scenario_shorten import shorten
 from sim.scenarios import find_scenario
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
@@ -81,7 +83,8 @@ class LoadTest:
         self.role = (
             "master" if isinstance(runner, MasterRunner) else "worker" if isinstance(runner, WorkerRunner) else "local"
         )
-        self.scenario: Scenario | None = None
+        self.scenario: Scenario | None = None  # the current test's
+        self.configured: Scenario | None = None  # the command line's: --scenario, --sms-*, -u/-r
         self.t0: float | None = None
         self.t_end: float | None = None
         self.reached_end = False  # the shape ran the whole planned duration
@@ -143,9 +146,19 @@ class LoadTest:
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        return find_scenario(path).with_overrides(
-            agents=self.options.sms_agents, duration_s=self.options.sms_duration_s
-        )
+        scenario = find_scenario(path).with_overrides(agents=self.options.sms_agents)
+        if self.options.sms_duration_s is None:
+            return scenario
+        shortened, notes = shorten(scenario, self.options.sms_duration_s)
+        if notes:
+            log.warning("shortened to %g s: %s", self.options.sms_duration_s, "; ".join(notes))
+        return shortened
+
+    def configure(self) -> None:
+        """At start-up (owner): the scenario with the command line's -u/-r; the web UI's form shows them."""
+        self.configured = apply_common_options(self.load_scenario(), self.options.num_users, self.options.spawn_rate)
+        self.scenario = self.configured
+        self.options.num_users, self.options.spawn_rate = implied(self.configured)
 
     def begin(self) -> None:
         """`test_start`: the owner fixes and hands out t0, run id and stride; a worker takes them."""
@@ -160,7 +173,9 @@ class LoadTest:
             self.recorder.process = f"worker-{self.runner.worker_index}"
         else:
             self.finish()  # a test restarted from the web UI: the previous one is a run of its own
-            assert self.scenario is not None
+            assert self.configured is not None
+            # The web UI's users and spawn rate of this test (checked by `check_swarm` already).
+            self.scenario = apply_common_options(self.configured, opts.num_users, opts.spawn_rate)
             self._tests += 1
             self.t0, self.t_end, self.reached_end = time.time(), None, False
             self._stride = self.runner.worker_index_max if self.role == "master" else 1
@@ -237,6 +252,38 @@ class LoadTest:
             "violations": new,
         }
 
+    def stopped(self) -> None:
+        """`test_stop` (owner): the test's run directory is finished now, not when Locust quits.
+
+        A master hears its workers' last rows in their next report (every few seconds), so it
+        finishes that run a report interval later, unless a new test has already finished it.
+        """
+        self.t_end = self.t_end or time.time()
+        if self.role == "local":
+            self.finish()
+        elif self.role == "master" and self._run is not None:
+            run = self._run
+
+            def finish_if_current() -> None:
+                if self._run is run:
+                    self.finish()
+
+            gevent.spawn_later(WORKER_REPORT_INTERVAL + 1.0, finish_if_current)
+
+    def check_swarm(self, form: Any) -> str | None:
+        """Why the web UI's users and spawn rate cannot be run (None: they can)."""
+        assert self.configured is not None
+        try:
+            users = int(form["user_count"]) if form.get("user_count") else None
+            rate = float(form["spawn_rate"]) if form.get("spawn_rate") else None
+        except ValueError:
+            return None  # Locust itself answers a malformed number
+        try:
+            apply_common_options(self.configured, users, rate)
+        except ScenarioError as exc:
+            return "; ".join(exc.lines())
+        return None
+
     def finish(self) -> None:
         """Owner: flush, merge and close the current run directory (once)."""
         if self._ticker is not None:
@@ -275,7 +322,7 @@ def install(events: Events) -> None:
         environment.host = environment.host or DEFAULT_HOST
         if test.role != "worker":
             try:
-                test.scenario = test.load_scenario()
+                test.configure()
             except ScenarioError as exc:
                 log.error("%s", "; ".join(exc.lines()))
                 raise SystemExit(2) from None
@@ -297,7 +344,26 @@ def install(events: Events) -> None:
     @events.test_stop.add_listener
     def _test_stop(environment: Environment, **_: Any) -> None:
         test = LoadTest.of(environment)
-        test.t_end = test.t_end or time.time()
+        if test.role == "worker":
+            test.t_end = test.t_end or time.time()
+        else:
+            test.stopped()
+
+    @events.init.add_listener
+    def _web_ui(environment: Environment, web_ui: Any = None, **_: Any) -> None:
+        """Refuse, with the reason, a test from the web UI whose users or spawn rate cannot be run."""
+        if web_ui is None:
+            return
+        from flask import jsonify, request
+
+        @web_ui.app.before_request
+        def _check_swarm() -> Any:
+            if request.method == "POST" and request.path.rstrip("/").endswith("/swarm"):
+                reason = LoadTest.of(environment).check_swarm(request.form)
+                if reason is not None:
+                    log.error("%s", reason)
+                    return jsonify({"success": False, "message": reason, "host": environment.host})
+            return None
 
     # Registered at import, before the runner's own listener: `quitting` fires in reverse, so
     # the runner has already stopped its users (and a master heard its workers' last reports).

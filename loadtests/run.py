@@ -163,12 +163,14 @@ def run_load(
     return out
 
 
-def _check(out: Path, options: LoadOptions) -> str | None:
-    """The checked host (None: the embedded server); every problem found before anything starts."""
+def check_options(options: LoadOptions) -> str | None:
+    """The checked host (None: the embedded server), from the options alone: nothing is contacted.
+
+    `smsload load` calls it before it reads the scenario, so a bad option is reported even
+    when the scenario has problems of its own.
+    """
     if not 0 <= options.workers <= MAX_WORKERS:
         raise LoadError(f"--workers: expected 0..{MAX_WORKERS}, got {options.workers}")
-    if (out / "manifest.json").exists():
-        raise LoadError(f"{out} already holds a run; choose another --out")
     if options.host is None:
         return None
     if options.server_args:
@@ -178,7 +180,16 @@ def _check(out: Path, options: LoadOptions) -> str | None:
     host = check_host(options.host)
     if not options.token:
         raise LoadError("--host needs a token: --token or $SMS_AUTH_TOKEN")
-    probe(host, options.token)
+    return host
+
+
+def _check(out: Path, options: LoadOptions) -> str | None:
+    """The checked host (None: the embedded server); every problem found before anything starts."""
+    host = check_options(options)
+    if (out / "manifest.json").exists():
+        raise LoadError(f"{out} already holds a run; choose another --out")
+    if host is not None:
+        probe(host, options.token)
     return host
 
 

@@ -5,6 +5,9 @@ sleep until the scheduled time, a `Call` one `self.client.request` named by its 
 template (so Locust's statistics group by endpoint, as the records do). The response becomes
 the `Outcome` the model reads. A request is a Locust failure exactly when it is not a 2xx,
 the `ok` of the records; redirects are not followed, so no request leaves the given host.
+
+The run owns its sources: each agent's source is named `RUN_ID-agent-NNNNNNN`
+(`sim.fleet.source_prefix`), and the operator acts on no other source and on no task but its own.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from locust.exception import StopUser
 
 from loadtests.driver import Note, decode, drive, request_path
 from loadtests.hooks import LoadTest
-from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec
+from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec, source_prefix
 from sim.model.agent import Agent
 from sim.model.intents import Call, Outcome
 from sim.model.operator import Operator
@@ -84,7 +87,8 @@ class AgentUser(ModelUser):
     def run_agent(self) -> None:
         test = self.test
         assert test.scenario is not None and test.t0 is not None
-        self.agent = Agent(agent_spec(test.scenario, self.agent_id), test.rng)
+        prefix = source_prefix(test.recorder.run_id)
+        self.agent = Agent(agent_spec(test.scenario, self.agent_id, prefix), test.rng)
         self._seen = 0
         drive(self.agent.run(), self.send, test.t0 + arrival_s(test.scenario, self.agent_id), sleep=gevent.sleep)
         raise StopUser()  # the model ended (its registration was refused): no second agent with this id
@@ -100,5 +104,6 @@ class OperatorUser(ModelUser):
         test = self.test
         assert test.scenario is not None and test.t0 is not None
         if has_operator_work(test.scenario):
-            drive(Operator(operator_spec(test.scenario), test.rng).run(), self.send, test.t0, sleep=gevent.sleep)
+            spec = operator_spec(test.scenario, source_prefix(test.recorder.run_id))
+            drive(Operator(spec, test.rng).run(), self.send, test.t0, sleep=gevent.sleep)
         raise StopUser()

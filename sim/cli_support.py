@@ -9,8 +9,10 @@ as one line and exits with code 2, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sim.scenario import Scenario, ScenarioError
+from sim.scenario_shorten import shorten
 from sim.scenarios import find_scenario, shipped_names
 
 SCENARIO_HELP = f"scenario YAML file, or the name of a shipped scenario ({', '.join(shipped_names())})"
@@ -51,15 +54,34 @@ def check_positive(**flags: float | None) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
+def say_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def scenario_from_args(
-    ref: str | Path, *, agents: int | None = None, duration_s: float | None = None, seed: int | None = None
+    ref: str | Path,
+    *,
+    agents: int | None = None,
+    duration_s: float | None = None,
+    seed: int | None = None,
+    say: Callable[[str], None] = say_on_stderr,
 ) -> Scenario:
-    """The scenario named on the command line (a path or a shipped name) with the command line's overrides."""
+    """The scenario named on the command line (a path or a shipped name) with the command line's overrides.
+
+    A `duration_s` shorter than the scenario's runs the part of it that fits
+    (`sim.scenario_shorten`); what was dropped is said in one line through `say`.
+    """
     check_positive(agents=agents, duration_s=duration_s)
     try:
-        return find_scenario(ref).with_overrides(agents=agents, duration_s=duration_s, seed=seed)
+        scenario = find_scenario(ref).with_overrides(agents=agents, seed=seed)
+        if duration_s is None:
+            return scenario
+        shortened, notes = shorten(scenario, duration_s)
     except ScenarioError as exc:
         raise UsageError("; ".join(exc.lines())) from None
+    if notes:
+        say(f"shortened to {duration_s:g} s: " + "; ".join(notes))
+    return shortened
 
 
 def refuse_existing_run(out: Path) -> None:

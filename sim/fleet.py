@@ -16,8 +16,8 @@ from sim.model.operator import OperatorSpec
 from sim.scenario import Ramp, Scenario, TaskRate, TaskWaves, Waves
 
 
-def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
-    """The fixed parameters of agent `index` (0-based) in this scenario."""
+def agent_spec(scenario: Scenario, index: int, name_prefix: str = "") -> AgentSpec:
+    """The fixed parameters of agent `index` (0-based) in this scenario; its source is named with `name_prefix`."""
     # An integer seed (a string seed costs a SHA-512 per agent); distinct for every (seed, index).
     rng = random.Random((scenario.seed << 40) + index)
     fleet, agent = scenario.fleet, scenario.agent
@@ -35,6 +35,7 @@ def agent_spec(scenario: Scenario, index: int) -> AgentSpec:
         upload_log_s=agent.upload_log_s,
         sync_fraction=agent.sync_fraction,
         retry=agent.retry,
+        name_prefix=name_prefix,
     )
 
 
@@ -58,7 +59,8 @@ def arrival_s(scenario: Scenario, index: int) -> float:
     return 0.0
 
 
-def operator_spec(scenario: Scenario) -> OperatorSpec:
+def operator_spec(scenario: Scenario, source_prefix: str = "") -> OperatorSpec:
+    """The operator of this scenario, acting only on sources named with `source_prefix`."""
     op = scenario.operator
     tasks = op.tasks
     return OperatorSpec(
@@ -74,9 +76,20 @@ def operator_spec(scenario: Scenario) -> OperatorSpec:
         log_bucket=op.log_bucket,
         delete_at_end=op.delete_at_end,
         linux_block_fraction=scenario.fleet.linux_block_fraction,
+        source_prefix=source_prefix,
     )
 
 
 def has_operator_work(scenario: Scenario) -> bool:
     tasks = scenario.operator.tasks
     return isinstance(tasks, TaskRate) or bool(tasks.waves)
+
+
+def source_prefix(run_id: str) -> str:
+    """The name prefix that tags the sources (and tasks) of the run `run_id` as its own.
+
+    A load test's run id is unique (NAME-locust-TIMESTAMP-RANDOM) and ends in a fixed-length
+    random part, so no run's prefix begins another run's names. The simulation passes none:
+    its server holds nothing but the run.
+    """
+    return f"{run_id}-" if run_id else ""

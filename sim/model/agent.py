@@ -58,10 +58,14 @@ class AgentSpec:
     sync_fraction: float
     retry: RetryPolicy
     poll_endpoint: str = "poll"
+    # Tags the source as the run's own (sim.fleet.source_prefix): on a shared server the
+    # operator then acts only on sources whose name starts with it. "" in the simulation,
+    # whose server holds nothing else.
+    name_prefix: str = ""
 
     @property
     def name(self) -> str:
-        return f"agent-{self.index:07d}"
+        return f"{self.name_prefix}agent-{self.index:07d}"
 
     def registration(self) -> dict[str, Any]:
         """The RegisterServer body this agent sends."""

@@ -8,6 +8,11 @@ them, and every `check_interval_s` lists the tasks and moves each along:
   resume_after_s; MIGRATE_FAIL -> restart (with restart_probability, at most max_restarts)
   or delete; MIGRATE_SUCCESS -> sync after sync_after_s; SYNC_SUCCESS/SYNC_FAIL -> (with
   log_collect_probability) collect logs and wait for them, then delete if delete_at_end.
+
+A shared staging server holds sources that are not the run's: other teams', and leftovers of
+earlier runs whose agents are gone. The operator acts only on the run's own: it creates tasks
+only on sources whose name starts with `source_prefix` (the agents are named with it, see
+`sim.fleet.source_prefix`), and moves along only the tasks it created itself.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class OperatorSpec:
     delete_at_end: bool = True
     linux_block_fraction: float = 0.0
     retry: RetryPolicy = RetryPolicy(RetryPolicyName.EXPONENTIAL_FULL_JITTER, 0.5, 10.0, 5)
+    # The run's own sources are those whose name starts with this (the agents' `name_prefix`);
+    # the operator creates tasks on no other, and names its tasks with it too. "": every source.
+    source_prefix: str = ""
 
 
 @dataclass(slots=True)
@@ -131,7 +139,9 @@ class Operator:
                 return
             page = outcome.body.get("source_servers") or []
             for src in page:
-                sid = src.get("id")
+                sid, name = src.get("id"), src.get("name")
+                if not (isinstance(name, str) and name.startswith(self.spec.source_prefix)):
+                    continue  # not this run's source: another run's, a leftover, or nobody's test at all
                 if sid and sid not in self._assigned and not src.get("current_task"):
                     try:
                         self._sources[sid] = OsType(src.get("os_type"))
@@ -152,7 +162,7 @@ class Operator:
             block = os_type is OsType.WINDOWS or self.rng.random() < self.spec.linux_block_fraction
             task_type = TaskType.MIGRATE_BLOCK if block else TaskType.MIGRATE_FILE
             body = {
-                "name": f"migrate-{source_id[:12]}",
+                "name": f"{self.spec.source_prefix}migrate-{source_id[:12]}",
                 "type": task_type.value,
                 "os_type": os_type.value,
                 "source_server": {"id": source_id},

@@ -124,3 +124,19 @@ def test_windows_sources_get_block_level_tasks() -> None:
     d = Driver(Operator(replace(SPEC, linux_block_fraction=0.0), random.Random(5)), api)
     d.run_until(1.5)
     assert {c.body["type"] for _, c, _ in d.calls if c.endpoint == "create_task"} == {"MIGRATE_BLOCK"}
+
+
+def test_the_operator_acts_only_on_sources_named_with_its_prefix() -> None:
+    """A shared server: nobody's test, an earlier run's leftovers, and the run's own sources."""
+    api = InMemoryApi()
+    names = ["team-b-host-1", "run-old-agent-0000000", "run-new-agent-0000000", "run-old-agent-0000001"]
+    names.append("run-new-agent-0000001")
+    ids = {n: api.cp.register("default", Registration(name=n, os_type=OsType.LINUX), 0.0) for n in names}
+    own = {ids[n] for n in names if n.startswith("run-new-")}
+    d = Driver(Operator(replace(SPEC, waves=((1.0, 5),), source_prefix="run-new-"), random.Random(0)), api)
+    d.run_until(1.5)
+    created = [c.body for _, c, o in d.calls if c.endpoint == "create_task" and o.ok]
+    assert all(b["name"].startswith("run-new-migrate-") for b in created)
+    _, tasks = api.cp.list_tasks("default")
+    assert {t.source_id for t in tasks} == own  # 5 wanted, 2 of its own: only those, none of the others
+    assert len(tasks) == 2
