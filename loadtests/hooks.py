@@ -143,9 +143,12 @@ class LoadTest:
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        return find_scenario(path).with_overrides(
+        scenario = find_scenario(path).with_overrides(
             agents=self.options.sms_agents, duration_s=self.options.sms_duration_s
         )
+        # Locust run by hand loads a server it did not start: documented operations only, unless
+        # the scenario says otherwise (`smsload load` decides this before Locust starts).
+        return scenario.resolve_public_api(external=True)
 
     def begin(self) -> None:
         """`test_start`: the owner fixes and hands out t0, run id and stride; a worker takes them."""

@@ -113,6 +113,7 @@ def run_load(
             "remove the `faults:` list to load-test this scenario"
         )
     host = _check(out, options)
+    scenario = scenario.resolve_public_api(external=host is not None)
     say = progress or (lambda line: None)
     token = options.token or secrets.token_urlsafe(24)
     out.mkdir(parents=True, exist_ok=True)
