@@ -16,6 +16,7 @@ from typing import Any
 from sim.cli_support import SCENARIO_HELP, UsageError, print_run_summary, scenario_from_args
 
 TOKEN_ENV = "SMS_AUTH_TOKEN"
+AK_SK_ENV = "SMS_AK_SK"
 
 
 def register(sub: Any) -> None:
@@ -34,6 +35,13 @@ def register(sub: Any) -> None:
     p.add_argument("--duration-s", type=float, help="override duration_s (wall-clock seconds)")
     p.add_argument("--agents", type=int, help="override fleet.agents")
     p.add_argument("--token", help=f"X-Auth-Token for --host (default ${TOKEN_ENV}); never written anywhere")
+    p.add_argument(
+        "--ak-sk",
+        metavar="AK:SK[=PROJECT]",
+        help=f"sign the agents' and operator's requests with this key pair (SDK-HMAC-SHA256, as the official SDK "
+        f"does) instead of sending the token; the embedded server accepts it. Default ${AK_SK_ENV}, the better "
+        "place: a command line is visible to every user of the machine. The secret key is written nowhere",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     rig = p.add_argument_group(
         "knee rig", "limits for the embedded server (see `smsload serve --help`) and the generator's cores"
@@ -65,7 +73,13 @@ def _pin_generator(spec: str) -> None:
 def _main(args: argparse.Namespace) -> int:
     from loadtests.run import LoadError, LoadFailed, LoadOptions, run_load  # pandas, httpx: not for --help
     from loadtests.rundir import default_out
+    from sim.signing import parse_ak_sk
 
+    ak_sk_spec = args.ak_sk or os.environ.get(AK_SK_ENV, "").split(",")[0].strip()
+    try:
+        ak_sk = parse_ak_sk(ak_sk_spec, "--ak-sk" if args.ak_sk else f"${AK_SK_ENV}") if ak_sk_spec else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s)
     out = args.out or default_out(scenario)
     server_args: list[str] = []
@@ -83,6 +97,7 @@ def _main(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet=args.quiet,
         server_args=tuple(server_args),
+        ak_sk=ak_sk,
     )
     try:
         run_load(scenario, out, options, progress=_say)

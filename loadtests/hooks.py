@@ -39,9 +39,11 @@ from loadtests.rundir import default_out, finish_run, open_run
 from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, validate_scenario
 from sim.scenarios import find_scenario
+from sim.signing import Credentials, parse_ak_sk
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
 TOKEN_ENV = "SMS_AUTH_TOKEN"
+AK_SK_ENV = "SMS_AK_SK"  # AK:SK[=PROJECT]: sign requests instead of sending the token
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5.0
 log = logging.getLogger("smsload.load")
@@ -115,6 +117,12 @@ class LoadTest:
     @property
     def token(self) -> str:
         return getattr(self.options, "sms_token", "") or os.environ.get(TOKEN_ENV, "")
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The AK/SK pair the users sign with ($SMS_AK_SK, its first pair), or None: the token."""
+        spec = os.environ.get(AK_SK_ENV, "").split(",")[0].strip()
+        return parse_ak_sk(spec, f"${AK_SK_ENV}") if spec else None
 
     @property
     def duration_s(self) -> float:
