@@ -19,6 +19,8 @@ import pytest
 from loadtests.run import LoadOptions, run_load
 from loadtests.scrape import SERVER_COLUMNS
 from sim.records import load_run
+from sim.report.analysis import analyze_run
+from sim.report.html import render_report
 from sim.scenario import parse_scenario
 from sim.server.process import run_server
 from sim.signing import Credentials
@@ -68,6 +70,14 @@ def test_signed_agents_and_the_server_metrics_beside_them(tmp_path: Path) -> Non
     assert polls == client_polls  # the last scrape came after the last request
     labels = json.loads(counted["labels"].iloc[0])
     assert set(labels) == {"endpoint", "status"}
+
+    # The report shows the server's view beside the client's.
+    analysis = analyze_run(out, n_boot=50)
+    view = analysis.server_view
+    assert view is not None and len(view) >= 4
+    assert view["req_per_s"].sum() > 0 and (view["pending"] >= 0).all()
+    page = render_report(analysis)
+    assert "The server&#39;s view" in page or "The server's view" in page
 
     for f in out.rglob("*"):
         if f.is_file():
