@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
         description="Run SCENARIO's agents and operator as Locust users over real HTTP, against the reference "
         "server started for the run or against --host. Writes a run directory with the simulation's "
         "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
-        "plus generator.parquet, and prints a summary.",
+        "plus generator.parquet (and server.parquet, the target's /metrics every second), and prints a summary.",
+        epilog="example: SMS_AK_SK='AK:SK' smsload load quickstart --host https://sms.staging.example "
+        "--duration-s 120 (agents sign with AK/SK; the operator keeps to the public API)",
     )
     p.add_argument("scenario", help=SCENARIO_HELP)
     p.add_argument("--host", help="base URL of the server to load (default: start the reference server on loopback)")

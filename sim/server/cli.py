@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the reference SMS server",
         description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL).",
+        epilog="example: SMS_AK_SK='AK123:secret=team-a' smsload serve --port 0 --token s3cret=team-a "
+        "(tokens or AK/SK signatures; Prometheus metrics at /metrics)",
     )
     p.add_argument(
         "--db",
