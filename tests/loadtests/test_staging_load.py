@@ -13,6 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -82,3 +83,37 @@ def test_signed_agents_and_the_server_metrics_beside_them(tmp_path: Path) -> Non
     for f in out.rglob("*"):
         if f.is_file():
             assert creds.sk.encode() not in f.read_bytes(), f"the secret key was written to {f}"
+
+
+def _closed_by_server(port: int) -> int:
+    """Connections the server at `port` closed first (they wait in TIME_WAIT on its side)."""
+    return sum(
+        1 for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port and c.status == "TIME_WAIT"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("connection", ["per_poll", "keep_alive"])
+def test_an_agent_opens_a_connection_per_poll_only_when_the_scenario_says_so(tmp_path: Path, connection: str) -> None:
+    scenario = parse_scenario(
+        f"""
+name: conn
+duration_s: 6
+fleet: {{agents: 5}}
+agent: {{poll_interval_s: 0.5, connection: {connection}}}
+operator: {{tasks: {{kind: waves, waves: []}}}}
+""",
+        "conn",
+    )
+    token = secrets.token_hex(8)
+    with run_server(f"sqlite:///{tmp_path / 'sms.sqlite3'}", [token], tmp_path / "server.log") as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        before = _closed_by_server(port)
+        out = run_load(scenario, tmp_path / "run", LoadOptions(host=server.base_url, token=token, quiet=True))
+        closed = _closed_by_server(port) - before
+    requests = len(load_run(out).requests)
+    assert requests >= 40
+    if connection == "per_poll":
+        assert closed >= 0.9 * requests  # the server closed each request's connection (Connection: close)
+    else:
+        assert closed <= 5  # the agents kept theirs; at most the probe's and the export's
