@@ -21,7 +21,7 @@ from loadtests.run import LoadOptions, run_load
 from loadtests.scrape import SERVER_COLUMNS
 from sim.records import load_run
 from sim.report.analysis import analyze_run
-from sim.report.html import render_report
+from sim.report.html import write_report
 from sim.scenario import parse_scenario
 from sim.server.process import run_server
 from sim.signing import Credentials
@@ -77,10 +77,11 @@ def test_signed_agents_and_the_server_metrics_beside_them(tmp_path: Path) -> Non
     view = analysis.server_view
     assert view is not None and len(view) >= 4
     assert view["req_per_s"].sum() > 0 and (view["pending"] >= 0).all()
-    page = render_report(analysis)
+    page = write_report(analysis).read_text()
     assert "The server&#39;s view" in page or "The server's view" in page
 
-    for f in out.rglob("*"):
+    # Not in the run directory (report, locust.log included), nor the server's log or store.
+    for f in tmp_path.rglob("*"):
         if f.is_file():
             assert creds.sk.encode() not in f.read_bytes(), f"the secret key was written to {f}"
 
