@@ -284,6 +284,11 @@ def install(events: Events) -> None:
         test = LoadTest(environment)
         environment.smsload = test  # type: ignore[attr-defined]
         environment.host = environment.host or DEFAULT_HOST
+        try:
+            test.credentials  # noqa: B018  (a bad $SMS_AK_SK is one line here, not an error per user)
+        except ValueError as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
         if test.role != "worker":
             try:
                 test.scenario = test.load_scenario()

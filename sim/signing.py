@@ -117,7 +117,7 @@ def sign(
 
 
 def is_signed(authorization: str | None) -> bool:
-    return bool(authorization) and authorization.startswith(ALGORITHM + " ")  # type: ignore[union-attr]
+    return authorization is not None and authorization.startswith(ALGORITHM + " ")
 
 
 def verify(

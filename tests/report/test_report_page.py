@@ -23,7 +23,11 @@ COMMON = [
     "Command dispatch latency, by command",
 ]
 SIM_FIGURES = [*COMMON, "Queue wait over time (simulated server)"]
-LOAD_FIGURES = [*COMMON, "Load generator: lag behind schedule and CPU"]
+LOAD_FIGURES = [
+    *COMMON,
+    "Load generator: lag behind schedule and CPU",
+    "The server&#39;s view (its /metrics) beside the load generator&#39;s",  # as the page escapes it
+]
 
 
 def smsload(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
