@@ -16,6 +16,7 @@ from typing import Any
 from sim.cli_support import SCENARIO_HELP, UsageError, add_command, print_run_summary, scenario_from_args
 
 TOKEN_ENV = "SMS_AUTH_TOKEN"
+AK_SK_ENV = "SMS_AK_SK"
 
 
 def register(sub: Any) -> None:
@@ -26,10 +27,11 @@ def register(sub: Any) -> None:
         description="Run SCENARIO's agents and operator as Locust users over real HTTP, against the reference "
         "server started for the run or against --host. Writes a run directory with the simulation's "
         "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
-        "plus generator.parquet, and prints a summary.",
+        "plus generator.parquet (and server.parquet, the target's /metrics every second), and prints a summary.",
         examples=[
             "smsload load quickstart --duration-s 30 --agents 500 --out runs/try",
             "SMS_AUTH_TOKEN=... smsload load capacity-baseline --host https://sms.staging.example",
+            "SMS_AK_SK='AK:SK' smsload load quickstart --host https://sms.staging.example   # signed requests",
         ],
     )
     p.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
@@ -40,6 +42,13 @@ def register(sub: Any) -> None:
     p.add_argument("--agents", type=int, help="override fleet.agents")
     p.add_argument("--seed", type=int, help="override the scenario's seed (the agents' disks, OS, bandwidth, timing)")
     p.add_argument("--token", help=f"X-Auth-Token for --host (default ${TOKEN_ENV}); never written anywhere")
+    p.add_argument(
+        "--ak-sk",
+        metavar="AK:SK[=PROJECT]",
+        help=f"sign the agents' and operator's requests with this key pair (SDK-HMAC-SHA256, as the official SDK "
+        f"does) instead of sending the token; the embedded server accepts it. Default ${AK_SK_ENV}, the better "
+        "place: a command line is visible to every user of the machine. The secret key is written nowhere",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     rig = p.add_argument_group(
         "knee rig", "limits for the embedded server (see `smsload serve --help`) and the generator's cores"
@@ -71,7 +80,13 @@ def _pin_generator(spec: str) -> None:
 def _main(args: argparse.Namespace) -> int:
     from loadtests.run import LoadError, LoadFailed, LoadOptions, check_options, run_load  # not for --help
     from loadtests.rundir import default_out
+    from sim.signing import parse_ak_sk
 
+    ak_sk_spec = args.ak_sk or os.environ.get(AK_SK_ENV, "").split(",")[0].strip()
+    try:
+        ak_sk = parse_ak_sk(ak_sk_spec, "--ak-sk" if args.ak_sk else f"${AK_SK_ENV}") if ak_sk_spec else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     server_args: list[str] = []
     for flag, value in (
         ("--store-latency-ms", args.server_store_latency_ms),
@@ -87,6 +102,7 @@ def _main(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet=args.quiet,
         server_args=tuple(server_args),
+        ak_sk=ak_sk,
     )
     try:  # the options first: their errors are not hidden behind the scenario's
         check_options(options)

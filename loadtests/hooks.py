@@ -41,9 +41,11 @@ from sim.records import RunDir, run_id_for
 from sim.scenario import Scenario, ScenarioError, validate_scenario
 from sim.scenario_shorten import shorten
 from sim.scenarios import find_scenario
+from sim.signing import Credentials, parse_ak_sk
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # without --host, requests stay on this machine
 TOKEN_ENV = "SMS_AUTH_TOKEN"
+AK_SK_ENV = "SMS_AK_SK"  # AK:SK[=PROJECT]: sign requests instead of sending the token
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5.0
 log = logging.getLogger("smsload.load")
@@ -120,6 +122,12 @@ class LoadTest:
         return getattr(self.options, "sms_token", "") or os.environ.get(TOKEN_ENV, "")
 
     @property
+    def credentials(self) -> Credentials | None:
+        """The AK/SK pair the users sign with ($SMS_AK_SK, its first pair), or None: the token."""
+        spec = os.environ.get(AK_SK_ENV, "").split(",")[0].strip()
+        return parse_ak_sk(spec, f"${AK_SK_ENV}") if spec else None
+
+    @property
     def duration_s(self) -> float:
         """The planned length of the run: the scenario's, or Locust's --run-time if shorter."""
         assert self.scenario is not None
@@ -146,7 +154,9 @@ class LoadTest:
         path = getattr(self.options, "scenario", None)
         if not path:
             raise ScenarioError([("", "no scenario: pass --scenario FILE")], "--scenario")
-        scenario = find_scenario(path).with_overrides(agents=self.options.sms_agents)
+        # Locust run by hand loads a server it did not start: documented operations only, unless
+        # the scenario says otherwise (`smsload load` decides this before Locust starts).
+        scenario = find_scenario(path).with_overrides(agents=self.options.sms_agents).resolve_public_api(external=True)
         if self.options.sms_duration_s is None:
             return scenario
         shortened, notes = shorten(scenario, self.options.sms_duration_s)
@@ -320,6 +330,11 @@ def install(events: Events) -> None:
         test = LoadTest(environment)
         environment.smsload = test  # type: ignore[attr-defined]
         environment.host = environment.host or DEFAULT_HOST
+        try:
+            test.credentials  # noqa: B018  (a bad $SMS_AK_SK is one line here, not an error per user)
+        except ValueError as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from None
         if test.role != "worker":
             try:
                 test.configure()

@@ -7,9 +7,16 @@ API then gives the run's task and command tables (`loadtests.export`). With a ho
 only there. Locust runs headless for the scenario's duration, as one process or as a master
 and N workers on this machine (`loadtests.processes`).
 
-The token is an argument. It reaches the server and Locust in their own environments (on no
-command line, and never in this process's environment) and is written nowhere. Ctrl-C or
-SIGTERM stops Locust in order and still leaves a readable run directory, marked incomplete.
+The token is an argument, and so is an AK/SK pair (the agents then sign their requests as the
+official SDK does; the embedded server accepts that pair). Both reach the server and Locust
+in their own environments (on no command line, and never in this process's environment) and
+are written nowhere. Ctrl-C or SIGTERM stops Locust in order and still leaves a readable run
+directory, marked incomplete.
+
+Beside Locust, a thread scrapes the target's `/metrics` every second into `server.parquet`
+(`loadtests.scrape`). The embedded server is told the scenario's longest poll interval, as
+its idle timeout for keep-alive connections (`idle_timeout_s`), so that an agent's connection
+outlives the pause between two polls.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from loadtests.processes import LocustProcesses, child_env, locust_args
+from loadtests.scrape import Scraper
 from sim.scenario import Scenario
 from sim.server.process import ServerStartError, run_server
+from sim.signing import Credentials, sign
 
 _STARTUP_S = 90.0  # on top of the duration: Locust, workers and the final merge
 _SERVER_START_S = 30.0
@@ -60,6 +69,7 @@ class LoadOptions:
     token: str = field(default="", repr=False)  # X-Auth-Token; required with a host, else generated if empty
     workers: int = 0  # Locust worker processes; 0: one standalone process
     quiet: bool = False  # no Locust progress lines (what the run is doing is still said)
+    ak_sk: Credentials | None = field(default=None, repr=False)  # sign the agents' requests with this pair
     # Further `smsload serve` options for the embedded server (the knee rig: --store-latency-ms,
     # --cpus, --cpu-quota); an error with a host, which is somebody else's server.
     server_args: tuple[str, ...] = ()
@@ -73,15 +83,24 @@ def check_host(url: str) -> str:
     return url.rstrip("/")
 
 
-def probe(host: str, token: str) -> None:
-    """One authenticated GET, so an unreachable server or a refused token is one clear line."""
+def idle_timeout_s(scenario: Scenario) -> float:
+    """The embedded server's idle timeout: twice the longest pause between an agent's polls, and
+    never below the server's default (65 s)."""
+    longest = scenario.agent.poll_interval_s + scenario.agent.poll_jitter_s
+    return max(65.0, 2.0 * longest)
+
+
+def probe(host: str, token: str, ak_sk: Credentials | None = None) -> None:
+    """One authenticated GET, so an unreachable server or a refused token (or key) is one clear line."""
     import httpx
 
+    headers = {"X-Auth-Token": token}
+    if ak_sk is not None:
+        headers = sign(ak_sk, "GET", urlsplit(host).netloc, f"{urlsplit(host).path}/v3/sources", "limit=1")
     try:
         response = httpx.get(
-            f"{host}/v3/sources",
-            params={"limit": 1},
-            headers={"X-Auth-Token": token},
+            f"{host}/v3/sources?limit=1",
+            headers=headers,
             timeout=5.0,
             follow_redirects=False,
         )
@@ -91,7 +110,8 @@ def probe(host: str, token: str) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LoadError(f"--host {host}: cannot reach the server ({reason})") from None
     if response.status_code in (401, 403):
-        raise LoadError(f"--host {host}: the server refused the token (HTTP {response.status_code})")
+        what = "the AK/SK signature" if ak_sk is not None else "the token"
+        raise LoadError(f"--host {host}: the server refused {what} (HTTP {response.status_code})")
 
 
 def run_load(
@@ -113,6 +133,7 @@ def run_load(
             "remove the `faults:` list to load-test this scenario"
         )
     host = _check(out, options)
+    scenario = scenario.resolve_public_api(external=host is not None)
     say = progress or (lambda line: None)
     token = options.token or secrets.token_urlsafe(24)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +141,9 @@ def run_load(
     if host:
         say(f"smsload load: target {host}")
     env = child_env(token)
+    if options.ak_sk is not None:
+        creds = options.ak_sk
+        env["SMS_AK_SK"] = f"{creds.ak}:{creds.sk}={creds.project}"
     interrupted, code = False, None
     with _stop_signals() as stopping, tempfile.TemporaryDirectory(prefix="smsload-load-") as tmp:
         try:
@@ -134,7 +158,7 @@ def run_load(
                     liveness=scenario.server.liveness,
                     env=env,
                     timeout_s=_SERVER_START_S,
-                    extra=options.server_args,
+                    extra=("--idle-timeout-s", f"{idle_timeout_s(scenario):g}", *options.server_args),
                 )
                 if db
                 else contextlib.nullcontext(None)
@@ -144,11 +168,14 @@ def run_load(
                 assert target is not None
                 if server is not None:
                     say(f"smsload load: reference server on {target} (pid {server.pid}), store in {out}")
+                scraper = Scraper(target, token).start()
                 try:
                     code, interrupted = _run_locust(scenario, scenario_file, target, out, env, options, say, stopping)
                 finally:  # while the server still answers, so its export gives the tables
                     stopping()
+                    scraper.stop()
                     _finish_if_needed(out, scenario, token, target)
+                    _write_scrape(out, scraper, say)
         except KeyboardInterrupt:
             interrupted = True
         except ServerStartError as exc:
@@ -178,8 +205,8 @@ def check_options(options: LoadOptions) -> str | None:
             "--host: the server limits (--store-latency-ms, --cpus, --cpu-quota) are for the embedded server"
         )
     host = check_host(options.host)
-    if not options.token:
-        raise LoadError("--host needs a token: --token or $SMS_AUTH_TOKEN")
+    if not options.token and options.ak_sk is None:
+        raise LoadError("--host needs a token (--token or $SMS_AUTH_TOKEN) or an AK/SK pair ($SMS_AK_SK)")
     return host
 
 
@@ -189,7 +216,7 @@ def _check(out: Path, options: LoadOptions) -> str | None:
     if (out / "manifest.json").exists():
         raise LoadError(f"{out} already holds a run; choose another --out")
     if host is not None:
-        probe(host, options.token)
+        probe(host, options.token, options.ak_sk)
     return host
 
 
@@ -248,6 +275,19 @@ def _stop_signals() -> Iterator[Callable[[], None]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _write_scrape(out: Path, scraper: Scraper, say: Callable[[str], None]) -> None:
+    """`server.parquet` from the scrapes, its times from the run's t0 (the first scrape's when unknown)."""
+    try:
+        t0 = float(json.loads((out / "manifest.json").read_text()).get("t0_epoch"))
+    except (OSError, ValueError, TypeError):
+        t0 = scraper.rows[0][0] if scraper.rows else time.time()
+    path = scraper.write(out, t0)
+    if path is not None:
+        say(f"smsload load: {scraper.scrapes} scrapes of the server's /metrics in {path.name}")
+    elif scraper.absent:
+        say(f"smsload load: no server metrics: {scraper.absent}")
 
 
 def _complete(out: Path) -> bool:

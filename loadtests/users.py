@@ -8,9 +8,19 @@ the `ok` of the records; redirects are not followed, so no request leaves the gi
 
 The run owns its sources: each agent's source is named `RUN_ID-agent-NNNNNNN`
 (`sim.fleet.source_prefix`), and the operator acts on no other source and on no task but its own.
+
+Authentication: the token as `X-Auth-Token`, or, when the test has an AK/SK pair
+($SMS_AK_SK), each request signed as the official SDK signs it (`sim.signing`). Connections:
+`agent.connection: keep_alive` keeps one connection per user between requests (pooled sockets
+are checked with poll(), `loadtests.pooled`, so this holds past 1,024 of them); `per_poll`
+sends `Connection: close`, so every request opens a connection of its own (TCP, and TLS when
+the host is https), as an agent that does not keep its connection would.
 """
 
 from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
 
 import gevent
 from locust import FastHttpUser, constant, task
@@ -18,6 +28,7 @@ from locust.contrib.fasthttp import LocustBadStatusCode
 from locust.env import Environment
 from locust.exception import StopUser
 
+from loadtests import pooled  # noqa: F401  (poll()-based pooled socket check, applied at import)
 from loadtests.driver import Note, decode, drive, request_path
 from loadtests.hooks import LoadTest
 from sim.fleet import agent_spec, arrival_s, has_operator_work, operator_spec, source_prefix
@@ -25,6 +36,7 @@ from sim.model.agent import Agent
 from sim.model.intents import Call, Outcome
 from sim.model.operator import Operator
 from sim.records import OPERATOR_ID
+from sim.signing import sign
 
 
 class ModelUser(FastHttpUser):
@@ -42,17 +54,39 @@ class ModelUser(FastHttpUser):
         self.test = test
         self.agent_id = OPERATOR_ID
         self._seen = 0  # the agent's violations already reported
-        self._headers = {"X-Auth-Token": test.token}
+        self._creds = test.credentials
+        self._headers = {} if self._creds else {"X-Auth-Token": test.token}
+        if test.scenario.agent.connection == "per_poll":
+            self._headers["Connection"] = "close"
+        self._host = urlsplit(self.host or test.environment.host or "").netloc
+
+    def _signed(self, call: Call, path: str) -> tuple[dict[str, str], str | None]:
+        """Headers and body of a request signed with the test's AK/SK (the body as signed: ASCII JSON,
+        so the bytes sent are the bytes signed)."""
+        assert self._creds is not None
+        body = None if call.body is None else json.dumps(call.body, separators=(",", ":"))
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        route, _, query = path.partition("?")
+        return sign(self._creds, call.method, self._host, route, query, (body or "").encode(), headers), body
 
     def send(self, call: Call, t_sched: float) -> Outcome:
         """Make one request; the request event (and so the row) fires as the `with` block ends."""
         note = Note(self.agent_id, call, t_sched)
+        path = request_path(call)
+        if self._creds is None:
+            headers, body, data = self._headers, call.body, None
+        else:
+            headers, data = self._signed(call, path)
+            body = None
         with self.client.request(
             call.method,
-            request_path(call),
+            path,
             name=call.template,
-            json=call.body,
-            headers=self._headers,
+            json=body,
+            data=data,
+            headers=headers,
             context={"sms": note},
             catch_response=True,
             allow_redirects=False,

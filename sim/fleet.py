@@ -68,7 +68,8 @@ def operator_spec(scenario: Scenario, source_prefix: str = "") -> OperatorSpec:
         rate_per_s=tasks.per_s if isinstance(tasks, TaskRate) else 0.0,
         rate_start_s=tasks.start_s if isinstance(tasks, TaskRate) else 0.0,
         check_interval_s=op.check_interval_s,
-        sync_after_s=op.sync_after_s,
+        # SYNC has no documented operator action: a public-API-only run never asks for one.
+        sync_after_s=None if scenario.public_api_only else op.sync_after_s,
         stop_probability=op.stop_probability,
         resume_after_s=op.resume_after_s,
         restart_probability=op.restart_probability,

@@ -143,6 +143,10 @@ class AgentConfig(FrozenModel):
     sync_fraction: Fraction = 0.1  # a SYNC transfers this fraction of the disk
     request_timeout_s: Positive = 10.0
     retry: RetryField = RetryPolicy()
+    # How a load-test agent holds its HTTP connection: one kept alive between requests, or a new
+    # one (TCP, and TLS for an https host) for every request. The simulation's server model does
+    # not tell the two apart.
+    connection: Literal["keep_alive", "per_poll"] = "keep_alive"
 
     @model_validator(mode="after")
     def _jitter_below_interval(self) -> AgentConfig:
@@ -212,6 +216,10 @@ class Scenario(FrozenModel):
     server: ServerConfig = ServerConfig()
     faults: tuple[Fault, ...] = ()  # in time order, not overlapping (see sim.model.faults)
     slo: tuple[SloText, ...] = ()  # objectives (sim.slo): sweeps find the largest fleet meeting them all
+    # Only operations a public API version documents (no `sync` task action; README, "Extensions").
+    # None: decided by where the run goes: on against --host, off for the simulation and the
+    # embedded reference server (`resolve_public_api`).
+    public_api_only: bool | None = None
 
     @model_validator(mode="after")
     def _within_the_run(self) -> Scenario:
@@ -251,6 +259,12 @@ class Scenario(FrozenModel):
         problems += steady_pollers_stay_connected(self.server.liveness, agent.poll_interval_s, agent.poll_jitter_s)
         rules(problems)
         return self
+
+    def resolve_public_api(self, external: bool) -> Scenario:
+        """This scenario with `public_api_only` decided: as given, else on for an `external` server."""
+        if self.public_api_only is not None:
+            return self
+        return self.model_copy(update={"public_api_only": external})
 
     def fault_timeline(self) -> FaultTimeline:
         """The faults as the executors apply them (sim.model.faults)."""

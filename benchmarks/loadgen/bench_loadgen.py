@@ -50,6 +50,14 @@ poll reconnects; with `--agents 1000 --interval-s 3` (the same 333 req/s) hardly
 
 `--quick`: 1,000 users every 10 s, 15 s windows, one pair: a smoke run, not a figure to record.
 
+`--connections`: agents only, "before" against "after" (issue 11), alternating: before =
+geventhttpclient's own select() check of pooled sockets (`$BENCH_SOCKET_CHECK=select`) and a
+server closing idle connections after 30 s (granian's default, `--idle-timeout-s 30`); after =
+`loadtests.pooled`'s poll() check and the idle timeout `smsload load` gives the embedded server
+for this scenario (`loadtests.run.idle_timeout_s`: 65 s). Each has its own server. Besides CPU
+per request it reports new connections per poll (sockets geventhttpclient opened in the window
+/ requests) and the machine's load average at the window's end.
+
 Targets (issue 4): agents at most 1.3x the plain user's CPU per request, at most 40 KB per
 agent. All traffic stays on 127.0.0.1; every process started here is stopped by its process
 group or PID at the end, on Ctrl-C and SIGTERM too.
@@ -58,6 +66,7 @@ group or PID at the end, on Ctrl-C and SIGTERM too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -76,6 +85,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loadtests.processes import LocustProcesses, child_env
+from loadtests.run import idle_timeout_s
+from sim.scenario import parse_scenario
 from sim.server.process import run_server
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +94,10 @@ TOKEN = "bench-token"
 SETTLE_S = 5.0  # after spawn + one interval, before the window opens
 REGISTER_PER_S = 150.0  # arrival ramp: registrations per second (one SQLite commit each; ~260/s is the most on 2 cores)
 KINDS = ("plain", "agents")
+CONNECTION_KINDS = (
+    "before",
+    "after",
+)  # --connections: agents with the dependency's check and a 30 s idle timeout, or ours
 
 
 @dataclass
@@ -95,6 +110,7 @@ class Line:
     polls: int
     users: int
     response_ms: float  # sum of the response times Locust counted
+    opened: int = 0  # connections geventhttpclient opened so far
 
     @staticmethod
     def parse(text: str) -> Line:
@@ -118,6 +134,11 @@ class Run:
     latency_ms: tuple[float, float] = (float("nan"),) * 2  # agents: median, p99 latency
     agents_polling: int = -1  # agents: distinct agent ids among the window's rows
     cpu_warnings: int = 0
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # at the window's end
+
+    @property
+    def connections_per_request(self) -> float:
+        return (self.b.opened - self.a.opened) / max(self.requests, 1)
 
     @property
     def window_s(self) -> float:
@@ -202,6 +223,8 @@ def one_run(kind: str, rep: int, args: argparse.Namespace, base_url: str, server
     env = child_env(TOKEN)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env["PYTHONPATH"]])
     env.update(BENCH_PROBE=str(probe_path), BENCH_INTERVAL_S=repr(s))
+    if kind == "before":
+        env["BENCH_SOCKET_CHECK"] = "select"
     common = ["--headless", "--only-summary", "--host", base_url]
     if kind == "plain":
         cmd = [
@@ -257,15 +280,16 @@ def one_run(kind: str, rep: int, args: argparse.Namespace, base_url: str, server
             if b is None:
                 time.sleep(0.2)
         host = psutil.cpu_percent(None)
+        load_average = os.getloadavg()
         server_s = server_cpu_s(server_pid) - cpu_a
         init = read_lines(probe_path)[0]
     finally:
         if procs.main.poll() is None:  # also on Ctrl-C: the agents' run directory is written on SIGTERM
             os.killpg(procs.main.pid, signal.SIGTERM)
         procs.stop(grace_s=60.0)  # waits, then SIGTERM and SIGKILL to the process group
-    run = Run(kind, rep, n, n / s, init, a, b, server_s, host)
+    run = Run(kind, rep, n, n / s, init, a, b, server_s, host, load_average=load_average)
     run.cpu_warnings = log_path.read_text(errors="replace").count("CPU usage above")
-    if kind == "agents":
+    if kind != "plain":
         agents_rows(run, run_dir / "run")
     return run
 
@@ -334,7 +358,7 @@ def report(runs: list[Run], args: argparse.Namespace, command: str, machine: str
     lines += ["", "per run:"]
     for r in runs:
         extra = ""
-        if r.kind == "agents":
+        if r.kind != "plain":
             extra = (
                 f"; rows in window {r.rows_in_window} (non-poll {r.register_in_window}) from {r.agents_polling} "
                 f"agents, latency ms median {r.latency_ms[0]:.1f} p99 {r.latency_ms[1]:.1f}, send lag ms "
@@ -361,6 +385,81 @@ def report(runs: list[Run], args: argparse.Namespace, command: str, machine: str
     return "\n".join(lines)
 
 
+def connection_runs(args: argparse.Namespace) -> list[Run]:
+    """Alternating before/after agent runs, each kind against its own server (its idle timeout)."""
+    ramp_s = max(5.0, args.agents / REGISTER_PER_S)
+    scenario = parse_scenario(
+        f"{{name: c, duration_s: 600, fleet: {{agents: {args.agents}, arrival: {{kind: ramp, duration_s: {ramp_s}}}}}, "
+        f"agent: {{poll_interval_s: {args.interval_s}}}}}",
+        "bench",
+    )
+    idle = {"before": 30.0, "after": idle_timeout_s(scenario)}
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp, contextlib.ExitStack() as stack:
+        tmpdir = Path(tmp)
+        servers = {}
+        for kind in CONNECTION_KINDS:
+            servers[kind] = stack.enter_context(
+                run_server(
+                    f"sqlite:///{tmpdir / f'{kind}.sqlite3'}",
+                    [TOKEN],
+                    tmpdir / f"serve-{kind}.log",
+                    extra=("--idle-timeout-s", f"{idle[kind]:g}"),
+                )
+            )
+            print(
+                f"{kind}: reference server {servers[kind].base_url} (PID {servers[kind].pid}), idle timeout "
+                f"{idle[kind]:g} s",
+                flush=True,
+            )
+        for rep in range(1, args.reps + 1):
+            for kind in CONNECTION_KINDS:
+                server = servers[kind]
+                r = one_run(kind, rep, args, server.base_url, server.pid, tmpdir)
+                runs.append(r)
+                print(
+                    f"rep {rep}/{args.reps} {kind:6s}: {r.cpu_us_per_request:6.0f} µs CPU/request, "
+                    f"{r.connections_per_request:.3f} new connections/request, {r.rps:6.1f} req/s, "
+                    f"load average {r.load_average[0]:.2f}",
+                    flush=True,
+                )
+    return runs
+
+
+def connection_report(runs: list[Run], args: argparse.Namespace, command: str, machine: str) -> str:
+    n = args.agents
+    med = statistics.median
+    lines = [
+        f"date {date.today().isoformat()}; {machine}",
+        f"command: {command}",
+        f"{n:,} agents, one poll each every {args.interval_s:g} s (target {n / args.interval_s:,.1f} req/s); "
+        f"{args.seconds:g} s windows; {args.reps} repetitions interleaved (before, after, ...); medians",
+        "",
+        "| agents | new connections per request | generator CPU µs/request | req/s achieved | generator CPU % "
+        "of a core | server CPU % of a core | machine CPU % | load average (1 min) | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, label in (("before", "before: select() check, idle 30 s"), ("after", "after: poll() check, idle 65 s")):
+        rs = [r for r in runs if r.kind == kind]
+        lines.append(
+            f"| {label} | {med([r.connections_per_request for r in rs]):.3f} | "
+            f"{med([r.cpu_us_per_request for r in rs]):.0f} | {med([r.rps for r in rs]):.1f} | "
+            f"{med([r.cpu_percent for r in rs]):.0f} | {med([r.server_cpu_s / r.window_s * 100 for r in rs]):.0f} | "
+            f"{med([r.host_cpu_percent for r in rs]):.0f} | {med([r.load_average[0] for r in rs]):.2f} | "
+            f"{sum(r.failures for r in rs)} |"
+        )
+    lines += ["", "per run:"]
+    for r in runs:
+        lines.append(
+            f"  rep {r.rep} {r.kind:6s} {r.connections_per_request:.3f} conn/req {r.cpu_us_per_request:6.0f} µs/req "
+            f"{r.rps:6.1f} req/s ({r.requests} in {r.window_s:.1f} s, failures {r.failures}), latency ms median "
+            f"{r.latency_ms[0]:.1f} p99 {r.latency_ms[1]:.1f}, send lag ms p99 {r.lag_ms[1]:.1f}, server CPU "
+            f"{r.server_cpu_s / r.window_s * 100:.0f}%, machine {r.host_cpu_percent:.0f}%, load average "
+            f"{' '.join(f'{x:.2f}' for x in r.load_average)}, Locust CPU warnings {r.cpu_warnings}"
+        )
+    return "\n".join(lines)
+
+
 def _shown(path: str) -> str:
     rel = os.path.relpath(os.path.abspath(path))
     return path if rel.startswith("..") else rel
@@ -373,6 +472,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=60.0, help="measured window per run (default 60)")
     p.add_argument("--reps", type=int, default=3, help="interleaved plain/agents pairs (default 3)")
     p.add_argument("--quick", action="store_true", help="a short check: 1000 users every 10 s, 15 s windows, 1 pair")
+    p.add_argument(
+        "--connections",
+        action="store_true",
+        help="agents before/after the pooled-socket fix and the idle timeout: new connections per poll, CPU",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.agents, args.interval_s, args.seconds, args.reps = 1000, 10.0, 15.0, 1
@@ -387,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     machine = versions()
     print(machine, flush=True)
     runs: list[Run] = []
+    if args.connections:
+        runs = connection_runs(args)
+        print()
+        print(connection_report(runs, args, command, machine))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp:
         tmpdir = Path(tmp)
         with run_server(f"sqlite:///{tmpdir / 'sms.sqlite3'}", [TOKEN], tmpdir / "serve.log") as server:

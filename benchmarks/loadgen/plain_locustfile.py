@@ -16,6 +16,8 @@ import gevent
 import probe  # noqa: F401  (the CPU/RSS/request-count probe)
 from locust import FastHttpUser, task
 
+from loadtests import pooled  # noqa: F401  (the same pooled-socket check as the agents)
+
 INTERVAL_S = float(os.environ.get("BENCH_INTERVAL_S", "30"))
 _ids = itertools.count()
 

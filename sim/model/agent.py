@@ -19,6 +19,12 @@ it needs no clock. Behaviour:
   re-delivered by every poll; the agent recognises it by (command, task) and only re-acknowledges.
 - 5xx, timeouts and refused connections are retried by the scenario's retry policy.
 
+Commands of the public SDK's list that this model does not carry out are still answered, so
+that none blocks its source's queue: SKIP is acknowledged with `success` (the real agent skips
+the consistency check; this model runs none), any other well-formed command (PREMIGRATE, a
+name from a later API version) with `fail`, and the agent records it in `violations` as
+declined.
+
 Lifecycle rules the agent can see broken (a command for a task it deleted, a command body it
 cannot parse) go to `violations`.
 """
@@ -30,7 +36,14 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from sim.model.commands import Command, CommandFormatError, CommandName, command_from_dict
+from sim.model.commands import (
+    Command,
+    CommandFormatError,
+    CommandName,
+    ForeignCommand,
+    command_from_dict,
+    foreign_command,
+)
 from sim.model.distributions import Distribution
 from sim.model.intents import Call, Model, Outcome, Sleep
 from sim.model.lifecycle import TRANSFER_SUBTASKS, OsType, Phase, TaskType, subtask_sequence
@@ -283,7 +296,11 @@ class Agent:
         try:
             command = command_from_dict(outcome.body)
         except CommandFormatError as exc:
-            self._violation(f"unparseable command: {exc.msg}")
+            foreign = foreign_command(outcome.body)
+            if foreign is None:
+                self._violation(f"unparseable command: {exc.msg}")
+                return
+            yield from self._on_foreign(foreign)
             return
         if command is None:
             return
@@ -311,12 +328,25 @@ class Agent:
         }[command.name]
         yield from handler(command)
 
-    def _acknowledge(self, command: Command, success: bool) -> _Steps:
+    def _on_foreign(self, command: ForeignCommand) -> _Steps:
+        """SKIP: acknowledged (nothing to skip here); anything else: declined with `fail`, and recorded."""
+        if command.key == self._unacked:
+            self.stats.redeliveries += 1
+        else:
+            self.stats.commands += 1
+            self._unacked = command.key
+            if command.name != "SKIP":
+                task = f" for task {command.task_id}" if command.task_id else ""
+                self._violation(f"declined {command.name}{task}: not modelled, answered fail")
+        yield from self._acknowledge(command, success=command.name == "SKIP")
+
+    def _acknowledge(self, command: Command | ForeignCommand, success: bool) -> _Steps:
+        name = command.name if isinstance(command, ForeignCommand) else command.name.value
         call = Call(
             "command_result",
             source_id=self.source_id or "",  # registered: commands come only after registration
-            body={"command_name": command.name.value, "result": "success" if success else "fail", "result_detail": {}},
-            command_name=command.name.value,
+            body={"command_name": name, "result": "success" if success else "fail", "result_detail": {}},
+            command_name=name,
             task_id=command.task_id or "",
         )
         outcome = yield from self._call(call)

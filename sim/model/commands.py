@@ -31,6 +31,12 @@ TASK_COMMANDS = frozenset({CommandName.START, CommandName.STOP, CommandName.SYNC
 # Values newer SMS servers put in command_name that mean "no command for you".
 NO_COMMAND_NAMES = frozenset({"", "TASK_NOT_STARTED", "TASK_HAS_STOPPED", "TASK_HAS_FINISHED"})
 
+# The command list of the current public SDK (2026-01 on; sms-api-reference.md, 1.2). The reference
+# server never sends SKIP or PREMIGRATE, but a real server may: the agent must answer them too.
+PUBLIC_SDK_COMMAND_NAMES = frozenset(
+    {"START", "STOP", "SKIP", "PREMIGRATE", "TASK_NOT_STARTED", "TASK_HAS_STOPPED", "TASK_HAS_FINISHED"}
+)
+
 
 class CommandFormatError(InvalidRequest):
     """A command body that is not valid JSON or does not have the documented shape."""
@@ -98,6 +104,35 @@ def command_from_dict(doc: Any) -> Command | None:
         if field in param and param[field] is not None and not isinstance(param[field], str):
             raise CommandFormatError(f"command_param.{field} must be a string")
     return Command(cname, task_id=param.get("task_id"), bucket=param.get("bucket"), object=param.get("object"))
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignCommand:
+    """A well-formed command whose name this model does not carry out as a `Command` (SKIP,
+    PREMIGRATE, a name from a later API version). The agent still answers it, so that it does
+    not block the source's queue: the real agent acknowledges SKIP (it skips the consistency
+    check, which this model does not run), anything else gets `fail`."""
+
+    name: str
+    task_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.task_id)
+
+
+def foreign_command(doc: Any) -> ForeignCommand | None:
+    """The command in a poll response whose command_name is a string outside `CommandName` (and
+    not a no-command value), with `command_param` an object or absent; None otherwise."""
+    if not isinstance(doc, dict):
+        return None
+    name, param = doc.get("command_name"), doc.get("command_param")
+    if not isinstance(name, str) or name in NO_COMMAND_NAMES or name in CommandName.__members__:
+        return None
+    if param is not None and not isinstance(param, dict):
+        return None
+    task_id = (param or {}).get("task_id")
+    return ForeignCommand(name, task_id if isinstance(task_id, str) else "")
 
 
 def parse_command(text: str | bytes) -> Command | None:

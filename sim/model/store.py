@@ -79,6 +79,9 @@ class Store(Protocol):
     def commands(self) -> list[CommandRecord]:
         """Every command ever queued, in seq order (for dispatch-latency reports)."""
 
+    def pending_commands(self) -> int:
+        """How many commands are queued and not yet acknowledged (the server's /metrics)."""
+
     def events(self) -> list[TaskEvent]:
         """Every recorded task transition, in order."""
 
@@ -223,6 +226,9 @@ class MemoryStore:
 
     def commands(self) -> list[CommandRecord]:
         return list(self._commands)
+
+    def pending_commands(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
 
     def events(self) -> list[TaskEvent]:
         return list(self._events)

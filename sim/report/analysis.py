@@ -23,6 +23,7 @@ from sim.report import figures as F
 from sim.report import metrics as M
 from sim.report.hist import N_BOOT, GroupHistograms
 from sim.report.histrun import hist_analysis, hist_note
+from sim.report.server_view import client_series, load_server_metrics, server_figure, server_series
 
 ERROR_RATE_WARNING = 0.01  # a reader must be told when more than 1 % of requests failed
 
@@ -51,6 +52,8 @@ class RunAnalysis:
     dispatch_latency: pd.DataFrame  # per command
     warnings: list[str] = field(default_factory=list)  # what a reader must see first
     notes: list[str] = field(default_factory=list)  # what is missing from this run, and why
+    # server_series of server.parquet (a load test's scrapes of the target's /metrics), None without one
+    server_view: pd.DataFrame | None = None
 
     @property
     def executor(self) -> str:
@@ -93,6 +96,7 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
     if run.latency_bins is not None:  # a histogram run (sim.records.hist): its metrics are read off the counts
         tables = hist_analysis(run, duration, n_boot=n_boot, seed=seed)
         a = RunAnalysis(run=run, duration_s=duration, seed=seed, generator=load_generator(run.path), **tables)
+        a.server_view = _server_view(run.path)
         a.warnings, a.notes = _warnings(a), _notes(a)
         return a
     req = run.requests
@@ -116,9 +120,15 @@ def analyze_run(run: Run | str | Path, *, n_boot: int = N_BOOT, seed: int | None
         lifecycle=M.lifecycle_table(run.tasks, n_boot=n_boot, seed=seed),
         dispatch=M.dispatch_table(run.commands, n_boot=n_boot, seed=seed),
         dispatch_latency=M.dispatch_latency(run.commands),
+        server_view=_server_view(run.path),
     )
     a.warnings, a.notes = _warnings(a), _notes(a)
     return a
+
+
+def _server_view(path: Path) -> pd.DataFrame | None:
+    samples = load_server_metrics(path)
+    return None if samples is None or samples.empty else server_series(samples)
 
 
 def _warnings(a: RunAnalysis) -> list[str]:
@@ -168,6 +178,11 @@ def _notes(a: RunAnalysis) -> list[str]:
             "No generator.parquet in this run: the load generator's CPU was not recorded; saturation "
             "is judged from the lag alone."
         )
+    if a.executor == "locust" and a.server_view is None:
+        out.append(
+            "No server.parquet: the target's /metrics was not scraped (it has none, or the run was not "
+            "made by `smsload load`), so only the client's view is shown."
+        )
     if a.run.tasks.empty:
         why = a.run.manifest.get("server_tables") or "the run recorded no task events"
         out.append(f"No task or command tables: {why}.")
@@ -208,4 +223,6 @@ def report_figures(a: RunAnalysis) -> list[Figure]:
         )
     if shows_generator(a):
         figs.append(F.generator_figure(a.lag, a.generator))
+    if a.server_view is not None and a.run.latency_bins is None:
+        figs.append(server_figure(a.server_view, client_series(a.run.requests)))
     return figs

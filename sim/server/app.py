@@ -5,10 +5,12 @@ worker processes call (`smsload serve` passes the store URL and tokens through t
 environment, so every worker builds the same app). Each worker opens its own store
 connection at startup and closes it at shutdown.
 
-Request path, outermost first: `PollFastPath` (answers the agents' `GET .../command` itself,
-token and Server-Timing included) -> `ServerTiming` (Server-Timing header, last-resort 500) ->
-`TokenAuth` (401 unless the token is known; /healthz is open) -> Starlette's routing and
-exception handlers -> `endpoints.Api` (HTTP only) -> `sim.model.api.ApiCore` (every rule).
+Request path, outermost first: `MetricsLayer` (counts and times every request, answers
+`/metrics`: `sim.server.metrics`) -> `PollFastPath` (answers the agents' `GET .../command`
+itself, auth and Server-Timing included) -> `ServerTiming` (Server-Timing header, last-resort
+500) -> `TokenAuth` (401 unless the token is known or the AK/SK signature verifies; /healthz
+and /metrics are open) -> Starlette's routing and exception handlers -> `endpoints.Api` (HTTP
+only) -> `sim.model.api.ApiCore` (every rule).
 Every error is `{"error_code": "SMS.xxxx", "error_msg": ...}`.
 """
 
@@ -36,15 +38,18 @@ from sim.model.intents import ENDPOINTS
 from sim.model.liveness import Liveness
 from sim.model.store import Store
 from sim.server.endpoints import Api
-from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
+from sim.server.metrics import MetricsLayer, ServerMetrics, TimedStore
+from sim.server.middleware import ASGIApp, Auth, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.rig import DelayedStore, parse_latency
 from sim.server.stores import open_store
+from sim.signing import Credentials
 
 # How `smsload serve` hands its configuration to the worker processes.
 ENV_DB = "SMSLOAD_SERVE_DB"
 ENV_TOKENS = "SMSLOAD_SERVE_TOKENS"  # JSON object: token -> project
 ENV_STORE_LATENCY = "SMSLOAD_SERVE_STORE_LATENCY_MS"  # the knee rig's store latency (sim.server.rig)
 ENV_LIVENESS = "SMSLOAD_SERVE_LIVENESS"  # JSON object: the fields of sim.model.liveness.Liveness
+ENV_KEYS = "SMSLOAD_SERVE_AK_SK"  # JSON list of [ak, sk, project]: the keys whose signatures are accepted
 
 
 class _LazyPlane:
@@ -53,20 +58,31 @@ class _LazyPlane:
     def __init__(self, store_url: str, liveness: Liveness | None = None, store_latency_ms: str | None = None) -> None:
         self.store_url, self.store_latency_ms = store_url, store_latency_ms
         self.liveness = liveness
+        self.metrics: ServerMetrics | None = None  # set by create_app: store transactions are timed
         self._plane: ControlPlane | None = None
+        self._store: Store | None = None  # the store itself, without the rig's delay or the timing
 
     def __call__(self) -> ControlPlane:
         if self._plane is None:
-            store = open_store(self.store_url)
+            store = self._store = open_store(self.store_url)
             if self.store_latency_ms:
                 store = cast(Store, DelayedStore(store, parse_latency(self.store_latency_ms)))
+            if self.metrics is not None:
+                store = cast(Store, TimedStore(store, self.metrics))
             self._plane = ControlPlane(store, liveness=self.liveness)
         return self._plane
+
+    def pending_commands(self) -> int:
+        """For /metrics: read past the knee rig's delay and the timing, so that a scrape neither
+        blocks the server for a simulated database round trip nor counts as the workload's."""
+        self()
+        assert self._store is not None
+        return self._store.pending_commands()
 
     def close(self) -> None:
         if self._plane is not None:
             self._plane.store.close()
-            self._plane = None
+            self._plane = self._store = None
 
 
 def _routes(api: Api) -> list[Route]:
@@ -132,22 +148,30 @@ class SmsApp(Starlette):
     stack, so that the poll fast path skips it and every other response, a 500 from
     Starlette's ServerErrorMiddleware included, passes through ServerTiming."""
 
-    def __init__(self, api: Api, tokens: dict[str, str], **kwargs: Any) -> None:
-        self._api, self._tokens = api, tokens
+    def __init__(self, api: Api, auth: Auth, metrics: ServerMetrics, **kwargs: Any) -> None:
+        self._api, self._auth, self._metrics = api, auth, metrics
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
+        fast = PollFastPath(ServerTiming(TokenAuth(inner, self._auth)), self._api.poll_body, self._auth)
+        return MetricsLayer(fast, self._metrics)
 
 
 def create_app(
-    store_url: str, tokens: dict[str, str], liveness: Liveness | None = None, store_latency_ms: str | None = None
+    store_url: str,
+    tokens: dict[str, str],
+    liveness: Liveness | None = None,
+    store_latency_ms: str | None = None,
+    keys: list[Credentials] | None = None,
 ) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
+    `keys` are the AK/SK pairs whose `SDK-HMAC-SHA256` signatures it accepts (each for its project);
     `liveness` says how polls record agents' visits (the control plane's default: coalesced);
     `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction."""
     plane = _LazyPlane(store_url, liveness, store_latency_ms)
+    metrics = ServerMetrics(plane.pending_commands)
+    plane.metrics = metrics
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
     @contextlib.asynccontextmanager
@@ -160,7 +184,8 @@ def create_app(
 
     app = SmsApp(
         api,
-        tokens,
+        Auth(tokens, {c.ak: c for c in keys or []}),
+        metrics,
         routes=_routes(api),
         lifespan=lifespan,
         exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error},
@@ -178,4 +203,6 @@ def app_from_env() -> Starlette:
     die_with_parent(signal.SIGKILL)
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)
+    keys = [Credentials(*k) for k in json.loads(os.environ.get(ENV_KEYS, "[]"))]
+    latency = os.environ.get(ENV_STORE_LATENCY) or None
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, latency, keys)

@@ -2,7 +2,9 @@
 
 The server runs on granian (ASGI) with `--workers` processes; uvicorn is the fallback when
 granian cannot be imported. Workers build the app with `sim.server.app:app_from_env`, so the
-store URL, the tokens and the liveness policy travel to them in environment variables. The
+store URL, the tokens, the AK/SK keys and the liveness policy travel to them in environment
+variables (never on a command line; the secret keys are printed nowhere). With several
+workers, their Prometheus metrics meet in a temporary directory removed at exit. The
 store is opened once here first: a bad URL or an unreachable database is one line on stderr
 and exit code 2, and the schema is created before several workers could race to create it.
 """
@@ -15,19 +17,27 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
 from sim.cli_support import UsageError, add_command
 from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
-from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.app import ENV_DB, ENV_KEYS, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.metrics import MULTIPROC_ENV
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
+from sim.signing import Credentials, parse_ak_sk
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"
 DEFAULT_PROJECT = "default"
 TOKEN_ENV = "SMS_AUTH_TOKEN"
+AK_SK_ENV = "SMS_AK_SK"  # AK:SK[=PROJECT], several separated by commas
+# Idle keep-alive connections are closed after this long: above the 30 s poll interval an agent
+# commonly uses, so a polling agent's connection stays open (granian's own default is 30 s).
+DEFAULT_IDLE_TIMEOUT_S = 65.0
 APP_FACTORY = "sim.server.app:app_from_env"
 MAX_CONNECTIONS_PER_WORKER = 16384  # open connections a granian worker accepts (see _run_granian)
 _PROJECT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -41,10 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the reference SMS server",
         description="Run the reference SMS server (the agent and operator API over SQLite or PostgreSQL) "
         "until SIGINT or SIGTERM. Prints one line: its URL, store and liveness (and the token, when it "
-        "generated one).",
+        "generated one). Clients authenticate with a token or an AK/SK signature (SDK-HMAC-SHA256, as the "
+        "official SDK signs); Prometheus metrics at /metrics.",
         examples=[
             "smsload serve --port 0 --db memory://        # a free port, nothing kept on disk",
             "smsload serve --db postgresql://me@127.0.0.1/sms --workers 4 --token s3cret=team-a",
+            "SMS_AK_SK='AK123:secret=team-a' smsload serve --port 0   # agents sign with AK/SK",
         ],
     )
     p.add_argument(
@@ -62,7 +74,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"accept this X-Auth-Token, for PROJECT (default {DEFAULT_PROJECT!r}); repeatable. "
         f"Without --token: ${TOKEN_ENV}, else a generated token (printed)",
     )
+    p.add_argument(
+        "--ak-sk",
+        action="append",
+        default=[],
+        metavar="AK:SK[=PROJECT]",
+        help=f"also accept requests signed with this access key pair (SDK-HMAC-SHA256, as the official SDK "
+        f"signs), for PROJECT (default {DEFAULT_PROJECT!r}); repeatable. Without it: ${AK_SK_ENV} "
+        "(comma-separated). Prefer the variable: a command line is visible to every user of the machine",
+    )
     p.add_argument("--workers", default="1", help="worker processes (default 1)")
+    p.add_argument(
+        "--idle-timeout-s",
+        default=f"{DEFAULT_IDLE_TIMEOUT_S:g}",
+        metavar="S",
+        help="close a keep-alive connection idle this long; keep it above the agents' longest poll interval, "
+        f"or every poll opens a new connection (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
     modes = ", ".join(m.value for m in LivenessWrite)
     p.add_argument(
         "--liveness",
@@ -134,6 +162,23 @@ def resolve_tokens(specs: list[str]) -> tuple[dict[str, str], str | None]:
         return {env: DEFAULT_PROJECT}, None
     generated = secrets.token_urlsafe(24)
     return {generated: DEFAULT_PROJECT}, generated
+
+
+def resolve_keys(specs: list[str]) -> list[Credentials]:
+    """The AK/SK pairs from --ak-sk, else from $SMS_AK_SK; an error never quotes a secret key."""
+    where = "--ak-sk"
+    if not specs and os.environ.get(AK_SK_ENV, "").strip():
+        specs, where = [s for s in os.environ[AK_SK_ENV].split(",") if s.strip()], f"${AK_SK_ENV}"
+    keys: dict[str, Credentials] = {}
+    for spec in specs:
+        try:
+            creds = parse_ak_sk(spec.strip(), where)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if creds.ak in keys and keys[creds.ak] != creds:
+            raise UsageError(f"{where}: access key {creds.ak} is given twice, differently")
+        keys[creds.ak] = creds
+    return list(keys.values())
 
 
 def _count(value: str, name: str, low: int, high: int) -> int:
@@ -215,6 +260,10 @@ def serve(args: argparse.Namespace) -> int:
     port = _count(args.port, "--port", 0, 65535)
     workers = _count(args.workers, "--workers", 1, 64)
     liveness = parse_liveness(args.liveness, args.liveness_coalesce_s, args.disconnect_after_s)
+    idle_timeout_s = _seconds(args.idle_timeout_s, "--idle-timeout-s")
+    if not 1 <= idle_timeout_s <= 86400:
+        raise UsageError(f"--idle-timeout-s: expected 1..86400 seconds, got {args.idle_timeout_s!r}")
+    keys = resolve_keys(args.ak_sk)
     tokens, generated = resolve_tokens(args.token)
     db = args.db
     if db in ("memory", "memory://") and workers > 1:
@@ -230,15 +279,22 @@ def serve(args: argparse.Namespace) -> int:
     os.environ[ENV_DB] = db
     os.environ[ENV_TOKENS] = json.dumps(tokens)
     os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())
+    os.environ[ENV_KEYS] = json.dumps([[c.ak, c.sk, c.project] for c in keys])
+    metrics_dir = None
+    if workers > 1:  # each worker counts for itself; a scrape sums their files
+        metrics_dir = tempfile.mkdtemp(prefix="smsload-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     if args.store_latency_ms:
         os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
     print(
         f"smsload serve: listening on http://{host}:{port} (db {redact(db)}, {workers} worker{plural}, "
-        f"liveness {_describe(liveness)})",
+        f"liveness {_describe(liveness)}, idle connections closed after {idle_timeout_s:g} s)",
         flush=True,
     )
+    if keys:
+        print(f"smsload serve: AK/SK signatures accepted for {', '.join(c.ak for c in keys)}", flush=True)
     if limits:
         print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
     if generated:
@@ -247,12 +303,14 @@ def serve(args: argparse.Namespace) -> int:
         try:
             import granian  # noqa: F401  (only to choose the server)
         except ImportError:
-            _run_uvicorn(args.host, port, workers)
+            _run_uvicorn(args.host, port, workers, idle_timeout_s)
         else:
-            _run_granian(args.host, port, workers)
+            _run_granian(args.host, port, workers, idle_timeout_s)
     finally:
         if quota is not None:
             quota.release()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -290,9 +348,10 @@ def _describe(liveness: Liveness) -> str:
     return f"{every}, disconnected after {liveness.disconnect_after_s:g} s"
 
 
-def _run_granian(host: str, port: int, workers: int) -> None:
+def _run_granian(host: str, port: int, workers: int, idle_timeout_s: float) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     # granian's main process handles SIGINT/SIGTERM itself: it stops the workers and returns.
@@ -306,6 +365,10 @@ def _run_granian(host: str, port: int, workers: int) -> None:
         interface=Interfaces.ASGI,
         workers=workers,
         backpressure=MAX_CONNECTIONS_PER_WORKER,
+        # granian closes an HTTP/1 connection that sends no request line for `header_read_timeout`:
+        # that is its idle timeout between keep-alive requests (30 s by default, measured in
+        # benchmarks/RESULTS.md "Load generator").
+        http1_settings=HTTP1Settings(header_read_timeout=int(idle_timeout_s * 1000)),
         factory=True,
         log_level=LogLevels.warning,
     ).serve()
@@ -315,11 +378,20 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_uvicorn(host: str, port: int, workers: int) -> None:
+def _run_uvicorn(host: str, port: int, workers: int, idle_timeout_s: float) -> None:
     import uvicorn
 
     # After its graceful shutdown uvicorn restores the handlers it found and raises the stop
     # signal again (to die by it); with these handlers a requested stop is exit code 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="warning", lifespan="on")
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=max(1, math.ceil(idle_timeout_s)),
+    )

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware of the reference server: timing, token auth, and the poll fast path.
+"""Pure ASGI middleware of the reference server: timing, auth (token or AK/SK), and the poll fast path.
 
 These wrap the Starlette app as plain ASGI callables (not `BaseHTTPMiddleware`, which runs
 the app in a task and costs far more per request than the poll itself). The poll,
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 from sim.model.errors import SmsError, Unauthorized
+from sim.signing import Credentials, SignatureError, is_signed, verify
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -26,7 +28,8 @@ log = logging.getLogger("sim.server")
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 # Paths anyone may call without a token (a load balancer's health check has none).
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+BODY_LIMIT = 10_240  # the largest request body the API accepts (endpoints.MAX_BODY_BYTES)
 
 
 def error_json(exc: SmsError) -> bytes:
@@ -79,40 +82,92 @@ class ServerTiming:
             await send_json(timed_send, 500, error_json(SmsError("backend exception")))
 
 
-def token_projects(projects: dict[str, str]) -> dict[bytes, str]:
-    """token -> project keyed by the token's bytes: header values arrive as bytes, and keying by
-    bytes saves a decode per request."""
-    return {token.encode("latin-1"): project for token, project in projects.items()}
+class Auth:
+    """Who is calling: an `X-Auth-Token`, or an AK/SK signature (`SDK-HMAC-SHA256`, as the
+    official SDK signs; `sim.signing`). `project(scope, body)` is the caller's project, or raises
+    401 SMS.9803 (no valid token), SMS.0202 (bad signature, unknown key) or SMS.0205 (the
+    request's date is too far from the server's clock).
+
+    The public error list gives SMS.0202/0205 no HTTP status of their own (it lists what the
+    agent reports); an authentication failure is answered 401 here, as SMS.9803 is."""
+
+    def __init__(self, tokens: dict[str, str], keys: dict[str, Credentials] | None = None) -> None:
+        # Keyed by the token's bytes: header values arrive as bytes, and that saves a decode per request.
+        self.tokens = {token.encode("latin-1"): project for token, project in tokens.items()}
+        self.keys = keys or {}
+
+    def signed(self, scope: Scope) -> bool:
+        """Whether the request carries an AK/SK signature (and the server knows AK/SK at all)."""
+        if not self.keys:
+            return False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return is_signed(value.decode("latin-1"))
+        return False
+
+    def project(self, scope: Scope, body: bytes = b"") -> str:
+        if self.keys and self.signed(scope):
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            query = scope.get("query_string", b"").decode("latin-1")
+            try:
+                creds = verify(self.keys, scope["method"], scope["path"], query, headers, body, time.time())
+            except SignatureError as exc:
+                raise SmsError(exc.message, code=exc.code, http_status=401) from None
+            return creds.project
+        for name, value in scope["headers"]:
+            if name == b"x-auth-token":
+                project = self.tokens.get(value)
+                if project is not None:
+                    return project
+                break
+        raise Unauthorized("X-Auth-Token missing or not valid")
 
 
-def caller_project(scope: Scope, projects: dict[bytes, str]) -> str | None:
-    """The project of the request's `X-Auth-Token` (the first one), or None."""
-    for name, value in scope["headers"]:
-        if name == b"x-auth-token":
-            return projects.get(value)
-    return None
-
-
-def unauthorized_json() -> bytes:
-    return error_json(Unauthorized("X-Auth-Token missing or not valid"))
+async def _read_all(receive: Callable[[], Any], limit: int) -> tuple[bytes, list[Message]]:
+    """The request body (at most `limit` bytes are kept for the signature) and the messages read."""
+    messages: list[Message] = []
+    body = bytearray()
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        if len(body) <= limit:
+            body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return bytes(body), messages
 
 
 class TokenAuth:
-    """Maps `X-Auth-Token` to the caller's project (`scope["sms.project"]`), or answers 401 SMS.9803."""
+    """Maps the caller (`Auth`) to its project (`scope["sms.project"]`), or answers its 401.
 
-    def __init__(self, app: ASGIApp, projects: dict[str, str]) -> None:
+    A signed request's body is read here, since the signature covers it, and handed on to the
+    app as it arrived."""
+
+    def __init__(self, app: ASGIApp, auth: Auth) -> None:
         self.app = app
-        self.projects = token_projects(projects)
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        project = caller_project(scope, self.projects)
-        if project is None:
-            await send_json(send, 401, unauthorized_json())
+        body = b""
+        if self.auth.signed(scope) and scope["method"] not in ("GET", "HEAD"):
+            # Past the size limit the signature cannot matter: the endpoint refuses the body (SMS.2004).
+            body, messages = await _read_all(receive, BODY_LIMIT)
+            replay = iter(messages)
+
+            async def replayed() -> Message:
+                return next(replay, None) or await receive()
+
+            receive = replayed
+        try:
+            scope["sms.project"] = self.auth.project(scope, body)
+        except SmsError as exc:
+            await send_json(send, exc.http_status, error_json(exc))
             return
-        scope["sms.project"] = project
         await self.app(scope, receive, send)
 
 
@@ -141,15 +196,16 @@ class PollFastPath:
     poll's own time (benchmarks/server). The Starlette routes for the poll stay in place (for
     HEAD, wrong methods and the route table the OpenAPI document is checked against)."""
 
-    def __init__(self, app: ASGIApp, poll_body: Callable[[str, str], bytes], projects: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, poll_body: Callable[[str, str], bytes], auth: Auth) -> None:
         self.app = app
         self.poll_body = poll_body
-        self.projects = token_projects(projects)
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             source_id = poll_source_id(scope["path"])
             if source_id is not None:
+                scope["sms.endpoint"] = "poll_v3" if scope["path"].startswith("/v3/") else "poll"
                 t0 = perf_counter()
                 status, body = self._answer(scope, source_id)
                 timing = b"app;dur=%.3f" % ((perf_counter() - t0) * 1000.0)
@@ -169,11 +225,8 @@ class PollFastPath:
         await self.app(scope, receive, send)
 
     def _answer(self, scope: Scope, source_id: str) -> tuple[int, bytes]:
-        project = caller_project(scope, self.projects)
-        if project is None:
-            return 401, unauthorized_json()
         try:
-            return 200, self.poll_body(project, source_id)
+            return 200, self.poll_body(self.auth.project(scope), source_id)
         except SmsError as exc:
             return exc.http_status, error_json(exc)
         except Exception:  # as ServerTiming: logged, never shown to the client

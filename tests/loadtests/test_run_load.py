@@ -81,7 +81,9 @@ def test_run_load_against_the_reference_server_it_starts(tmp_path: Path) -> None
     assert dict(os.environ) == environ  # the token went to the children only
     run = load_run(out)
     m = run.manifest
-    assert m["complete"] is True and m["executor"] == "locust" and m["scenario"] == SHORT.to_dict()
+    # The embedded server: public_api_only decided off (the extensions, sync among them, are its own).
+    assert m["complete"] is True and m["executor"] == "locust"
+    assert m["scenario"] == SHORT.resolve_public_api(external=False).to_dict()
     assert m["target"].startswith("http://127.0.0.1:") and m["server_tables"] == "server export"
     assert _registered(out) == list(range(20))
     assert run.tasks["task_id"].nunique() == 2  # the operator's wave, from the server's export API

@@ -258,3 +258,28 @@ def test_command_after_delete_is_a_violation(api: InMemoryApi) -> None:
         tx.add_command(CommandRecord(d.agent.source_id, task_id, CommandName.START, {"task_id": task_id}, d.t))
     d.run_until(24)
     assert d.agent.violations == [f"START for task {task_id} after its DELETE"]
+
+
+@pytest.mark.parametrize(("name", "result"), [("SKIP", "success"), ("PREMIGRATE", "fail"), ("RESIZE", "fail")])
+def test_commands_outside_the_model_are_answered_not_left_pending(api: InMemoryApi, name: str, result: str) -> None:
+    """A server of the current public SDK sends SKIP or PREMIGRATE: the agent answers each (SKIP as
+    done, the rest `fail`, recorded) until the server stops re-delivering it, and keeps polling."""
+    pending = {"on": False}
+
+    def foreign_server(call: Call, t: float) -> Outcome | None:
+        if call.endpoint == "poll" and pending["on"]:
+            return Outcome(200, {"command_name": name, "command_param": {"task_id": "t-1"}}, 0.01)
+        if call.endpoint == "command_result" and call.body["command_name"] == name:
+            pending["on"] = False  # the acknowledgement takes it off the queue
+            return Outcome(200, {}, 0.01)
+        return None
+
+    d = Driver(Agent(SPEC, random.Random(5)), api, fault=foreign_server)
+    d.run_until(1)
+    pending["on"] = True
+    d.run_until(30)
+    acks = [call.body for _, call, _ in d.calls_to("command_result")]
+    assert acks == [{"command_name": name, "result": result, "result_detail": {}}]
+    assert len(d.calls_to("poll")) >= 5 and not pending["on"]
+    declined = [] if name == "SKIP" else [f"declined {name} for task t-1: not modelled, answered fail"]
+    assert d.agent.violations == declined

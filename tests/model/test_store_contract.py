@@ -215,6 +215,7 @@ def test_commands_are_fifo_per_source_and_acknowledged_ones_leave_the_queue(stor
         assert tx.head_command("sa").command() == Command(CommandName.UPLOAD_LOG, bucket="bk", object="o/1.tgz")
     history = store.commands()
     assert [c.seq for c in history] == seqs
+    assert store.pending_commands() == 2  # b1 and a3
     assert [(c.name, c.delivered_at, c.acked_at, c.result) for c in history] == [
         (CommandName.START, 5.0, 6.0, "success"),
         (CommandName.START, None, None, None),

@@ -90,7 +90,8 @@ def load_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_simulating_the_calibrated_scenario_reproduces_the_throughput(load_run_dir: Path, tmp_path: Path) -> None:
     run = load_run(load_run_dir)
     base = parse_scenario(POLL_ONLY).with_overrides(fields={})  # the scenario as the manifest holds it
-    assert run.manifest["scenario"] == base.to_dict()
+    # The embedded server: run_load decided public_api_only off (the manifest says what the run did).
+    assert run.manifest["scenario"] == base.resolve_public_api(external=False).to_dict()
     calibrated = calibrate_run(load_run_dir, base)
     assert calibrated.server.workers == 1  # smsload serve: one granian worker
     sim = run_des(calibrated, tmp_path / "sim")

@@ -224,6 +224,11 @@ class PostgresStore:
             rows = tx.query(f"SELECT {_COMMAND_COLS} FROM commands ORDER BY seq")
         return [CommandRecord(r[0], r[1], CommandName(r[2]), *r[3:]) for r in rows]
 
+    def pending_commands(self) -> int:
+        with self.read() as tx:
+            rows = tx.query("SELECT count(*) FROM commands WHERE acked_at IS NULL")
+        return int(rows[0][0])
+
     def events(self) -> list[TaskEvent]:
         with self.read() as tx:
             rows = tx.query(f"SELECT {_EVENT_COLS} FROM events ORDER BY id")
