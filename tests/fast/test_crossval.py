@@ -37,11 +37,11 @@ AGENTS, INTERVAL_S, WORKERS = 600, 1.0, 2
 # write lock (a worker waiting for the lock is held: with more writes the lock, not the
 # workers, would set the utilisation the scenario is named for).
 COALESCE_S = 10.0
-DES_REPS, FAST_REPS = 3, 8
+DES_REPS, FAST_REPS = 4, 10
 
 
 def scenario(
-    utilisation: float = 0.5, *, duration_s: float = 60.0, faults: tuple[dict, ...] = (), retry: dict | None = None
+    utilisation: float = 0.5, *, duration_s: float = 90.0, faults: tuple[dict, ...] = (), retry: dict | None = None
 ) -> Scenario:
     poll_ms = utilisation * WORKERS / (AGENTS / INTERVAL_S) * 1000
     return validate_scenario(
