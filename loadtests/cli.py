@@ -97,4 +97,10 @@ def _main(args: argparse.Namespace) -> int:
     print(out)
     if not args.quiet:
         print_run_summary(out)
-    return 0
+    from rich.console import Console
+
+    from sim.report.gate import gate_after_run
+
+    # The run itself failed (an objective of the scenario's slo: violated, the generator saturated):
+    # exit 1, so that a CI job running `smsload load` fails without a separate `smsload check`.
+    return 0 if gate_after_run(out, Console(stderr=True)) else 1
