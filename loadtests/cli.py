@@ -34,6 +34,11 @@ def register(sub: Any) -> None:
     p.add_argument("--duration-s", type=float, help="override duration_s (wall-clock seconds)")
     p.add_argument("--agents", type=int, help="override fleet.agents")
     p.add_argument("--token", help=f"X-Auth-Token for --host (default ${TOKEN_ENV}); never written anywhere")
+    p.add_argument(
+        "--admin-token",
+        help="with --host and a scenario with faults: the server's fault admin token (smsload serve --admin-token; "
+        "default $SMSLOAD_ADMIN_TOKEN); the embedded server gets one of its own. Never written anywhere",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     rig = p.add_argument_group(
         "knee rig", "limits for the embedded server (see `smsload serve --help`) and the generator's cores"
@@ -80,6 +85,7 @@ def _main(args: argparse.Namespace) -> int:
     options = LoadOptions(
         host=args.host,
         token=args.token or os.environ.get(TOKEN_ENV, ""),
+        admin_token=args.admin_token or os.environ.get("SMSLOAD_ADMIN_TOKEN", ""),  # sim.server.admin
         workers=args.workers,
         quiet=args.quiet,
         server_args=tuple(server_args),

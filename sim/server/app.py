@@ -35,7 +35,9 @@ from sim.model.errors import NotFound, SmsError
 from sim.model.intents import ENDPOINTS
 from sim.model.liveness import Liveness
 from sim.model.store import Store
+from sim.server.admin import ENV_ADMIN_TOKEN
 from sim.server.endpoints import Api
+from sim.server.faults import ENV_FAULT_FILE, FaultInjection
 from sim.server.middleware import ASGIApp, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.rig import DelayedStore, parse_latency
 from sim.server.stores import open_store
@@ -132,21 +134,30 @@ class SmsApp(Starlette):
     stack, so that the poll fast path skips it and every other response, a 500 from
     Starlette's ServerErrorMiddleware included, passes through ServerTiming."""
 
-    def __init__(self, api: Api, tokens: dict[str, str], **kwargs: Any) -> None:
-        self._api, self._tokens = api, tokens
+    def __init__(self, api: Api, tokens: dict[str, str], faults: tuple[str, str] | None = None, **kwargs: Any) -> None:
+        self._api, self._tokens, self._faults = api, tokens, faults
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
+        app = PollFastPath(ServerTiming(TokenAuth(inner, self._tokens)), self._api.poll_body, self._tokens)
+        if self._faults is None:
+            return app
+        admin_token, fault_file = self._faults
+        return FaultInjection(app, admin_token, fault_file)
 
 
 def create_app(
-    store_url: str, tokens: dict[str, str], liveness: Liveness | None = None, store_latency_ms: str | None = None
+    store_url: str,
+    tokens: dict[str, str],
+    liveness: Liveness | None = None,
+    store_latency_ms: str | None = None,
+    faults: tuple[str, str] | None = None,
 ) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
     `liveness` says how polls record agents' visits (the control plane's default: coalesced);
-    `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction."""
+    `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction;
+    `faults` (admin token, state file) adds the fault injection of `sim.server.faults`."""
     plane = _LazyPlane(store_url, liveness, store_latency_ms)
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())
 
@@ -161,6 +172,7 @@ def create_app(
     app = SmsApp(
         api,
         tokens,
+        faults,
         routes=_routes(api),
         lifespan=lifespan,
         exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error},
@@ -178,4 +190,7 @@ def app_from_env() -> Starlette:
     die_with_parent(signal.SIGKILL)
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, os.environ.get(ENV_STORE_LATENCY) or None)
+    admin, fault_file = os.environ.get(ENV_ADMIN_TOKEN), os.environ.get(ENV_FAULT_FILE)
+    faults = (admin, fault_file) if admin and fault_file else None
+    store_latency = os.environ.get(ENV_STORE_LATENCY) or None
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, store_latency, faults)

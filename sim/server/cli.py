@@ -22,7 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 from sim.cli_support import UsageError
 from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
+from sim.server.admin import ADMIN_PATH, ENV_ADMIN_TOKEN
 from sim.server.app import ENV_DB, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.faults import ENV_FAULT_FILE, new_fault_file, remove_fault_file
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 
 DEFAULT_DB = "sqlite:///sms.sqlite3"
@@ -56,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Without --token: ${TOKEN_ENV}, else a generated token (printed)",
     )
     p.add_argument("--workers", default="1", help="worker processes (default 1)")
+    p.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help=f"enable the fault admin endpoint {ADMIN_PATH} (X-Admin-Token: TOKEN), which `smsload load` "
+        f"drives from the scenario's faults: list; default ${ENV_ADMIN_TOKEN}; without either, no fault switch",
+    )
     modes = ", ".join(m.value for m in LivenessWrite)
     p.add_argument(
         "--liveness",
@@ -225,6 +233,12 @@ def serve(args: argparse.Namespace) -> int:
     os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())
     if args.store_latency_ms:
         os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
+    admin = args.admin_token or os.environ.get(ENV_ADMIN_TOKEN, "")
+    if admin and not _TOKEN.fullmatch(admin):
+        raise UsageError("--admin-token: a token is 1-16384 visible ASCII characters (no spaces)")
+    fault_file = new_fault_file() if admin else None
+    if admin and fault_file:
+        os.environ[ENV_ADMIN_TOKEN], os.environ[ENV_FAULT_FILE] = admin, fault_file
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
     print(
@@ -234,6 +248,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     if limits:
         print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
+    if admin:
+        print(f"smsload serve: fault admin endpoint {ADMIN_PATH} enabled (X-Admin-Token)", flush=True)
     if generated:
         print(f"smsload serve: generated token {generated} (project {DEFAULT_PROJECT})", flush=True)
     try:
@@ -246,6 +262,8 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if quota is not None:
             quota.release()
+        if fault_file is not None:
+            remove_fault_file(fault_file)
     return 0
 
 

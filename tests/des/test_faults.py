@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests.run import LoadError, run_load
 from sim.des.run import run_des
 from sim.records import load_run
 from sim.scenario import Scenario, ScenarioError, validate_scenario
@@ -79,13 +78,6 @@ def test_faults_must_fit_the_run_and_each_other() -> None:
     assert "faults.1.start_s" in text and "faults.2.start_s" in text and "before duration_s" in text
     with pytest.raises(ScenarioError, match="faults.0.mode"):
         scenario(faults=[{"kind": "outage", "start_s": 1, "duration_s": 1, "mode": "sometimes"}])
-
-
-def test_a_load_test_refuses_faults_it_would_not_apply(tmp_path: Path) -> None:
-    s = scenario(faults=[{"kind": "outage", "start_s": 1, "duration_s": 1}])
-    with pytest.raises(LoadError, match="faults"):
-        run_load(s, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
 
 
 def test_an_error_rate_answers_its_fraction_at_the_door_in_its_window_only(tmp_path: Path) -> None:
