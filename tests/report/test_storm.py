@@ -1,0 +1,110 @@
+"""The reconnect storm in both worlds: full jitter against no jitter, the report and the comparison page."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sim.des.run import run_des
+from sim.records import load_run
+from sim.report.storm import storm_metrics, storm_of_run
+from sim.scenarios import find_scenario
+from sim.scenario import validate_scenario
+
+ROOT = Path(__file__).parents[2]
+NO_JITTER = "exponential"  # the same backoff, without the jitter
+FULL_JITTER = "exponential_full_jitter"
+
+
+def peak(out: Path) -> float:
+    run = load_run(out)
+    [storm] = storm_of_run(run.requests, run.manifest, float(run.manifest["duration_s"]))
+    return storm.peak_per_s
+
+
+def test_storm_metrics_of_a_made_up_run() -> None:
+    """Steady 10 ok/s, an outage 20-30 s with nothing ok, a spike of 50 at 30 s, then slow for 5 s, then steady."""
+    t, ok, lat = [], [], []
+    for second in range(60):
+        n = 50 if second == 30 else 10
+        for i in range(n):
+            t.append(second + i / n)
+            ok.append(not 20 <= second < 30)
+            lat.append(100.0 if 30 <= second < 35 else 5.0)
+    rq = pd.DataFrame({"t_start_s": t, "ok": ok, "latency_ms": lat})
+    s = storm_metrics(rq, 20.0, 30.0, 60.0, window_s=5.0, baseline_s=20.0)
+    assert s.before_ok_per_s == 10.0 and s.before_p99_ms == 5.0
+    assert s.peak_per_s == 50.0 and s.peak_at_s == 30.0
+    assert s.recover_s == 5.0  # the first 5 s window with the rate and the p99 back
+    assert s.recovery_p99_ms == 100.0
+    never = storm_metrics(rq.assign(ok=rq["t_start_s"] < 20), 20.0, 30.0, 60.0, window_s=5.0)
+    assert never.recover_s is None
+
+
+def test_the_storm_scenario_in_the_simulation_full_jitter_lowers_the_peak(tmp_path: Path) -> None:
+    base = find_scenario("reconnect-storm")
+    assert base.fleet.agents == 10_000 and base.faults[0].duration_s == 60
+    peaks = {}
+    for policy in (NO_JITTER, FULL_JITTER):
+        s = base.with_overrides(agents=300, duration_s=120, fields={"agent.retry.policy": policy})
+        peaks[policy] = peak(run_des(s, tmp_path / policy))
+    # Without jitter the whole fleet retries in the same instant; with it, spread over the cap.
+    assert peaks[FULL_JITTER] < peaks[NO_JITTER] / 2
+    assert peaks[NO_JITTER] >= 300
+
+
+def _short_storm(policy: str) -> dict[str, Any]:
+    """The storm scenario, small: 40 agents, a 10 s outage in a 40 s run, backoff capped at 8 s."""
+    data = find_scenario("reconnect-storm").to_dict()
+    data["fleet"]["agents"] = 40
+    data["duration_s"] = 40
+    data["faults"][0]["duration_s"] = 10
+    data["agent"]["retry"] |= {"policy": policy, "cap_s": 8}
+    data["slo"] = []
+    validate_scenario(data)
+    return data
+
+
+@pytest.mark.slow
+def test_the_storm_in_a_load_test_full_jitter_lowers_the_peak_and_compare_shows_both(tmp_path: Path) -> None:
+    peaks, runs = {}, {}
+    for policy in (NO_JITTER, FULL_JITTER):
+        path, out = tmp_path / f"{policy}.yaml", tmp_path / f"load-{policy}"
+        path.write_text(yaml.safe_dump(_short_storm(policy)))
+        done = subprocess.run(
+            [sys.executable, "-m", "sim.cli", "load", str(path), "--out", str(out), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        peaks[policy], runs[policy] = peak(out), out
+    assert peaks[FULL_JITTER] < peaks[NO_JITTER]
+    assert peaks[NO_JITTER] >= 30  # most of the 40 agents in one second
+
+    sim = run_des(validate_scenario(_short_storm(FULL_JITTER)), tmp_path / "sim")
+    page = tmp_path / "compare.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "compare", str(sim), str(runs[FULL_JITTER]), "--out", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = page.read_text()
+    assert "Reconnect storm: A and B" in html and "outage 1: peak request rate" in html
+    report = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "report", str(runs[NO_JITTER])], capture_output=True, text=True, timeout=240
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "Reconnect storm" in (runs[NO_JITTER] / "report.html").read_text()
+    assert np.isfinite(peaks[FULL_JITTER])
