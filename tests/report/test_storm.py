@@ -15,8 +15,8 @@ import yaml
 from sim.des.run import run_des
 from sim.records import load_run
 from sim.report.storm import storm_metrics, storm_of_run
-from sim.scenarios import find_scenario
 from sim.scenario import validate_scenario
+from sim.scenarios import find_scenario
 
 ROOT = Path(__file__).parents[2]
 NO_JITTER = "exponential"  # the same backoff, without the jitter
