@@ -368,6 +368,11 @@ def run_until(
             mode = int(out_mode[o]) if o < n_out and out_start[o] <= ta else -1
             t = handle(a, ta, p, agents, wfree, dists, emp, emp_n, mode, counts, stats)
             if int(t / width) <= k and t < duration:  # still in this bucket: joins the sorted run
+                if n == run_t.shape[0]:  # the run fills its array (a whole fleet in one bucket):
+                    live = n - i  # drop the handled events in front (i >= 1: one was just handled)
+                    run_t[:live] = run_t[i:n].copy()
+                    run_a[:live] = run_a[i:n].copy()
+                    n, i = live, 0
                 _insert_sorted(run_t, run_a, i, n, t, a)
                 n += 1
             else:
