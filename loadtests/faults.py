@@ -5,7 +5,7 @@ server, so a thread of `smsload load` sets the server's fault state (`sim.server
 each change of the timeline, counted from the run's `t0` (the moment Locust's test started,
 which the run's manifest holds, the same zero as the records' `t_*_s`). Each change is sent
 when due; how late it landed is said and kept (`applied`), since a fault that lands late
-moves the window the load test measures. When the run ends the server is set back to no
+moves the window the load test measures. A fault from 0 s is set before Locust starts (`prime`). When the run ends the server is set back to no
 fault, so that the export of the run's tables is not refused.
 """
 
@@ -50,6 +50,15 @@ class FaultDriver(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+
+    def prime(self) -> None:
+        """Set the state due at 0 s now, before the run starts: a fleet that comes up during an
+        outage must find the server down from its first request, not some milliseconds later."""
+        while self.changes and self.changes[0][0] <= 0:
+            t_s, state = self.changes.pop(0)
+            set_faults(self.base_url, self._token, state)
+            self.applied.append({"t_s": t_s, "late_s": 0.0, "state": state})
+            self.say(f"smsload load: at {t_s:g} s: {describe(state)} (set before the start)")
 
     def _t0(self) -> float | None:
         deadline = time.monotonic() + _T0_WAIT_S

@@ -150,6 +150,10 @@ def run_load(
                     say(f"smsload load: reference server on {target} (pid {server.pid}), store in {out}")
                 faults = FaultDriver(scenario.fault_timeline(), target, admin, out, say) if admin else None
                 if faults is not None:
+                    try:
+                        faults.prime()
+                    except AdminError as exc:
+                        raise LoadError(f"faults: {exc}") from None
                     faults.start()
                 try:
                     code, interrupted = _run_locust(scenario, scenario_file, target, out, env, options, say, stopping)

@@ -187,7 +187,7 @@ STORM_NOTE = (
 
 def storm_table(a: RunAnalysis) -> Table:
     """The run's reconnect-storm section: a row per figure, a column per outage."""
-    storms = storm_of_run(a.run.requests, a.run.manifest, a.duration_s)
+    storms = storm_of_run(a.run, a.duration_s)
     headers = ["", *[f"outage {s.outage_start_s:g}-{s.outage_end_s:g} s" for s in storms]]
     rows = [
         [Cell(label, cls="name"), *[Cell(_storm_value(getattr(s, key), unit)) for s in storms]]
@@ -331,8 +331,8 @@ def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]
 
 def _storm_side_by_side(c: Comparison) -> Table:
     """The reconnect storm of both runs side by side (a simulation against a load test, typically)."""
-    a = storm_of_run(c.a.run.requests, c.a.run.manifest, c.a.duration_s)
-    b = storm_of_run(c.b.run.requests, c.b.run.manifest, c.b.duration_s)
+    a = storm_of_run(c.a.run, c.a.duration_s)
+    b = storm_of_run(c.b.run, c.b.duration_s)
     rows = []
     for i in range(max(len(a), len(b))):
         for label, key, unit in STORM_ROWS:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.records import Run
 from sim.records.quantiles import quantiles
 
 __all__ = ["StormMetrics", "outage_windows", "storm_metrics", "storm_of_run"]
@@ -126,13 +127,38 @@ def storm_metrics(
     )
 
 
-def storm_of_run(requests: pd.DataFrame, manifest: dict[str, Any], duration_s: float) -> list[StormMetrics]:
-    """The storm figures of every outage of a run with request rows (none for a histogram run).
+def _histogram_rows(hist: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """A histogram run's counts as rows (one per request: its time bin's start, ok, its bucket's
+    geometric middle as latency), and the run's time bin. Latencies are then good to the bucket
+    width (1 %), times to the bin: the storm is judged on the run's own bins."""
+    counts = hist["count"].to_numpy(dtype=np.int64)
+    lo, hi = hist["latency_lo_ms"].to_numpy(dtype=np.float64), hist["latency_hi_ms"].to_numpy(dtype=np.float64)
+    middle = np.where(np.isfinite(hi) & (lo > 0), np.sqrt(lo * np.where(np.isfinite(hi), hi, lo)), lo)
+    rows = pd.DataFrame(
+        {
+            "t_start_s": np.repeat(hist["t_bin_s"].to_numpy(dtype=np.float64), counts),
+            "ok": np.repeat(hist["ok"].to_numpy(dtype=bool), counts),
+            "latency_ms": np.repeat(middle, counts),
+        }
+    )
+    bin_s = float(hist["bin_s"].iloc[0]) if len(hist) else 1.0
+    return rows, bin_s
+
+
+def storm_of_run(run: Run, duration_s: float) -> list[StormMetrics]:
+    """The storm figures of every outage of a run: from its request rows, or from its latency
+    histograms (the fast engine's runs), on the run's own time bins.
 
     The window is two poll intervals (at least 5 s): a window shorter than the interval sees
     the fleet's polls unevenly, however steady the fleet is."""
+    windows = outage_windows(run.manifest)
+    if not windows:
+        return []
+    requests, bin_s = run.requests, 1.0
+    if run.latency_bins is not None:
+        requests, bin_s = _histogram_rows(run.histograms)
     if requests.empty:
         return []
-    poll = float(manifest.get("scenario", {}).get("agent", {}).get("poll_interval_s", 5.0))
-    window = max(5.0, 2.0 * poll)
-    return [storm_metrics(requests, a, b, duration_s, window_s=window) for a, b in outage_windows(manifest)]
+    poll = float(run.manifest.get("scenario", {}).get("agent", {}).get("poll_interval_s", 5.0))
+    window = max(5.0, 2.0 * poll, bin_s)
+    return [storm_metrics(requests, a, b, duration_s, bin_s=bin_s, window_s=window) for a, b in windows]

@@ -55,3 +55,18 @@ def test_the_fault_timeline_reaches_the_server_in_its_windows(tmp_path: Path) ->
     clear = rq[(rq["t_start_s"] < 3.5) | ((rq["t_start_s"] >= 7.5) & (rq["t_start_s"] < 8.5))]
     assert len(clear) > 10 and clear["ok"].all()
     assert "SMSLOAD_ADMIN_TOKEN" not in (out / "server.log").read_text()
+
+
+def test_a_host_without_the_fault_switch_or_its_token_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from loadtests.run import LoadError, LoadOptions, run_load
+    from sim.scenario import validate_scenario
+    from sim.server.process import run_server
+
+    scenario = validate_scenario(SCENARIO)
+    with run_server("memory://", ["tok"], tmp_path / "server.log") as server:
+        with pytest.raises(LoadError, match="admin token: --admin-token"):
+            run_load(scenario, tmp_path / "a", LoadOptions(host=server.base_url, token="tok"))
+        options = LoadOptions(host=server.base_url, token="tok", admin_token="adm")
+        with pytest.raises(LoadError, match="no fault admin endpoint"):
+            run_load(scenario, tmp_path / "b", options)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -25,7 +25,7 @@ FULL_JITTER = "exponential_full_jitter"
 
 def peak(out: Path) -> float:
     run = load_run(out)
-    [storm] = storm_of_run(run.requests, run.manifest, float(run.manifest["duration_s"]))
+    [storm] = storm_of_run(run, float(run.manifest["duration_s"]))
     return storm.peak_per_s
 
 
@@ -58,6 +58,18 @@ def test_the_storm_scenario_in_the_simulation_full_jitter_lowers_the_peak(tmp_pa
     # Without jitter the whole fleet retries in the same instant; with it, spread over the cap.
     assert peaks[FULL_JITTER] < peaks[NO_JITTER] / 2
     assert peaks[NO_JITTER] >= 300
+
+
+def test_the_fast_engine_storm_is_read_off_its_histograms(tmp_path: Path) -> None:
+    """The shipped scenario at full size goes to the fast engine (no operator work, 10,000 agents)."""
+    pytest.importorskip("numba")
+    from sim.fast.run import run_fast
+
+    peaks = {}
+    for policy in (NO_JITTER, FULL_JITTER):
+        s = find_scenario("reconnect-storm").with_overrides(agents=2000, fields={"agent.retry.policy": policy})
+        peaks[policy] = peak(run_fast(s, tmp_path / policy))
+    assert peaks[FULL_JITTER] < peaks[NO_JITTER] / 2 and peaks[NO_JITTER] >= 2000
 
 
 def _short_storm(policy: str) -> dict[str, Any]:
