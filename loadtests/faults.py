@@ -5,8 +5,8 @@ server, so a thread of `smsload load` sets the server's fault state (`sim.server
 each change of the timeline, counted from the run's `t0` (the moment Locust's test started,
 which the run's manifest holds, the same zero as the records' `t_*_s`). Each change is sent
 when due; how late it landed is said and kept (`applied`), since a fault that lands late
-moves the window the load test measures. A fault from 0 s is set before Locust starts (`prime`). When the run ends the server is set back to no
-fault, so that the export of the run's tables is not refused.
+moves the window the load test measures. A fault from 0 s is set before Locust starts
+(`prime`). When the run ends the server is set back to no fault.
 """
 
 from __future__ import annotations
