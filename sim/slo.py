@@ -134,7 +134,7 @@ class Slo:
             return f"{value:g}"
         if self.stat == "error_rate":
             return f"{value * 100:.4g}%"
-        return f"{value:.4g} ms"
+        return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
 
 
 @dataclass(frozen=True)

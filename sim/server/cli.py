@@ -217,6 +217,9 @@ def serve(args: argparse.Namespace) -> int:
     workers = _count(args.workers, "--workers", 1, 64)
     liveness = parse_liveness(args.liveness, args.liveness_coalesce_s, args.disconnect_after_s)
     tokens, generated = resolve_tokens(args.token)
+    admin = args.admin_token or os.environ.get(ENV_ADMIN_TOKEN, "")
+    if admin and not _TOKEN.fullmatch(admin):
+        raise UsageError("--admin-token: a token is 1-16384 visible ASCII characters (no spaces)")
     db = args.db
     if db in ("memory", "memory://") and workers > 1:
         raise UsageError("--db memory:// keeps its data in one process; use --workers 1 or a database")
@@ -233,9 +236,6 @@ def serve(args: argparse.Namespace) -> int:
     os.environ[ENV_LIVENESS] = json.dumps(liveness.to_dict())
     if args.store_latency_ms:
         os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
-    admin = args.admin_token or os.environ.get(ENV_ADMIN_TOKEN, "")
-    if admin and not _TOKEN.fullmatch(admin):
-        raise UsageError("--admin-token: a token is 1-16384 visible ASCII characters (no spaces)")
     fault_file = new_fault_file() if admin else None
     if admin and fault_file:
         os.environ[ENV_ADMIN_TOKEN], os.environ[ENV_FAULT_FILE] = admin, fault_file
