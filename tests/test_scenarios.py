@@ -47,7 +47,8 @@ def test_neither_a_file_nor_a_name_lists_the_shipped_names(tmp_path: Path, monke
     with pytest.raises(ScenarioError) as info:
         find_scenario("quickstrat")
     assert str(info.value) == (
-        "quickstrat: no such file, and no shipped scenario of that name (shipped: capacity-baseline, quickstart, reconnect-storm)"
+        "quickstrat: no such file, and no shipped scenario of that name "
+        "(shipped: capacity-baseline, quickstart, reconnect-storm)"
     )
     (tmp_path / "adir").mkdir()
     with pytest.raises(ScenarioError) as info:
