@@ -24,6 +24,8 @@ SCENARIO = {
         {"kind": "outage", "start_s": 4, "duration_s": 3, "mode": "http_503"},
         {"kind": "error_rate", "start_s": 9, "duration_s": 3, "fraction": 0.5, "status": 500},
     ],
+    # The faults make the first objective fail: `smsload load` then exits 1 (the run itself is fine).
+    "slo": ["error rate < 0.1%", "p99 of poll < 10 s"],
 }
 
 
@@ -38,7 +40,9 @@ def test_the_fault_timeline_reaches_the_server_in_its_windows(tmp_path: Path) ->
         timeout=240,
         cwd=ROOT,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "SLO violated (1 failed)" in done.stderr and "error rate < 0.1%" in done.stderr
+    assert load_run(out).manifest["complete"] is True
     applied = json.loads((out / "faults.json").read_text())
     assert applied["error"] is None
     assert [a["t_s"] for a in applied["applied"]] == [4, 7, 9, 12]
