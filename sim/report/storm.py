@@ -6,8 +6,8 @@ a load test, so that the two can be set side by side:
 - **before**: the `baseline_s` seconds before the outage began (the whole run before it when
   shorter): the rate of successful requests and the p99 latency of all requests. An outage
   that begins before one window into the run (the fleet comes up while the server is down,
-  as after a data-centre restart) has no before; the last `baseline_s` seconds of the run,
-  its settled state, stand in for it;
+  as after a data-centre restart) has no before; the run's settled end stands in for it: its
+  last `baseline_s` seconds, and at most the second half of the time after the outage;
 - **peak request rate**: the most requests sent in one `bin_s` bin from the outage's end to
   the end of the run: the storm the server meets when it comes back (during the outage every
   request is turned away at the door, which costs the server nothing);
@@ -85,7 +85,7 @@ def storm_metrics(
     lo = max(0.0, start_s - baseline_s)
     hi = start_s
     if start_s - lo < window_s:  # no time before the outage: the run's settled end stands in
-        lo, hi = max(end_s, duration_s - baseline_s), duration_s
+        lo, hi = max(end_s + (duration_s - end_s) / 2, duration_s - baseline_s), duration_s
     before = (t >= lo) & (t < hi)
     span = max(hi - lo, 1e-9)
     before_ok = float(ok[before].sum()) / span

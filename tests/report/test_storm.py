@@ -130,3 +130,16 @@ def test_the_storm_in_a_load_test_full_jitter_lowers_the_peak_and_compare_shows_
     assert report.returncode == 0, report.stderr[-3000:]
     assert "Reconnect storm" in (runs[NO_JITTER] / "report.html").read_text()
     assert np.isfinite(peaks[FULL_JITTER])
+
+
+def test_an_outage_from_the_start_is_judged_against_the_settled_end_of_the_run() -> None:
+    """No before: the reference is the second half after the outage, not the storm itself."""
+    t, ok = [], []
+    for second in range(40):
+        n = 0 if second < 10 else (40 if second < 20 else 10)  # down, then a long storm, then steady
+        t += [second + i / max(n, 1) for i in range(n)]
+        ok += [True] * n
+    rq = pd.DataFrame({"t_start_s": t, "ok": ok, "latency_ms": [5.0] * len(t)})
+    s = storm_metrics(rq, 0.0, 10.0, 40.0, window_s=5.0)
+    assert s.before_ok_per_s == 10.0  # from 25 s to 40 s
+    assert s.recover_s == 10.0  # the storm lasts until 20 s
