@@ -49,6 +49,11 @@ def register(sub: Any) -> None:
         f"does) instead of sending the token; the embedded server accepts it. Default ${AK_SK_ENV}, the better "
         "place: a command line is visible to every user of the machine. The secret key is written nowhere",
     )
+    p.add_argument(
+        "--admin-token",
+        help="with --host and a scenario with faults: the server's fault admin token (smsload serve --admin-token; "
+        "default $SMSLOAD_ADMIN_TOKEN); the embedded server gets one of its own. Never written anywhere",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines and no summary table")
     rig = p.add_argument_group(
         "knee rig", "limits for the embedded server (see `smsload serve --help`) and the generator's cores"
@@ -99,6 +104,7 @@ def _main(args: argparse.Namespace) -> int:
     options = LoadOptions(
         host=args.host,
         token=args.token or os.environ.get(TOKEN_ENV, ""),
+        admin_token=args.admin_token or os.environ.get("SMSLOAD_ADMIN_TOKEN", ""),  # sim.server.admin
         workers=args.workers,
         quiet=args.quiet,
         server_args=tuple(server_args),
@@ -125,4 +131,10 @@ def _main(args: argparse.Namespace) -> int:
     print(out)
     if not args.quiet:
         print_run_summary(out)
-    return 0
+    from rich.console import Console
+
+    from sim.report.gate import gate_after_run
+
+    # The run itself failed (an objective of the scenario's slo: violated, the generator saturated):
+    # exit 1, so that a CI job running `smsload load` fails without a separate `smsload check`.
+    return 0 if gate_after_run(out, Console(stderr=True)) else 1

@@ -7,6 +7,10 @@ API then gives the run's task and command tables (`loadtests.export`). With a ho
 only there. Locust runs headless for the scenario's duration, as one process or as a master
 and N workers on this machine (`loadtests.processes`).
 
+A scenario's `faults:` are played by `loadtests.faults.FaultDriver` on the run's clock through
+the server's fault admin endpoint (`sim.server.admin`): the embedded server gets an admin
+token generated for the run, --host needs the one its server was started with.
+
 The token is an argument, and so is an AK/SK pair (the agents then sign their requests as the
 official SDK does; the embedded server accepts that pair). Both reach the server and Locust
 in their own environments (on no command line, and never in this process's environment) and
@@ -35,9 +39,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from loadtests.faults import FaultDriver
 from loadtests.processes import LocustProcesses, child_env, locust_args
 from loadtests.scrape import Scraper
 from sim.scenario import Scenario
+from sim.server.admin import ENV_ADMIN_TOKEN, AdminError, set_faults
 from sim.server.process import ServerStartError, run_server
 from sim.signing import Credentials, sign
 
@@ -67,6 +73,7 @@ class LoadOptions:
 
     host: str | None = None  # base URL of the server to load; None: the reference server, started for the run
     token: str = field(default="", repr=False)  # X-Auth-Token; required with a host, else generated if empty
+    admin_token: str = field(default="", repr=False)  # the fault admin token of --host (faults only)
     workers: int = 0  # Locust worker processes; 0: one standalone process
     quiet: bool = False  # no Locust progress lines (what the run is doing is still said)
     ak_sk: Credentials | None = field(default=None, repr=False)  # sign the agents' requests with this pair
@@ -125,14 +132,7 @@ def run_load(
     ends without finishing the run; `KeyboardInterrupt` after an interrupted run has been
     written, marked incomplete, with the server and Locust stopped.
     """
-    if scenario.faults:
-        # The fault timeline is applied by the simulated server only so far: a load test that
-        # ignored it would measure a different experiment under the same name.
-        raise LoadError(
-            "faults: a load test does not apply the scenario's faults yet (the simulation does); "
-            "remove the `faults:` list to load-test this scenario"
-        )
-    host = _check(out, options)
+    host = _check(out, options, bool(scenario.faults))
     scenario = scenario.resolve_public_api(external=host is not None)
     say = progress or (lambda line: None)
     token = options.token or secrets.token_urlsafe(24)
@@ -144,6 +144,10 @@ def run_load(
     if options.ak_sk is not None:
         creds = options.ak_sk
         env["SMS_AK_SK"] = f"{creds.ak}:{creds.sk}={creds.project}"
+    # The fault switch: the embedded server gets an admin token of its own (in its environment
+    # only: not Locust's, no command line, no file); --host needs one given.
+    admin = (options.admin_token if host else secrets.token_urlsafe(24)) if scenario.faults else ""
+    server_env = {**env, ENV_ADMIN_TOKEN: admin} if admin else env
     interrupted, code = False, None
     with _stop_signals() as stopping, tempfile.TemporaryDirectory(prefix="smsload-load-") as tmp:
         try:
@@ -156,7 +160,7 @@ def run_load(
                     [],
                     out / "server.log",
                     liveness=scenario.server.liveness,
-                    env=env,
+                    env=server_env,
                     timeout_s=_SERVER_START_S,
                     extra=("--idle-timeout-s", f"{idle_timeout_s(scenario):g}", *options.server_args),
                 )
@@ -169,11 +173,22 @@ def run_load(
                 if server is not None:
                     say(f"smsload load: reference server on {target} (pid {server.pid}), store in {out}")
                 scraper = Scraper(target, token).start()
+                faults = FaultDriver(scenario.fault_timeline(), target, admin, out, say) if admin else None
+                if faults is not None:
+                    try:
+                        faults.prime()
+                    except AdminError as exc:
+                        raise LoadError(f"faults: {exc}") from None
+                    faults.start()
                 try:
                     code, interrupted = _run_locust(scenario, scenario_file, target, out, env, options, say, stopping)
                 finally:  # while the server still answers, so its export gives the tables
                     stopping()
                     scraper.stop()
+                    if faults is not None:
+                        faults.stop()
+                        faults.join(10.0)
+                        _write_applied(out, faults)
                     _finish_if_needed(out, scenario, token, target)
                     _write_scrape(out, scraper, say)
         except KeyboardInterrupt:
@@ -188,6 +203,12 @@ def run_load(
     if code not in (0, 1) or not _complete(out):  # 1: Locust saw failed requests, which the run shows
         raise LoadFailed(out, code)
     return out
+
+
+def _write_applied(out: Path, faults: FaultDriver) -> None:
+    """faults.json in the run directory: each change of the fault state, when planned and how late it landed."""
+    record = {"applied": faults.applied, "error": faults.error}
+    (out / "faults.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def check_options(options: LoadOptions) -> str | None:
@@ -210,13 +231,24 @@ def check_options(options: LoadOptions) -> str | None:
     return host
 
 
-def _check(out: Path, options: LoadOptions) -> str | None:
+def _check(out: Path, options: LoadOptions, faults: bool = False) -> str | None:
     """The checked host (None: the embedded server); every problem found before anything starts."""
     host = check_options(options)
     if (out / "manifest.json").exists():
         raise LoadError(f"{out} already holds a run; choose another --out")
-    if host is not None:
-        probe(host, options.token, options.ak_sk)
+    if host is None:
+        return None
+    probe(host, options.token, options.ak_sk)
+    if faults:
+        if not options.admin_token:
+            raise LoadError(
+                f"faults: the scenario has faults; --host needs the server's admin token: --admin-token or "
+                f"${ENV_ADMIN_TOKEN} (the server started with smsload serve --admin-token)"
+            )
+        try:
+            set_faults(host, options.admin_token, None)
+        except AdminError as exc:
+            raise LoadError(f"faults: {exc}") from None
     return host
 
 

@@ -21,6 +21,7 @@ _SUBCOMMANDS = [
     "sim.scenario_cli",
     "sim.des.cli",
     "sim.report.cli",
+    "sim.report.check_cli",
     "sim.report.calibrate_cli",
     "sim.sweep.cli",
     "sim.report.capacity_cli",

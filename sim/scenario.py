@@ -21,7 +21,7 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
-from sim.model.faults import FaultTimeline, Outage, OutageMode
+from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage, OutageMode
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -186,7 +186,38 @@ class OutageFault(FrozenModel):
     mode: OutageMode = OutageMode.REFUSED
 
 
-Fault = Annotated[OutageFault, by_kind({"outage": OutageFault})]
+class LatencyFault(FrozenModel):
+    """Every request arriving for `duration_s` from `start_s` is delayed by `added_ms` (a distribution, ms)."""
+
+    kind: Literal["latency"] = "latency"
+    start_s: NonNegative
+    duration_s: Positive
+    added_ms: PositiveDist
+
+
+class ErrorRateFault(FrozenModel):
+    """A `fraction` of the requests arriving for `duration_s` from `start_s` are answered `status` at once."""
+
+    kind: Literal["error_rate"] = "error_rate"
+    start_s: NonNegative
+    duration_s: Positive
+    fraction: Fraction
+    status: Literal[500, 503] = 503
+
+
+Fault = Annotated[
+    OutageFault | LatencyFault | ErrorRateFault,
+    by_kind({"outage": OutageFault, "latency": LatencyFault, "error_rate": ErrorRateFault}),
+]
+
+
+def _fault(f: OutageFault | LatencyFault | ErrorRateFault) -> Outage | Latency | ErrorRate:
+    """A scenario's fault as the executors apply it (sim.model.faults)."""
+    if isinstance(f, OutageFault):
+        return Outage(f.start_s, f.duration_s, f.mode)
+    if isinstance(f, LatencyFault):
+        return Latency(f.start_s, f.duration_s, f.added_ms)
+    return ErrorRate(f.start_s, f.duration_s, f.fraction, f.status)
 
 
 def _slo_text(text: str) -> str:
@@ -268,7 +299,7 @@ class Scenario(FrozenModel):
 
     def fault_timeline(self) -> FaultTimeline:
         """The faults as the executors apply them (sim.model.faults)."""
-        return FaultTimeline(tuple(Outage(f.start_s, f.duration_s, f.mode) for f in self.faults))
+        return FaultTimeline(tuple(_fault(f) for f in self.faults))
 
     @property
     def expected_polls_per_s(self) -> float:

@@ -7,14 +7,18 @@ An SLO is one line a capacity planner would write on a whiteboard:
 - `error rate [of ENDPOINT] OP NUMBER[%]`: the share of failed requests, as a percentage or a
   fraction.
 
+- `pNN dispatch latency OP NUMBER UNIT`: a quantile of command dispatch (a command enqueued by
+  the operator until its agent's poll first carries it; summary.json's `dispatch`);
+- `stuck tasks OP COUNT`: tasks left in flight (RUNNING, SYNCING, ABORTING, DELETING) at the
+  end of the run (summary.json's `tasks.stuck`); `==` is allowed here, as `stuck tasks == 0`.
+
 OP is one of `<`, `<=`, `>`, `>=`. Without `of ENDPOINT` the SLO is about all requests.
 ENDPOINT is named as the records name it (`GET /v1/sms/sources/{source_id}/command`), by its
 name in `sim.model.intents.ENDPOINTS` (`poll`), or by its path template alone when only one
 method serves it. A bad expression is one `SloError` naming the part that is wrong.
 
 This module is a leaf (the route table only), so `sim.scenario` validates its `slo:` list
-with it. Issue 10 adds more kinds (dispatch latency, stuck tasks) as further `_KINDS`-style
-branches of `parse_slo` and `Slo.value`, without touching the existing ones.
+with it. `check` evaluates a list of objectives into rows for a pass/fail table.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from sim.model.intents import ENDPOINTS
 
-__all__ = ["Slo", "SloError", "evaluate", "parse_slo"]
+__all__ = ["Slo", "SloError", "SloResult", "check", "evaluate", "parse_slo"]
 
 # The summary's quantile keys (sim.records.QUANTILES, plus the mean), by the names people write.
 _STATS = {"p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "p99.9": "p99_9", "p99_9": "p99_9"}
@@ -38,7 +42,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<": operator.lt,
     ">": operator.gt,
+    "==": operator.eq,
 }
+_DISPATCH = re.compile(r"^(?P<stat>p\S+|max|mean) dispatch(?: latency)?$")
 _UNITS_MS = {"ms": 1.0, "s": 1000.0}
 _SHAPE = re.compile(
     r"^\s*(?P<metric>.+?)(?:\s+of\s+(?P<endpoint>.+?))?\s*"
@@ -53,9 +59,11 @@ class SloError(ValueError):
 
 @dataclass(frozen=True)
 class Slo:
-    """One parsed objective. `stat` is a summary.json latency key or "error_rate"; `endpoint` None is all requests.
+    """One parsed objective. `stat` is a summary.json latency key, "error_rate" or "stuck"; `endpoint`
+    None is all requests. `dispatch` marks a quantile of command dispatch rather than of requests.
 
-    `limit` is in the summary's units: milliseconds for latencies, a fraction for error rates.
+    `limit` is in the summary's units: milliseconds for latencies, a fraction for error rates, a count
+    for stuck tasks.
     """
 
     text: str
@@ -63,10 +71,12 @@ class Slo:
     endpoint: str | None  # "METHOD /template", as summary.json keys its endpoints
     op: str
     limit: float
+    dispatch: bool = False
 
     @property
     def is_latency(self) -> bool:
-        return self.stat != "error_rate"
+        """A request-latency objective (what the knee and the queueing theory are about)."""
+        return self.stat not in ("error_rate", "stuck") and not self.dispatch
 
     @property
     def upper(self) -> bool:
@@ -79,6 +89,12 @@ class Slo:
 
     def value(self, summary: Mapping[str, Any]) -> float:
         """The objective's metric in a run's summary.json mapping; NaN when the run has none of it."""
+        if self.stat == "stuck":
+            stuck = summary.get("tasks", {}).get("stuck")
+            return math.nan if stuck is None else float(stuck)
+        if self.dispatch:
+            raw = summary.get("dispatch", {}).get("enqueue_to_deliver_ms", {}).get(self.stat)
+            return math.nan if raw is None else float(raw)
         if self.endpoint is None:
             block = summary.get("requests")
         else:
@@ -104,7 +120,40 @@ class Slo:
         return good / bad
 
     def describe_endpoint(self) -> str:
+        if self.stat == "stuck":
+            return "tasks"
+        if self.dispatch:
+            return "command dispatch"
         return self.endpoint or "all requests"
+
+    def show(self, value: float) -> str:
+        """`value` in the objective's own units, for a table."""
+        if math.isnan(value):
+            return "not measured"
+        if self.stat == "stuck":
+            return f"{value:g}"
+        if self.stat == "error_rate":
+            return f"{value * 100:.4g}%"
+        return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
+
+
+@dataclass(frozen=True)
+class SloResult:
+    """One objective checked against a run: its value (NaN: not measured, which fails) and the verdict."""
+
+    slo: Slo
+    value: float
+    passed: bool
+
+
+def check(slos: list[Slo | str], summary: Mapping[str, Any]) -> list[SloResult]:
+    """Every objective against a run's summary.json mapping, in the order given."""
+    out = []
+    for item in slos:
+        slo = parse_slo(item) if isinstance(item, str) else item
+        value = slo.value(summary)
+        out.append(SloResult(slo, value, slo.passes(value)))
+    return out
 
 
 def evaluate(slo: Slo | str, summary: Mapping[str, Any]) -> tuple[float, bool]:
@@ -122,6 +171,8 @@ def parse_slo(text: str) -> Slo:
     if m is None:
         raise SloError(f"expected 'METRIC [of ENDPOINT] < LIMIT' (e.g. 'p99 of poll < 200 ms'), got {text!r}")
     metric = " ".join(m["metric"].lower().replace("_rate", " rate").split())
+    if metric in ("stuck tasks", "stuck", "stuck_tasks"):
+        return _stuck(text, m)
     if m["op"] in ("=", "=="):
         raise SloError(f"{text!r}: expected an operator <, <=, > or >=, got {m['op']!r}")
     endpoint = _endpoint(m["endpoint"], text) if m["endpoint"] else None
@@ -141,12 +192,29 @@ def parse_slo(text: str) -> Slo:
         if limit > 1:
             raise SloError(f"{text!r}: expected an error rate of at most 100%, got {m['limit']}{unit}")
         return Slo(text.strip(), "error_rate", endpoint, m["op"], limit)
+    dispatch = _DISPATCH.match(metric)
+    if dispatch is not None:
+        if m["endpoint"]:
+            raise SloError(f"{text!r}: dispatch latency is about commands, not an endpoint; drop 'of {m['endpoint']}'")
+        metric = dispatch["stat"]
     if metric not in _STATS:
-        known = ", ".join([*_STATS, "error rate"])
+        known = ", ".join([*_STATS, "error rate", "pNN dispatch latency", "stuck tasks"])
         raise SloError(f"{text!r}: unknown metric {m['metric'].strip()!r}; expected one of: {known}")
     if unit not in _UNITS_MS:
         raise SloError(f"{text!r}: expected a latency unit ms or s after the limit, got {unit or 'none'!r}")
-    return Slo(text.strip(), _STATS[metric], endpoint, m["op"], number * _UNITS_MS[unit])
+    return Slo(text.strip(), _STATS[metric], endpoint, m["op"], number * _UNITS_MS[unit], dispatch is not None)
+
+
+def _stuck(text: str, m: re.Match[str]) -> Slo:
+    """`stuck tasks OP COUNT`: a whole number, no unit, no endpoint; `==` (or `=`) allowed."""
+    if m["endpoint"]:
+        raise SloError(f"{text!r}: stuck tasks are about the run's tasks, not an endpoint; drop 'of {m['endpoint']}'")
+    if m["unit"]:
+        raise SloError(f"{text!r}: expected a count of tasks with no unit, got unit {m['unit']!r}")
+    if not (m["limit"].isascii() and m["limit"].isdigit()):
+        raise SloError(f"{text!r}: expected a whole number of tasks as the limit, got {m['limit']!r}")
+    op = "==" if m["op"] in ("=", "==") else m["op"]
+    return Slo(text.strip(), "stuck", None, op, float(int(m["limit"])))
 
 
 def _endpoint(name: str, text: str) -> str:

@@ -77,4 +77,4 @@ def test_an_unknown_name_lists_the_shipped_ones() -> None:
     result = validate("quickstrat")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "quickstrat: no such file, and no shipped scenario of that name" in result.stderr
-    assert "(shipped: capacity-baseline, quickstart)" in result.stderr
+    assert "(shipped: capacity-baseline, quickstart, reconnect-storm)" in result.stderr

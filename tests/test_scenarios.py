@@ -47,7 +47,8 @@ def test_neither_a_file_nor_a_name_lists_the_shipped_names(tmp_path: Path, monke
     with pytest.raises(ScenarioError) as info:
         find_scenario("quickstrat")
     assert str(info.value) == (
-        "quickstrat: no such file, and no shipped scenario of that name (shipped: capacity-baseline, quickstart)"
+        "quickstrat: no such file, and no shipped scenario of that name "
+        "(shipped: capacity-baseline, quickstart, reconnect-storm)"
     )
     (tmp_path / "adir").mkdir()
     with pytest.raises(ScenarioError) as info:
@@ -68,5 +69,5 @@ def test_smsload_sim_takes_a_name_and_an_unknown_one_is_one_line(tmp_path: Path)
     assert wrong.returncode == 2 and not (tmp_path / "n").exists()
     assert wrong.stderr.strip().splitlines() == [
         "smsload sim: error: nope: no such file, and no shipped scenario of that name "
-        "(shipped: capacity-baseline, quickstart)"
+        "(shipped: capacity-baseline, quickstart, reconnect-storm)"
     ]

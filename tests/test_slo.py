@@ -86,3 +86,27 @@ def test_the_capacity_baseline_has_its_slo() -> None:
     from sim.scenarios import find_scenario
 
     assert find_scenario("capacity-baseline").slo == ("p99 of poll < 200 ms", "error rate < 0.1%")
+
+
+def test_dispatch_latency_and_stuck_tasks() -> None:
+    summary = {
+        "tasks": {"stuck": 2},
+        "dispatch": {"enqueue_to_deliver_ms": {"p95": 4500.0, "p99": 9000.0}},
+    }
+    slo = parse_slo("p95 dispatch latency < 60 s")
+    assert (slo.stat, slo.dispatch, slo.limit, slo.is_latency) == ("p95", True, 60_000.0, False)
+    assert evaluate(slo, summary) == (4500.0, True)
+    assert evaluate("p99 dispatch latency < 5 s", summary) == (9000.0, False)
+    assert evaluate("stuck tasks == 0", summary) == (2.0, False)
+    assert evaluate("stuck tasks <= 2", summary) == (2.0, True)
+    assert math.isnan(evaluate("stuck tasks == 0", {})[0])  # no task table: not measured, fails
+    for text, names in [
+        ("stuck tasks == 0.5", "whole number"),
+        ("stuck tasks == 0 ms", "no unit"),
+        ("stuck tasks of poll == 0", "not an endpoint"),
+        ("p95 dispatch latency of poll < 1 s", "not an endpoint"),
+        ("p95 dispatch latency < 1", "latency unit"),
+    ]:
+        with pytest.raises(SloError) as info:
+            parse_slo(text)
+        assert names in str(info.value)

@@ -101,4 +101,7 @@ def _main(args: argparse.Namespace) -> int:
     print(out)
     if not args.quiet:
         print_run_summary(out)
+    from sim.report.gate import gate_after_run
+
+    gate_after_run(out, console)  # printed; `smsload check` is the gate that sets an exit code
     return 0

@@ -25,7 +25,9 @@ does for a client that has gone. A request that must queue is handed to a proces
 which the agent waits for with the timeout beside it; one that finds a worker (and the lock)
 free and whose service ends in time is served in the agent's own process, with no extra
 event. During an outage of the scenario's fault timeline (`sim.model.faults`) a request
-fails at the door after its round trip, without a worker.
+fails at the door after its round trip, without a worker; in an error-rate window a request
+drawn for an error does the same with the window's status; in a latency window a request waits
+its added delay on arrival, before it queues (the delay counts towards its timeout).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import simpy
 
 from sim.model.api import POLL_ENDPOINTS, InMemoryApi
 from sim.model.distributions import Constant, Distribution
-from sim.model.faults import FaultTimeline
+from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage
 from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog
 
@@ -222,9 +224,20 @@ class Simulation:
             if delay + half_out > 0:
                 yield env.timeout(delay + half_out)
             sent_at = env.now - half_out
-            outage = server.faults.outage_at(env.now) if server.faults is not None else None
-            if outage is not None:  # refused at the door: no worker, an answer after the round trip
-                outcome, wait_s, service_s = outage.outcome(half_out + half_back), math.nan, math.nan
+            fault = server.faults.fault_at(env.now) if server.faults is not None else None
+            late = False
+            if isinstance(fault, Latency):  # delayed on arrival (no worker held), then served
+                deadline = sent_at + server.timeout_s - half_back
+                yield env.timeout(min(fault.added_ms.sample(server.rng) / 1000.0, max(0.0, deadline - env.now)))
+                fault, late = None, env.now >= deadline
+            elif isinstance(fault, ErrorRate) and server.rng.random() >= fault.fraction:
+                fault = None  # not drawn for an injected error: served as usual
+            if isinstance(
+                fault, (Outage, ErrorRate)
+            ):  # refused or answered at the door: no worker, an answer after the round trip
+                outcome, wait_s, service_s = fault.outcome(half_out + half_back), math.nan, math.nan
+            elif late:  # the added latency outlasted the client's timeout
+                outcome, wait_s, service_s = Outcome(0, None, server.timeout_s, "timeout"), math.nan, math.nan
             else:
                 # A timeout is seen at the deadline, `half_back` after the server gave up on in time.
                 outcome, wait_s, service_s = yield from server.serve(call, sent_at, half_back)
@@ -236,7 +249,7 @@ class Simulation:
             delay = half_back
             intent = model.send(outcome)
             # Drop the last request's leftovers: a frame waiting here is held by every idle agent.
-            outcome = wait_s = service_s = sent_at = half_out = call = None  # type: ignore[assignment]
+            outcome = wait_s = service_s = sent_at = half_out = call = fault = None  # type: ignore[assignment]
 
 
 __all__ = ["OPERATOR_ID", "SimServer", "Simulation"]

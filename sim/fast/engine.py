@@ -43,6 +43,7 @@ _RETRY = {
     RetryPolicyName.FIXED: K.R_FIXED,
     RetryPolicyName.EXPONENTIAL: K.R_EXPONENTIAL,
     RetryPolicyName.EXPONENTIAL_FULL_JITTER: K.R_FULL_JITTER,
+    RetryPolicyName.DECORRELATED_JITTER: K.R_DECORRELATED,
 }
 _LIVENESS = {
     LivenessWrite.EVERY_POLL: K.L_EVERY_POLL,
@@ -82,6 +83,12 @@ def not_modelled(scenario: Scenario) -> list[str]:
         out.append(
             "the operator's tasks (and with them commands, progress reports, command results, log uploads): "
             "the fast engine simulates the polling plane only; use --engine simpy for the lifecycle"
+        )
+    kinds = sorted({f.kind for f in scenario.faults if f.kind != "outage"})
+    if kinds:
+        out.append(
+            f"faults of kind {', '.join(kinds)}: the fast engine applies outages only; "
+            "use --engine simpy for added latency and error rates"
         )
     return out
 

@@ -43,7 +43,7 @@ CONSTANT, UNIFORM, EXPONENTIAL, LOGNORMAL, EMPIRICAL = 0, 1, 2, 3, 4
 # Rows of the `dists` table.
 D_RTT, D_POLL, D_POLL_WRITE, D_REGISTER = 0, 1, 2, 3
 # Retry policies, as sim.model.retry.RetryPolicyName.
-R_NONE, R_FIXED, R_EXPONENTIAL, R_FULL_JITTER = 0, 1, 2, 3
+R_NONE, R_FIXED, R_EXPONENTIAL, R_FULL_JITTER, R_DECORRELATED = 0, 1, 2, 3, 4
 # Liveness write modes.
 L_EVERY_POLL, L_COALESCED, L_OFF = 0, 1, 2
 # What an agent sends next.
@@ -56,7 +56,7 @@ N_OUTCOMES = 4
 M_REFUSED, M_503 = 0, 1
 
 # Columns of the `agents` table (float64; links and small integers are exact in a double).
-A_EVENT, A_LINK, A_NEXT, A_SENT, A_HALF, A_FAILS, A_VISIT = range(7)
+A_EVENT, A_LINK, A_NEXT, A_SENT, A_HALF, A_FAILS, A_VISIT, A_WAIT = range(8)  # A_WAIT: the last retry wait
 AGENT_COLUMNS = 8  # 64 bytes a row
 NO_LINK = -1.0
 
@@ -124,10 +124,12 @@ def stationary_offset(interval_s: float, jitter_s: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def retry_delay(policy: int, base_s: float, cap_s: float, failures: int) -> float:
+def retry_delay(policy: int, base_s: float, cap_s: float, failures: int, previous_s: float) -> float:
     """The wait after failure number `failures` (1-based), as sim.model.retry.RetryPolicy.delay_s."""
     if policy == R_FIXED:
         return base_s
+    if policy == R_DECORRELATED:
+        return min(cap_s, np.random.uniform(base_s, 3.0 * max(previous_s, base_s)))
     ceiling = min(cap_s, base_s * 2.0 ** (failures - 1))
     if policy == R_FULL_JITTER:
         return np.random.uniform(0.0, ceiling)
@@ -254,7 +256,7 @@ def handle(
     # The agent's next request, sent at `t` (it is back at `back`).
     interval, jitter = p[P_INTERVAL], p[P_JITTER]
     if outcome == O_OK:
-        agents[a, A_FAILS] = 0.0
+        agents[a, A_FAILS] = agents[a, A_WAIT] = 0.0
         if endpoint == E_REGISTER:
             agents[a, A_NEXT] = S_POLL
             t = back + stationary_offset(interval, jitter)
@@ -266,9 +268,11 @@ def handle(
             agents[a, A_NEXT] = S_REGISTER
         if fails < p[P_ATTEMPTS]:
             agents[a, A_FAILS] = fails
-            t = back + retry_delay(int(p[P_RETRY_POLICY]), p[P_RETRY_BASE], p[P_RETRY_CAP], int(fails))
+            wait = retry_delay(int(p[P_RETRY_POLICY]), p[P_RETRY_BASE], p[P_RETRY_CAP], int(fails), agents[a, A_WAIT])
+            agents[a, A_WAIT] = wait
+            t = back + wait
         else:  # the tries ran out: the next poll as usual, or (not registered) one interval later
-            agents[a, A_FAILS] = 0.0
+            agents[a, A_FAILS] = agents[a, A_WAIT] = 0.0
             if endpoint == E_REGISTER:
                 t = back + interval
             else:
@@ -364,6 +368,11 @@ def run_until(
             mode = int(out_mode[o]) if o < n_out and out_start[o] <= ta else -1
             t = handle(a, ta, p, agents, wfree, dists, emp, emp_n, mode, counts, stats)
             if int(t / width) <= k and t < duration:  # still in this bucket: joins the sorted run
+                if n == run_t.shape[0]:  # the run fills its array (a whole fleet in one bucket):
+                    live = n - i  # drop the handled events in front (i >= 1: one was just handled)
+                    run_t[:live] = run_t[i:n].copy()
+                    run_a[:live] = run_a[i:n].copy()
+                    n, i = live, 0
                 _insert_sorted(run_t, run_a, i, n, t, a)
                 n += 1
             else:

@@ -9,9 +9,16 @@ outage begins are served: an outage starts at the door. Neither answer takes a w
 is what makes the minute after an outage interesting: the fleet's retries all come back to
 an empty server at once.
 
-The simulated server asks `outage_at(t)` of every request when it arrives (a bisection over
-the windows, which are in time order and do not overlap). Other fault kinds (added latency,
-error rates, a slow store, agents restarting) belong on the same timeline.
+Two more kinds share the timeline. `Latency` adds a sampled delay (ms) to every request that
+arrives in its window, before the request queues for a worker (a slow network or proxy in
+front of the server: the delay holds no worker). `ErrorRate` answers a `fraction` of the
+requests that arrive in its window with `status` (500 or 503) at the door, again without a
+worker, as a failing front end or a sick replica behind a balancer would.
+
+The simulated server asks `fault_at(t)` of every request when it arrives (a bisection over
+the windows, which are in time order and do not overlap). The load test's server holds the
+same faults as a `state()` mapping set through its admin endpoint; `FaultTimeline.changes()`
+lists the times at which that state changes, which `smsload load` walks on the scenario's clock.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sim.model.distributions import Distribution
 from sim.model.intents import Outcome
 
 
@@ -30,6 +38,8 @@ class OutageMode(str, Enum):
 
 
 UNAVAILABLE_BODY: dict[str, Any] = {"error_code": "SMS.0503", "error_msg": "service unavailable (scenario outage)"}
+INJECTED_BODY: dict[str, Any] = {"error_code": "SMS.0500", "error_msg": "injected error (scenario error_rate)"}
+NO_FAULT: dict[str, Any] = {"outage": None, "latency_ms": None, "error_rate": 0.0, "error_status": 503}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,25 +60,85 @@ class Outage:
             return Outcome(0, None, latency_s, "refused")
         return Outcome(503, UNAVAILABLE_BODY, latency_s)
 
+    def state(self) -> dict[str, Any]:
+        """This fault as the load test's server holds it (its admin endpoint's body)."""
+        return {**NO_FAULT, "outage": self.mode.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """From `start_s` for `duration_s` seconds every request arriving is delayed by `added_ms` (sampled)."""
+
+    start_s: float
+    duration_s: float
+    added_ms: Distribution
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def state(self) -> dict[str, Any]:
+        return {**NO_FAULT, "latency_ms": self.added_ms.to_spec()}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRate:
+    """From `start_s` for `duration_s` seconds a `fraction` of the requests arriving get `status` at once."""
+
+    start_s: float
+    duration_s: float
+    fraction: float
+    status: int = 503
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def outcome(self, latency_s: float) -> Outcome:
+        """What a request picked for an injected error gets, after `latency_s`."""
+        return Outcome(self.status, UNAVAILABLE_BODY if self.status == 503 else INJECTED_BODY, latency_s)
+
+    def state(self) -> dict[str, Any]:
+        return {**NO_FAULT, "error_rate": self.fraction, "error_status": self.status}
+
+
+Fault = Outage | Latency | ErrorRate
+
 
 class FaultTimeline:
-    """The faults of a run, looked up by time. Outages must be in time order and not overlap."""
+    """The faults of a run, looked up by time. Faults must be in time order and not overlap."""
 
-    __slots__ = ("outages", "_starts")
+    __slots__ = ("faults", "outages", "_starts")
 
-    def __init__(self, outages: tuple[Outage, ...] = ()) -> None:
-        for a, b in zip(outages, outages[1:]):
+    def __init__(self, faults: tuple[Fault, ...] = ()) -> None:
+        for a, b in zip(faults, faults[1:]):
             if b.start_s < a.end_s:
-                raise ValueError(f"outages overlap or are out of order: {a} then {b}")
-        self.outages = outages
-        self._starts = [o.start_s for o in outages]
+                raise ValueError(f"faults overlap or are out of order: {a} then {b}")
+        self.faults = faults
+        self.outages = tuple(f for f in faults if isinstance(f, Outage))
+        self._starts = [f.start_s for f in faults]
 
     def __bool__(self) -> bool:
-        return bool(self.outages)
+        return bool(self.faults)
+
+    def fault_at(self, t: float) -> Fault | None:
+        """The fault going on at `t` (start included, end excluded), or None."""
+        i = bisect.bisect_right(self._starts, t) - 1
+        if i >= 0 and t < self.faults[i].end_s:
+            return self.faults[i]
+        return None
 
     def outage_at(self, t: float) -> Outage | None:
         """The outage going on at `t` (start included, end excluded), or None."""
-        i = bisect.bisect_right(self._starts, t) - 1
-        if i >= 0 and t < self.outages[i].end_s:
-            return self.outages[i]
-        return None
+        fault = self.fault_at(t)
+        return fault if isinstance(fault, Outage) else None
+
+    def changes(self) -> list[tuple[float, dict[str, Any]]]:
+        """(time s, server fault state from then on), in time order: what `smsload load` sets when."""
+        out: list[tuple[float, dict[str, Any]]] = []
+        for fault in self.faults:
+            if out and out[-1][0] == fault.start_s:
+                out.pop()  # the previous fault ends as this one starts
+            out.append((fault.start_s, fault.state()))
+            out.append((fault.end_s, dict(NO_FAULT)))
+        return out

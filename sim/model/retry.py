@@ -21,11 +21,17 @@ class RetryPolicyName(str, Enum):
     FIXED = "fixed"
     EXPONENTIAL = "exponential"
     EXPONENTIAL_FULL_JITTER = "exponential_full_jitter"
+    DECORRELATED_JITTER = "decorrelated_jitter"
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """`max_attempts` counts every try, the first included; `delay_s(k)` is the wait after failure k (1-based)."""
+    """`max_attempts` counts every try, the first included; `delay_s(k)` is the wait after failure k (1-based).
+
+    Decorrelated jitter (AWS's "Exponential Backoff And Jitter") draws each wait from
+    U(base, 3 x the previous wait), capped: it needs the previous wait (`previous_s`, the
+    first time `base_s`) rather than the failure count.
+    """
 
     policy: RetryPolicyName = RetryPolicyName.EXPONENTIAL_FULL_JITTER
     base_s: float = 0.5
@@ -35,9 +41,11 @@ class RetryPolicy:
     def attempts(self) -> int:
         return 1 if self.policy is RetryPolicyName.NONE else max(1, self.max_attempts)
 
-    def delay_s(self, failures: int, rng: random.Random) -> float:
+    def delay_s(self, failures: int, rng: random.Random, previous_s: float = 0.0) -> float:
         if self.policy is RetryPolicyName.FIXED:
             return self.base_s
+        if self.policy is RetryPolicyName.DECORRELATED_JITTER:
+            return min(self.cap_s, rng.uniform(self.base_s, 3.0 * max(previous_s, self.base_s)))
         ceiling = min(self.cap_s, self.base_s * 2 ** (failures - 1))
         if self.policy is RetryPolicyName.EXPONENTIAL_FULL_JITTER:
             return rng.uniform(0.0, ceiling)
@@ -55,12 +63,12 @@ def retried(
     rather than the time the retries took: adding each wait and latency to it in turn, as
     the models did before they shared this loop, keeps every later time bit for bit.
     """
-    failures = 0
+    failures, delay = 0, 0.0
     while True:
         failures += 1
         if failures >= policy.attempts():
             return outcome, t
-        delay = policy.delay_s(failures, rng)
+        delay = policy.delay_s(failures, rng, delay)
         yield Sleep(delay)
         t += delay
         answer = yield call

@@ -17,6 +17,9 @@ import pandas as pd
 from sim.records.quantiles import QUANTILES, quantiles
 
 _PROBS = np.array(list(QUANTILES.values()))
+# A task whose last state is one of these at the end of a run is still in flight: "stuck" when
+# the run has ended (READY is not: it waits for the operator, not for the agent or the server).
+IN_FLIGHT = ("RUNNING", "SYNCING", "ABORTING", "DELETING")
 
 
 def stats(values: np.ndarray) -> dict[str, float | None]:
@@ -69,7 +72,7 @@ def migration_durations(tasks: pd.DataFrame) -> pd.Series:
 def task_summary(tasks: pd.DataFrame) -> dict[str, Any]:
     """Tasks created and reaching each end state; migration durations in seconds."""
     if tasks.empty:
-        return {"created": 0, "migrated": 0, "synced": 0, "failed": 0, "deleted": 0, "migration_s": {}}
+        return {"created": 0, "migrated": 0, "synced": 0, "failed": 0, "deleted": 0, "stuck": 0, "migration_s": {}}
     changed = tasks[tasks["from_state"] != tasks["to_state"]]
 
     def count(state: str) -> int:
@@ -81,8 +84,17 @@ def task_summary(tasks: pd.DataFrame) -> dict[str, Any]:
         "synced": count("SYNC_SUCCESS"),
         "failed": count("MIGRATE_FAIL"),
         "deleted": count("DELETED"),
+        "stuck": len(stuck_tasks(tasks)),
         "migration_s": stats(migration_durations(tasks).to_numpy(dtype=float)),
     }
+
+
+def stuck_tasks(tasks: pd.DataFrame) -> pd.Series:
+    """Each task left in flight at the end of the run (its last state in IN_FLIGHT): task_id -> state."""
+    if tasks.empty:
+        return pd.Series(dtype=object)
+    last = tasks.sort_values("t_s", kind="stable").groupby("task_id")["to_state"].last()
+    return last[last.isin(IN_FLIGHT)].sort_index()
 
 
 def dispatch_summary(commands: pd.DataFrame) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from sim.report.analysis import RunAnalysis, report_figures
 from sim.report.compare import TINY, Comparison
 from sim.report.hist import min_samples
 from sim.report.scenario_yaml import scenario_yaml
+from sim.report.storm import storm_of_run
 from sim.report.trust import trust_lines
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -178,6 +179,39 @@ def _q_headers(unit: str) -> list[str]:
     return [f"{n} ({unit})" for n in LATENCY_NAMES.values()]
 
 
+def _storm_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "not recovered"
+    return "n/a" if math.isnan(v) else f"{v:,.1f} {unit}"
+
+
+STORM_ROWS: list[tuple[str, str, str]] = [
+    ("requests/s before (ok)", "before_ok_per_s", "/s"),
+    ("p99 before", "before_p99_ms", "ms"),
+    ("peak request rate", "peak_per_s", "/s"),
+    ("peak at", "peak_at_s", "s"),
+    ("time to recover", "recover_s", "s"),
+    ("p99 during recovery", "recovery_p99_ms", "ms"),
+]
+STORM_NOTE = (
+    "Per outage of the scenario. Peak: the most requests sent in one second from the outage's end on. "
+    "Recovered: the first window (two poll intervals, at least 5 s) after the outage in which the rate of "
+    "successful requests is within 10 % of before and the p99 at most 10 % above it; time to recover counts "
+    "from the outage's end to that window's start."
+)
+
+
+def storm_table(a: RunAnalysis) -> Table:
+    """The run's reconnect-storm section: a row per figure, a column per outage."""
+    storms = storm_of_run(a.run, a.duration_s)
+    headers = ["", *[f"outage {s.outage_start_s:g}-{s.outage_end_s:g} s" for s in storms]]
+    rows = [
+        [Cell(label, cls="name"), *[Cell(_storm_value(getattr(s, key), unit)) for s in storms]]
+        for label, key, unit in STORM_ROWS
+    ]
+    return Table("Reconnect storm", headers, rows if storms else [], STORM_NOTE, "storm", "no outage in this run")
+
+
 def render_report(a: RunAnalysis) -> str:
     """The report page of one run (a string of HTML)."""
     m = a.run.manifest
@@ -241,6 +275,7 @@ def render_report(a: RunAnalysis) -> str:
             "dispatch",
             "no commands",
         ),
+        "storm": storm_table(a),
     }
     pictures = _figures(report_figures(a))
     page = Page(
@@ -323,6 +358,18 @@ def compare_rows(table: pd.DataFrame, metrics: Iterable[str]) -> list[list[Cell]
     return rows
 
 
+def _storm_side_by_side(c: Comparison) -> Table:
+    """The reconnect storm of both runs side by side (a simulation against a load test, typically)."""
+    a = storm_of_run(c.a.run, c.a.duration_s)
+    b = storm_of_run(c.b.run, c.b.duration_s)
+    rows = []
+    for i in range(max(len(a), len(b))):
+        for label, key, unit in STORM_ROWS:
+            cells = [_storm_value(getattr(x[i], key), unit) if i < len(x) else "-" for x in (a, b)]
+            rows.append([Cell(f"outage {i + 1}: {label}", cls="name"), Cell(cells[0]), Cell(cells[1])])
+    return Table("Reconnect storm: A and B", ["", "A", "B"], rows, STORM_NOTE, "storm", "no outage in either run")
+
+
 def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
     """The comparison page of two runs (HTML string), showing `metrics` side by side."""
     labels = c.labels()
@@ -360,6 +407,7 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
         "side",
         "no requests",
     )
+    storm = _storm_side_by_side(c)
     warnings = [f"A: {w}" for w in c.a.warnings] + [f"B: {w}" for w in c.b.warnings]
     notes = [f"A: {n}" for n in c.a.notes] + [f"B: {n}" for n in c.b.notes]
     for which, x in (("A", c.a), ("B", c.b)):  # how far a prediction was checked
@@ -373,6 +421,7 @@ def render_compare(c: Comparison, metrics: Iterable[str]) -> str:
         page=page,
         checks=checks,
         side=side,
+        storm=storm,
         pictures=_figures(figs),
         failed=len(failed),
         limits=len(c.limits),

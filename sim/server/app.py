@@ -37,7 +37,9 @@ from sim.model.errors import NotFound, SmsError
 from sim.model.intents import ENDPOINTS
 from sim.model.liveness import Liveness
 from sim.model.store import Store
+from sim.server.admin import ENV_ADMIN_TOKEN
 from sim.server.endpoints import Api
+from sim.server.faults import ENV_FAULT_FILE, FaultInjection
 from sim.server.metrics import MetricsLayer, ServerMetrics, TimedStore
 from sim.server.middleware import ASGIApp, Auth, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.rig import DelayedStore, parse_latency
@@ -148,14 +150,19 @@ class SmsApp(Starlette):
     stack, so that the poll fast path skips it and every other response, a 500 from
     Starlette's ServerErrorMiddleware included, passes through ServerTiming."""
 
-    def __init__(self, api: Api, auth: Auth, metrics: ServerMetrics, **kwargs: Any) -> None:
-        self._api, self._auth, self._metrics = api, auth, metrics
+    def __init__(
+        self, api: Api, auth: Auth, metrics: ServerMetrics, faults: tuple[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        self._api, self._auth, self._metrics, self._faults = api, auth, metrics, faults
         super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        fast = PollFastPath(ServerTiming(TokenAuth(inner, self._auth)), self._api.poll_body, self._auth)
-        return MetricsLayer(fast, self._metrics)
+        app: ASGIApp = PollFastPath(ServerTiming(TokenAuth(inner, self._auth)), self._api.poll_body, self._auth)
+        if self._faults is not None:  # inside the metrics: /metrics answers in an outage, and counts its 503s
+            admin_token, fault_file = self._faults
+            app = FaultInjection(app, admin_token, fault_file)
+        return MetricsLayer(app, self._metrics)
 
 
 def create_app(
@@ -164,11 +171,13 @@ def create_app(
     liveness: Liveness | None = None,
     store_latency_ms: str | None = None,
     keys: list[Credentials] | None = None,
+    faults: tuple[str, str] | None = None,
 ) -> Starlette:
     """The reference server for the store at `store_url`; `tokens` maps X-Auth-Token -> project;
     `keys` are the AK/SK pairs whose `SDK-HMAC-SHA256` signatures it accepts (each for its project);
     `liveness` says how polls record agents' visits (the control plane's default: coalesced);
-    `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction."""
+    `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction;
+    `faults` (admin token, state file) adds the fault injection of `sim.server.faults`."""
     plane = _LazyPlane(store_url, liveness, store_latency_ms)
     metrics = ServerMetrics(plane.pending_commands)
     plane.metrics = metrics
@@ -186,6 +195,7 @@ def create_app(
         api,
         Auth(tokens, {c.ak: c for c in keys or []}),
         metrics,
+        faults,
         routes=_routes(api),
         lifespan=lifespan,
         exception_handlers={SmsError: _sms_error, HTTPException: _http_error, Exception: _internal_error},
@@ -204,5 +214,7 @@ def app_from_env() -> Starlette:
     tokens = json.loads(os.environ.get(ENV_TOKENS, "{}"))
     liveness = Liveness(**json.loads(os.environ[ENV_LIVENESS])) if os.environ.get(ENV_LIVENESS) else None
     keys = [Credentials(*k) for k in json.loads(os.environ.get(ENV_KEYS, "[]"))]
+    admin, fault_file = os.environ.get(ENV_ADMIN_TOKEN), os.environ.get(ENV_FAULT_FILE)
+    faults = (admin, fault_file) if admin and fault_file else None
     latency = os.environ.get(ENV_STORE_LATENCY) or None
-    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, latency, keys)
+    return create_app(os.environ.get(ENV_DB, "memory://"), tokens, liveness, latency, keys, faults)

@@ -26,7 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 from sim.cli_support import UsageError, add_command
 from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
+from sim.server.admin import ADMIN_PATH, ENV_ADMIN_TOKEN
 from sim.server.app import ENV_DB, ENV_KEYS, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+from sim.server.faults import ENV_FAULT_FILE, new_fault_file, remove_fault_file
 from sim.server.metrics import MULTIPROC_ENV
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 from sim.signing import Credentials, parse_ak_sk
@@ -90,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="close a keep-alive connection idle this long; keep it above the agents' longest poll interval, "
         f"or every poll opens a new connection (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help=f"enable the fault admin endpoint {ADMIN_PATH} (X-Admin-Token: TOKEN), which `smsload load` "
+        f"drives from the scenario's faults: list; default ${ENV_ADMIN_TOKEN}; without either, no fault switch",
     )
     modes = ", ".join(m.value for m in LivenessWrite)
     p.add_argument(
@@ -265,6 +273,9 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--idle-timeout-s: expected 1..86400 seconds, got {args.idle_timeout_s!r}")
     keys = resolve_keys(args.ak_sk)
     tokens, generated = resolve_tokens(args.token)
+    admin = args.admin_token or os.environ.get(ENV_ADMIN_TOKEN, "")
+    if admin and not _TOKEN.fullmatch(admin):
+        raise UsageError("--admin-token: a token is 1-16384 visible ASCII characters (no spaces)")
     db = args.db
     if db in ("memory", "memory://") and workers > 1:
         raise UsageError("--db memory:// keeps its data in one process; use --workers 1 or a database")
@@ -286,6 +297,9 @@ def serve(args: argparse.Namespace) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir
     if args.store_latency_ms:
         os.environ[ENV_STORE_LATENCY] = args.store_latency_ms
+    fault_file = new_fault_file() if admin else None
+    if admin and fault_file:
+        os.environ[ENV_ADMIN_TOKEN], os.environ[ENV_FAULT_FILE] = admin, fault_file
     host = f"[{args.host}]" if ":" in args.host else args.host
     plural = "s" if workers > 1 else ""
     print(
@@ -297,6 +311,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"smsload serve: AK/SK signatures accepted for {', '.join(c.ak for c in keys)}", flush=True)
     if limits:
         print(f"smsload serve: limited: {'; '.join(limits)}", flush=True)
+    if admin:
+        print(f"smsload serve: fault admin endpoint {ADMIN_PATH} enabled (X-Admin-Token)", flush=True)
     if generated:
         print(f"smsload serve: generated token {generated} (project {DEFAULT_PROJECT})", flush=True)
     try:
@@ -311,6 +327,8 @@ def serve(args: argparse.Namespace) -> int:
             quota.release()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if fault_file is not None:
+            remove_fault_file(fault_file)
     return 0
 
 

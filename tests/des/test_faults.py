@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests.run import LoadError, run_load
 from sim.des.run import run_des
 from sim.records import load_run
 from sim.scenario import Scenario, ScenarioError, validate_scenario
@@ -81,8 +80,52 @@ def test_faults_must_fit_the_run_and_each_other() -> None:
         scenario(faults=[{"kind": "outage", "start_s": 1, "duration_s": 1, "mode": "sometimes"}])
 
 
-def test_a_load_test_refuses_faults_it_would_not_apply(tmp_path: Path) -> None:
-    s = scenario(faults=[{"kind": "outage", "start_s": 1, "duration_s": 1}])
-    with pytest.raises(LoadError, match="faults"):
-        run_load(s, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+def test_an_error_rate_answers_its_fraction_at_the_door_in_its_window_only(tmp_path: Path) -> None:
+    s = scenario(
+        agent={"poll_interval_s": 1.0, "poll_jitter_s": 0.1, "retry": {"policy": "none"}},
+        faults=[{"kind": "error_rate", "start_s": 10, "duration_s": 20, "fraction": 0.3, "status": 500}],
+    )
+    p = polls(run_des(s, tmp_path / "run"))
+    inside = (p["t_start_s"] >= 10) & (p["t_start_s"] < 30)
+    failed = p[~p["ok"]]
+    assert len(failed) > 0 and (failed["status"] == 500).all()
+    assert failed["server_ms"].isna().all()  # answered at the door
+    assert p[~inside]["ok"].all()
+    share = (~p[inside]["ok"]).mean()
+    assert 0.25 < share < 0.35  # ~1,000 polls in the window: 0.3 within a few standard deviations
+
+
+def test_added_latency_delays_requests_in_its_window_and_a_long_one_times_out(tmp_path: Path) -> None:
+    s = scenario(faults=[{"kind": "latency", "start_s": 10, "duration_s": 10, "added_ms": 300}])
+    p = polls(run_des(s, tmp_path / "run"))
+    inside = (p["t_start_s"] >= 10) & (p["t_start_s"] < 20)
+    assert (p[inside]["latency_ms"] >= 300).all() and p[inside]["ok"].all()
+    assert (p[~inside]["latency_ms"] < 300).all()
+    slow = scenario(
+        agent={"poll_interval_s": 1.0, "request_timeout_s": 0.5, "retry": {"policy": "none"}},
+        faults=[{"kind": "latency", "start_s": 10, "duration_s": 10, "added_ms": 800}],
+    )
+    q = polls(run_des(slow, tmp_path / "slow"))
+    late = q[(q["t_start_s"] >= 10) & (q["t_start_s"] < 20)]
+    assert len(late) > 0 and (late["error"] == "timeout").all()
+    np.testing.assert_allclose(late["latency_ms"], 500.0)
+
+
+def test_the_fault_timeline_lists_the_server_states_in_time_order() -> None:
+    s = scenario(
+        faults=[
+            {"kind": "outage", "start_s": 5, "duration_s": 5, "mode": "http_503"},
+            {"kind": "latency", "start_s": 10, "duration_s": 5, "added_ms": {"dist": "uniform", "low": 1, "high": 2}},
+            {"kind": "error_rate", "start_s": 20, "duration_s": 5, "fraction": 0.5},
+        ]
+    )
+    changes = s.fault_timeline().changes()
+    assert [t for t, _ in changes] == [5, 10, 15, 20, 25]
+    assert changes[0][1]["outage"] == "http_503"
+    assert (
+        changes[1][1]["latency_ms"] == {"dist": "uniform", "low": 1.0, "high": 2.0} and changes[1][1]["outage"] is None
+    )
+    assert changes[3][1]["error_rate"] == 0.5 and changes[3][1]["error_status"] == 503
+    assert (
+        changes[2][1] == changes[4][1] == {"outage": None, "latency_ms": None, "error_rate": 0.0, "error_status": 503}
+    )

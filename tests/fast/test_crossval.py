@@ -126,7 +126,7 @@ def test_steady_state_agrees(utilisation: float, tmp_path: Path) -> None:
     assert busy == pytest.approx(utilisation, rel=0.05)
 
 
-@pytest.mark.parametrize("policy", ["exponential", "exponential_full_jitter"])
+@pytest.mark.parametrize("policy", ["exponential", "exponential_full_jitter", "decorrelated_jitter"])
 def test_outage_and_reconnect_agree(policy: str, tmp_path: Path) -> None:
     s = scenario(
         0.5,

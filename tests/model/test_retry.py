@@ -22,7 +22,11 @@ POLICIES = {
     RetryPolicyName.EXPONENTIAL_FULL_JITTER: RetryPolicy(
         RetryPolicyName.EXPONENTIAL_FULL_JITTER, base_s=1.0, cap_s=3.0, max_attempts=4
     ),
+    RetryPolicyName.DECORRELATED_JITTER: RetryPolicy(
+        RetryPolicyName.DECORRELATED_JITTER, base_s=1.0, cap_s=5.0, max_attempts=4
+    ),
 }
+JITTERED = (RetryPolicyName.EXPONENTIAL_FULL_JITTER, RetryPolicyName.DECORRELATED_JITTER)
 _Loop = Generator[Call | Sleep, Outcome | None, tuple[Outcome, float]]
 
 
@@ -43,7 +47,10 @@ def _step(loop: _Loop, answers: list[Outcome]) -> tuple[list[Call | Sleep], Outc
 
 def _expected_delays(policy: RetryPolicy, failures: int, seed: int) -> list[float]:
     rng = random.Random(seed)
-    return [policy.delay_s(k, rng) for k in range(1, failures + 1)]
+    delays = [0.0]
+    for k in range(1, failures + 1):
+        delays.append(policy.delay_s(k, rng, delays[-1]))
+    return delays[1:]
 
 
 @pytest.mark.parametrize("name", list(RetryPolicyName))
@@ -98,4 +105,26 @@ def test_only_jittered_backoff_draws_from_the_rng() -> None:
         rng = random.Random(9)
         _step(retried(CALL, DOWN, policy, rng, 0.0), [DOWN] * (policy.attempts() - 1))
         untouched = rng.random() == random.Random(9).random()
-        assert untouched is (name is not RetryPolicyName.EXPONENTIAL_FULL_JITTER)
+        assert untouched is (name not in JITTERED)
+
+
+def test_decorrelated_jitter_grows_from_the_last_wait_up_to_its_cap() -> None:
+    """Each wait is drawn from U(base, 3 x the last wait) and capped: AWS's decorrelated jitter."""
+    policy = RetryPolicy(RetryPolicyName.DECORRELATED_JITTER, base_s=1.0, cap_s=20.0, max_attempts=8)
+    for seed in range(200):
+        waits = [
+            i.seconds
+            for i in _step(retried(CALL, DOWN, policy, random.Random(seed), 0.0), [DOWN] * 7)[0]
+            if isinstance(i, Sleep)
+        ]
+        previous = 1.0
+        for wait in waits:
+            assert 1.0 <= wait <= min(20.0, 3.0 * previous)
+            previous = wait
+    capped = RetryPolicy(RetryPolicyName.DECORRELATED_JITTER, base_s=1.0, cap_s=2.0, max_attempts=30)
+    long = [
+        i.seconds
+        for i in _step(retried(CALL, DOWN, capped, random.Random(1), 0.0), [DOWN] * 29)[0]
+        if isinstance(i, Sleep)
+    ]
+    assert max(long) <= 2.0 and long.count(2.0) > 5  # the cap binds once the draws pass it

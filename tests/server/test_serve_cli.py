@@ -39,8 +39,9 @@ def _smsload(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
         (["--workers", "0"], "--workers"),
         (["--db", "memory://", "--workers", "2"], "memory://"),
         (["--token", "has space"], "--token"),
+        (["--admin-token", "has space"], "--admin-token"),
     ],
-    ids=["bad-url", "unreachable-postgres", "bad-port", "bad-workers", "memory-workers", "bad-token"],
+    ids=["bad-url", "unreachable-postgres", "bad-port", "bad-workers", "memory-workers", "bad-token", "bad-admin"],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_code_2(args, mentions, tmp_path):
     done = _smsload("serve", "--port", "0", *args) if "--port" not in args else _smsload("serve", *args)

@@ -1,0 +1,78 @@
+"""The reference server's fault switch: the admin endpoint and each fault kind, over HTTP on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sim.model.faults import NO_FAULT
+from sim.server.admin import ADMIN_PATH, ENV_ADMIN_TOKEN, AdminError, set_faults
+from sim.server.process import RunningServer, run_server
+
+TOKEN, ADMIN = "faults-token", "admin-secret-7f3a"
+POLL = "/v3/sources?limit=1"  # any authenticated request; 200 when no fault
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Two workers: the state set through one must reach both."""
+    tmp = tmp_path_factory.mktemp("faults")
+    db = f"sqlite:///{tmp / 'sms.sqlite3'}"
+    with run_server(db, [TOKEN], tmp / "server.log", workers=2, env={ENV_ADMIN_TOKEN: ADMIN}) as running:
+        yield running
+
+
+def statuses(url: str, n: int = 40) -> list[int]:
+    """n requests, each on a new connection (so both workers answer)."""
+    out = []
+    for _ in range(n):
+        with httpx.Client(headers={"X-Auth-Token": TOKEN}) as client:
+            out.append(client.get(f"{url}{POLL}").status_code)
+    return out
+
+
+def test_the_admin_endpoint_needs_its_own_token(server: RunningServer) -> None:
+    url = server.base_url
+    assert httpx.put(f"{url}{ADMIN_PATH}", json=NO_FAULT).status_code == 401
+    assert httpx.put(f"{url}{ADMIN_PATH}", json=NO_FAULT, headers={"X-Auth-Token": TOKEN}).status_code == 401
+    with pytest.raises(AdminError, match="refused the admin token"):
+        set_faults(url, "wrong", NO_FAULT)
+    bad = httpx.put(f"{url}{ADMIN_PATH}", json={"error_rate": 2}, headers={"X-Admin-Token": ADMIN})
+    assert bad.status_code == 400 and "error_rate" in bad.json()["error_msg"]
+    assert ADMIN not in (server.log_path.read_text())
+
+
+def test_each_fault_kind_and_back_to_none(server: RunningServer) -> None:
+    url = server.base_url
+    try:
+        assert set_faults(url, ADMIN, {"outage": "http_503"})["outage"] == "http_503"
+        assert set(statuses(url)) == {503}
+        assert httpx.get(f"{url}{POLL}", headers={"X-Auth-Token": TOKEN}).json()["error_code"] == "SMS.0503"
+        set_faults(url, ADMIN, {"outage": "refused"})
+        response = httpx.get(f"{url}{POLL}", headers={"X-Auth-Token": TOKEN})
+        assert response.status_code == 503 and response.headers["connection"] == "close"
+        set_faults(url, ADMIN, {"error_rate": 0.5, "error_status": 500})
+        mixed = statuses(url, 80)
+        assert set(mixed) == {200, 500} and 20 < mixed.count(500) < 60
+        set_faults(url, ADMIN, {"latency_ms": {"dist": "constant", "value": 300}})
+        started = time.perf_counter()
+        assert statuses(url, 3) == [200] * 3
+        assert time.perf_counter() - started >= 0.9  # three requests, each held 300 ms at the door
+        # The harness's export API is never faulted (the run's tables must come out of an outage).
+        set_faults(url, ADMIN, {"outage": "http_503"})
+        export = httpx.get(f"{url}/smsload/export/commands", headers={"X-Auth-Token": TOKEN})
+        assert export.status_code == 200
+    finally:
+        set_faults(url, ADMIN, dict(NO_FAULT))
+    assert set(statuses(url)) == {200}
+    assert set_faults(url, ADMIN, None) == {**NO_FAULT}
+
+
+def test_without_an_admin_token_there_is_no_fault_switch(tmp_path: Path) -> None:
+    with run_server("memory://", [TOKEN], tmp_path / "server.log") as plain:
+        with pytest.raises(AdminError, match="no fault admin endpoint"):
+            set_faults(plain.base_url, ADMIN, NO_FAULT)
