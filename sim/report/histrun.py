@@ -190,16 +190,7 @@ def percentiles_over_time(
         bins,
         probs,
     )
-    out = pd.DataFrame(
-        {
-            "t_s": np.tile(np.arange(n) * bin_s, len(labels)),
-            "endpoint": np.repeat(np.asarray(labels, dtype=object), n),
-            "count": counts,
-        }
-    )
-    for i, name in enumerate(names):
-        out[name] = q[:, i]
-    return out
+    return M.series_frame(list(labels), n, bin_s, counts, q, names)
 
 
 def hist_note(bins: LogBins) -> str:

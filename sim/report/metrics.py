@@ -235,6 +235,14 @@ def _series(
     probs = np.array([QUANTILES[name] for name in names])
     flat = np.where((cells >= 0) & (cells < n), codes * n + cells, -1)  # -1: outside the run, dropped
     counts, q = grouped_quantiles(values, flat, len(labels) * n, probs)
+    return series_frame(labels, n, bin_s, counts, q, names)
+
+
+def series_frame(
+    labels: list[str], n: int, bin_s: float, counts: np.ndarray, q: np.ndarray, names: tuple[str, ...]
+) -> pd.DataFrame:
+    """A series table: t_s, endpoint, count, one column per quantile name, for `n` bins of each label
+    (`counts` and the rows of `q` label-major); row runs and histogram runs build it alike."""
     out = pd.DataFrame(
         {
             "t_s": np.tile(np.arange(n) * bin_s, len(labels)),
