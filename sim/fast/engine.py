@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.fast import kernel as K
-from sim.fleet import has_operator_work
+from sim.fleet import arrival_s, has_operator_work
 from sim.model.distributions import Constant, Distribution, Empirical, Exponential, LogNormal, Uniform
 from sim.model.faults import OutageMode
 from sim.model.liveness import LivenessWrite
 from sim.model.retry import RetryPolicyName
 from sim.records.hist import LogBins
-from sim.scenario import Ramp, Scenario, Waves
+from sim.scenario import Scenario
 
 BINS = LogBins()  # the latency buckets of every histogram run (relative width 1 %, 1 µs .. 10^8 ms)
 MAX_SLOTS_LOG2 = 22  # at most 4 M buckets (32 MB of list heads) in the calendar queue
@@ -139,16 +139,10 @@ def dist_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def arrivals_s(scenario: Scenario) -> np.ndarray:
-    """When each agent starts (registers), as sim.fleet.arrival_s, for the whole fleet at once."""
+    """When each agent starts (registers): `sim.fleet.arrival_s`, the rule both engines and the
+    load test share, for the whole fleet (about a second for 10^6 agents)."""
     n = scenario.fleet.agents
-    arrival = scenario.fleet.arrival
-    index = np.arange(n, dtype=np.float64)
-    if isinstance(arrival, Ramp):
-        return arrival.duration_s * index / n
-    if isinstance(arrival, Waves):
-        per_wave = math.ceil(n / arrival.waves)
-        return arrival.interval_s * np.floor(index / per_wave)
-    return np.zeros(n)
+    return np.fromiter((arrival_s(scenario, i) for i in range(n)), dtype=np.float64, count=n)
 
 
 def calendar(scenario: Scenario) -> tuple[float, int]:
