@@ -87,8 +87,7 @@ def not_modelled(scenario: Scenario) -> list[str]:
     kinds = sorted({f.kind for f in scenario.faults if f.kind != "outage"})
     if kinds:
         out.append(
-            f"faults of kind {', '.join(kinds)}: the fast engine applies outages only; "
-            "use --engine simpy for added latency and error rates"
+            f"faults of kind {', '.join(kinds)}: the fast engine applies outages only; use --engine simpy for them"
         )
     return out
 
