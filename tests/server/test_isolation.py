@@ -158,7 +158,13 @@ def _result(name: str, result: str = "success") -> dict[str, Any]:
 
 
 def _progress_v3(t: Target, index: int, progress: int) -> dict[str, Any]:
-    return {"subtask_name": t.subtasks[index], "progress": progress, "replicatesize": 0, "totalsize": 1}
+    return {
+        "subtask_name": t.subtasks[index],
+        "progress": progress,
+        "replicatesize": 0,
+        "totalsize": 1,
+        "process_trace": "",
+    }
 
 
 def _results(endpoint: str) -> list[MakeRequest]:
@@ -282,6 +288,9 @@ def probe(a: Sms, b: Sms, setup: Callable[[Sms], Target], requests: list[MakeReq
         ghost = target.ghost()
         theirs, nobody = _answer(b, make(target), target), _answer(b, make(ghost), ghost)
         assert theirs == nobody, f"{make(target)[:2]}: B on A's objects {theirs} vs on none {nobody}"
+        # A request the API refuses before looking anything up would probe nothing.
+        refused = isinstance(body := make(target)[2], dict) and body.get("operation") in UNSIMULATED_OPERATIONS
+        assert refused or (nobody[1] or {}).get("error_code") != "SMS.9801", f"{make(target)[:2]}: {nobody}"
     assert a_state(a, target) == before, f"{setup.__name__}: B's requests changed A's objects"
     assert_no_trace(b, target)
 
