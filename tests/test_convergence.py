@@ -1,7 +1,8 @@
 """Zero stuck tasks after an outage, in both worlds; a task that is stuck is listed with the reason.
 
 The scenario is made to catch the agent that gives up: migrations end while the server answers
-503 for 6 s, and an agent retries a request only 3 times within about 2 s. Before agents kept
+503 for 6 s, and an agent retries a request only 3 times within about 2 s; then a third of the
+agents restart (down 2 s), register again and resume their work. Before agents kept
 their unsent state (sim.model.agent), the simulation of it left 6 of its 12 tasks RUNNING or
 SYNCING for good; now every agent re-sends its last report once a poll gets through.
 """
@@ -43,7 +44,10 @@ SCENARIO: dict[str, Any] = {
         "sync_after_s": 1,
         "delete_at_end": True,
     },
-    "faults": [{"kind": "outage", "start_s": 8, "duration_s": 6, "mode": "http_503"}],
+    "faults": [
+        {"kind": "outage", "start_s": 8, "duration_s": 6, "mode": "http_503"},
+        {"kind": "agent_restart", "start_s": 15, "duration_s": 4, "fraction": 0.3, "down_s": 2},
+    ],
     "slo": ["stuck tasks == 0"],
 }
 
@@ -53,8 +57,18 @@ def _tasks(run: Path) -> dict[str, Any]:
     return tasks
 
 
+def _restarted(run: Path) -> None:
+    """The restarted agents registered again, once each (tests/model/test_agent.py: with their ids)."""
+    rq = load_run(run).requests
+    register = rq[rq["endpoint"] == "/v3/sources"]
+    assert register["ok"].all()
+    again = register.groupby("agent_id").size()
+    assert 3 <= (again == 2).sum() <= 12 and again.max() == 2  # about 0.3 x 20 agents, once each
+
+
 def test_no_task_is_stuck_after_an_outage_in_the_simulation(tmp_path: Path) -> None:
     run = run_des(Scenario.model_validate(SCENARIO), tmp_path / "run")
+    _restarted(run)
     tasks = _tasks(run)
     assert tasks["created"] == 12 and tasks["stuck"] == 0, tasks["unfinished"]
     assert tasks["stuck_after_s"] == pytest.approx(2 * 1.1 + 2 * 0.5 + 5 + 1)
@@ -101,6 +115,7 @@ def test_no_task_is_stuck_after_an_outage_in_a_load_test(tmp_path: Path) -> None
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    _restarted(out)
     tasks = _tasks(out)
     assert tasks["created"] == 12 and tasks["stuck"] == 0, tasks["unfinished"]
     rq = load_run(out).requests
