@@ -51,8 +51,19 @@ def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) ->
             return False
         parent_pid = int(named)
     if os.getppid() != parent_pid:
-        return False
+        if not _exists(parent_pid):  # the parent died before this process could arm: orphaned
+            os.kill(os.getpid(), sig)
+        return False  # else a grandchild, which inherited the variable: its own parent's business
     armed = arm(sig)
     if armed and os.getppid() != parent_pid:  # the parent went between the check and prctl
         os.kill(os.getpid(), sig)
     return armed
+
+
+def _exists(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead and not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
