@@ -12,8 +12,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from sim.cli_support import (
     SCENARIO_HELP,
     LazyProgress,
@@ -73,6 +71,8 @@ def pick_engine(engine: str, scenario: Any) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from sim.records import default_out
 
     scenario = scenario_from_args(args.scenario, agents=args.agents, duration_s=args.duration_s, seed=args.seed)
