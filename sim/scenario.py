@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
-from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage, OutageMode
+from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage, OutageMode, SlowStore
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -203,18 +203,33 @@ class ErrorRateFault(FrozenModel):
     status: Literal[500, 503] = 503
 
 
+class SlowStoreFault(FrozenModel):
+    """Every store write (and read, unless `writes_only`) in the window takes `added_ms` longer, holding its worker."""
+
+    kind: Literal["slow_store"] = "slow_store"
+    start_s: NonNegative
+    duration_s: Positive
+    added_ms: PositiveDist
+    writes_only: bool = True
+
+
+AnyFault = OutageFault | LatencyFault | ErrorRateFault | SlowStoreFault
 Fault = Annotated[
-    OutageFault | LatencyFault | ErrorRateFault,
-    by_kind({"outage": OutageFault, "latency": LatencyFault, "error_rate": ErrorRateFault}),
+    AnyFault,
+    by_kind(
+        {"outage": OutageFault, "latency": LatencyFault, "error_rate": ErrorRateFault, "slow_store": SlowStoreFault}
+    ),
 ]
 
 
-def _fault(f: OutageFault | LatencyFault | ErrorRateFault) -> Outage | Latency | ErrorRate:
+def _fault(f: AnyFault) -> Outage | Latency | ErrorRate | SlowStore:
     """A scenario's fault as the executors apply it (sim.model.faults)."""
     if isinstance(f, OutageFault):
         return Outage(f.start_s, f.duration_s, f.mode)
     if isinstance(f, LatencyFault):
         return Latency(f.start_s, f.duration_s, f.added_ms)
+    if isinstance(f, SlowStoreFault):
+        return SlowStore(f.start_s, f.duration_s, f.added_ms, f.writes_only)
     return ErrorRate(f.start_s, f.duration_s, f.fraction, f.status)
 
 

@@ -88,7 +88,7 @@ def not_modelled(scenario: Scenario) -> list[str]:
     if kinds:
         out.append(
             f"faults of kind {', '.join(kinds)}: the fast engine applies outages only; "
-            "use --engine simpy for added latency and error rates"
+            "use --engine simpy for added latency, error rates and a slow store"
         )
     return out
 
