@@ -15,6 +15,7 @@ too. A run's tables keep only its own tasks, those its operator created (its suc
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -25,12 +26,15 @@ import pyarrow.compute as pc
 from sim.model.commands import CommandName
 from sim.model.entities import CommandRecord, TaskEvent
 from sim.model.intents import ENDPOINTS
+from sim.model.lifecycle import GONE
 from sim.records import commands_table, tasks_table
 from sim.records.observed import NOTE, observed_tables
 
 FROM_EXPORT = "server export"
 PAGE = 10_000  # the export's largest page
 TIMEOUT_S = 30.0
+FINAL_VIEWS_AT_MOST = 5_000  # tasks whose final state a run asks of the public API
+FINAL_VIEWS_S = 60.0
 
 
 class ExportUnavailable(Exception):
@@ -122,4 +126,49 @@ def server_tables(
     else:
         why = "no server address to ask"
     tasks, commands = observed_tables(run_id, requests)
-    return tasks, commands, f"{NOTE}: {why}"
+    note = f"{NOTE}: {why}"
+    if host:
+        ends, said = final_views(run_id, host, token, tasks, _end_s(requests))
+        tasks, note = pa.concat_tables([tasks, ends]), f"{note}; {said}"
+    return tasks, commands, note
+
+
+def _end_s(requests: pd.DataFrame) -> float:
+    if requests.empty:
+        return 0.0
+    return float((requests["t_start_s"] + requests["latency_ms"] / 1000).max())
+
+
+def final_views(run_id: str, host: str, token: str, tasks: pa.Table, end_s: float) -> tuple[pa.Table, str]:
+    """Rows that end each observed task in the state the public API gives now (`GET /v3/tasks/{id}`).
+
+    What the requests show of a task stops at the run's last report; the server's word is
+    what says whether it finished (sim.records.unfinished). A task whose state the view
+    confirms gets no row; one the API no longer has ends DELETED. Bounded: at most
+    `FINAL_VIEWS_AT_MOST` tasks, within `FINAL_VIEWS_S` seconds; the note says what was read.
+    """
+    frame = tasks.select(["task_id", "to_state", "t_s"]).to_pandas()
+    last = frame.sort_values("t_s", kind="stable").groupby("task_id")["to_state"].last()
+    path = ENDPOINTS["get_task"][1]
+    events, read, deadline = [], 0, time.monotonic() + FINAL_VIEWS_S
+    with httpx.Client(base_url=host.rstrip("/"), timeout=10.0, headers={"X-Auth-Token": token}) as client:
+        for task_id, state in list(last.items())[:FINAL_VIEWS_AT_MOST]:
+            if time.monotonic() > deadline:
+                break
+            try:
+                response = client.get(path.format(task_id=task_id))
+            except httpx.HTTPError:
+                break
+            if response.status_code == 404:
+                now = GONE
+            elif response.status_code == 200 and isinstance(response.json(), dict):
+                now = str(response.json().get("state") or state)
+            elif response.status_code in (401, 403):  # not allowed to read tasks: nothing more to learn
+                break
+            else:
+                continue
+            read += 1
+            if now != state:
+                events.append(TaskEvent(end_s, str(task_id), "", str(state), now, "final_view"))
+    said = f"final states read from {path} for {read} of {len(last)} tasks"
+    return tasks_table(run_id, events), said

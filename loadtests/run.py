@@ -132,7 +132,7 @@ def run_load(
     ends without finishing the run; `KeyboardInterrupt` after an interrupted run has been
     written, marked incomplete, with the server and Locust stopped.
     """
-    host = _check(out, options, bool(scenario.faults))
+    host = _check(out, options, bool(scenario.fault_timeline()))
     scenario = scenario.resolve_public_api(external=host is not None)
     say = progress or (lambda line: None)
     token = options.token or secrets.token_urlsafe(24)
@@ -146,7 +146,7 @@ def run_load(
         env["SMS_AK_SK"] = f"{creds.ak}:{creds.sk}={creds.project}"
     # The fault switch: the embedded server gets an admin token of its own (in its environment
     # only: not Locust's, no command line, no file); --host needs one given.
-    admin = (options.admin_token if host else secrets.token_urlsafe(24)) if scenario.faults else ""
+    admin = (options.admin_token if host else secrets.token_urlsafe(24)) if scenario.fault_timeline() else ""
     server_env = {**env, ENV_ADMIN_TOKEN: admin} if admin else env
     interrupted, code = False, None
     with _stop_signals() as stopping, tempfile.TemporaryDirectory(prefix="smsload-load-") as tmp:

@@ -36,7 +36,18 @@ def agent_spec(scenario: Scenario, index: int, name_prefix: str = "") -> AgentSp
         sync_fraction=agent.sync_fraction,
         retry=agent.retry,
         name_prefix=name_prefix,
+        restarts=_restarts(scenario, index, rng),
     )
+
+
+def _restarts(scenario: Scenario, index: int, rng: random.Random) -> tuple[tuple[float, float], ...]:
+    """(agent time s, down s) of this agent's restarts: drawn after its other draws, in its own time."""
+    faults = scenario.agent_restarts()
+    if not faults:
+        return ()
+    start = arrival_s(scenario, index)
+    drawn = ((f.draw(rng), f.down_s) for f in faults)
+    return tuple(sorted((at - start, down) for at, down in drawn if at is not None and at >= start))
 
 
 def _pick(mix: dict[OsType, float], rng: random.Random) -> OsType:

@@ -40,6 +40,18 @@ def print_summary(run: Run, console: Console) -> None:
         f"{tasks.get('synced', 0)} synced, {tasks.get('failed', 0)} failed, {tasks.get('deleted', 0)} deleted; "
         f"migration p50 {_fmt(mig.get('p50'))} s"
     )
+    unfinished = tasks.get("unfinished") or []
+    if unfinished:
+        console.print(
+            f"unfinished tasks: {tasks.get('unfinished_count', len(unfinished))}, "
+            f"[bold]{tasks.get('stuck', 0)} stuck[/bold] (not moved for {_fmt(tasks.get('stuck_after_s'))} s)",
+            highlight=False,
+        )
+        for u in unfinished[:5]:
+            mark = "STUCK " if u["stuck"] else ""
+            console.print(f"  {u['task_id']} {mark}{u['reason']}", markup=False, highlight=False)
+        if len(unfinished) > 5:
+            console.print("  ... the rest in summary.json (tasks.unfinished) and the report", markup=False)
     d = dispatch.get("enqueue_to_deliver_ms") or {}
     console.print(
         f"command dispatch (enqueued -> delivered): {dispatch.get('commands', 0)} commands, "

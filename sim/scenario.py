@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
-from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage, OutageMode, SlowStore
+from sim.model.faults import AgentRestart, ErrorRate, FaultTimeline, Latency, Outage, OutageMode, SlowStore
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -213,16 +213,32 @@ class SlowStoreFault(FrozenModel):
     writes_only: bool = True
 
 
-AnyFault = OutageFault | LatencyFault | ErrorRateFault | SlowStoreFault
+class AgentRestartFault(FrozenModel):
+    """A `fraction` of the agents restart, each at a moment in the window; down `down_s`, then register again."""
+
+    kind: Literal["agent_restart"] = "agent_restart"
+    start_s: NonNegative
+    duration_s: Positive
+    fraction: Fraction
+    down_s: NonNegative = 5.0
+
+
+ServerFault = OutageFault | LatencyFault | ErrorRateFault | SlowStoreFault  # the server's timeline
 Fault = Annotated[
-    AnyFault,
+    ServerFault | AgentRestartFault,
     by_kind(
-        {"outage": OutageFault, "latency": LatencyFault, "error_rate": ErrorRateFault, "slow_store": SlowStoreFault}
+        {
+            "outage": OutageFault,
+            "latency": LatencyFault,
+            "error_rate": ErrorRateFault,
+            "slow_store": SlowStoreFault,
+            "agent_restart": AgentRestartFault,
+        }
     ),
 ]
 
 
-def _fault(f: AnyFault) -> Outage | Latency | ErrorRate | SlowStore:
+def _fault(f: ServerFault) -> Outage | Latency | ErrorRate | SlowStore:
     """A scenario's fault as the executors apply it (sim.model.faults)."""
     if isinstance(f, OutageFault):
         return Outage(f.start_s, f.duration_s, f.mode)
@@ -289,16 +305,20 @@ class Scenario(FrozenModel):
             ]
         if isinstance(tasks, TaskRate) and tasks.start_s >= end:
             problems.append(("operator.tasks.start_s", f"expected before duration_s ({end}), got {tasks.start_s}"))
+        last: int | None = None  # the server's faults are one timeline; agent restarts may overlap anything
         for i, fault in enumerate(self.faults):
             if fault.start_s >= end:
                 problems.append((f"faults.{i}.start_s", f"expected before duration_s ({end}), got {fault.start_s}"))
-            if i and fault.start_s < self.faults[i - 1].start_s + self.faults[i - 1].duration_s:
+            if isinstance(fault, AgentRestartFault):
+                continue
+            if last is not None and fault.start_s < self.faults[last].start_s + self.faults[last].duration_s:
                 problems.append(
                     (
                         f"faults.{i}.start_s",
-                        f"expected after the end of fault {i - 1}, in time order, got {fault.start_s}",
+                        f"expected after the end of fault {last}, in time order, got {fault.start_s}",
                     )
                 )
+            last = i
         agent = self.agent
         problems += steady_pollers_stay_connected(self.server.liveness, agent.poll_interval_s, agent.poll_jitter_s)
         rules(problems)
@@ -312,7 +332,15 @@ class Scenario(FrozenModel):
 
     def fault_timeline(self) -> FaultTimeline:
         """The faults as the executors apply them (sim.model.faults)."""
-        return FaultTimeline(tuple(_fault(f) for f in self.faults))
+        return FaultTimeline(tuple(_fault(f) for f in self.faults if not isinstance(f, AgentRestartFault)))
+
+    def agent_restarts(self) -> tuple[AgentRestart, ...]:
+        """The faults that restart agents (sim.model.faults.AgentRestart), which the agents apply."""
+        return tuple(
+            AgentRestart(f.start_s, f.duration_s, f.fraction, f.down_s)
+            for f in self.faults
+            if isinstance(f, AgentRestartFault)
+        )
 
     @property
     def expected_polls_per_s(self) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,9 +29,10 @@ def _pg_unavailable(why: str) -> NoReturn:
     pytest.skip(f"{msg}; set PG_TEST_URL or start it to run the PostgreSQL tests")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL of the test database whose search_path is a fresh schema, dropped afterwards."""
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A URL of the test database whose search_path is a fresh schema, dropped on exit (for
+    fixtures of any scope); skips (fails under CI=true) when PostgreSQL is unreachable."""
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -48,6 +50,13 @@ def pg_url() -> Iterator[str]:
             yield f"{PG_TEST_URL}{sep}options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL of the test database whose search_path is a fresh schema, dropped afterwards."""
+    with pg_schema() as url:
+        yield url
 
 
 def _open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:

@@ -3,7 +3,8 @@
 Two engines read the same scenario and write the same run directory: `simpy` (sim.des: the
 whole lifecycle, a row per request) and `fast` (sim.fast: the polling plane compiled with
 numba, for fleets of 10^5..10^6, latency histograms instead of rows). `auto` picks `fast`
-for a scenario with no operator work and at least FAST_FROM_AGENTS agents, else `simpy`.
+for a scenario of at least FAST_FROM_AGENTS agents that it models whole (no operator work, no
+fault but outages: `sim.fast.scope.not_modelled`), else `simpy`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def register(sub: Any) -> None:
         default="auto",
         help="simpy: the whole lifecycle, a row per request; fast: the polling plane only (registration, "
         "polls, retries, outages), compiled, latency histograms instead of rows, for 10^5..10^6 agents; "
-        f"auto (default): fast when the scenario has no operator work and at least {FAST_FROM_AGENTS:,} agents",
+        f"auto (default): fast for at least {FAST_FROM_AGENTS:,} agents when it models the scenario whole "
+        "(no operator work, no faults but outages), else simpy",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     p.set_defaults(func=_main)
@@ -64,9 +66,9 @@ def pick_engine(engine: str, scenario: Any) -> str:
     """The engine `auto` stands for, for this scenario (see the module docstring)."""
     if engine != "auto":
         return engine
-    from sim.fleet import has_operator_work
+    from sim.fast.scope import not_modelled
 
-    fast = not has_operator_work(scenario) and scenario.fleet.agents >= FAST_FROM_AGENTS
+    fast = scenario.fleet.agents >= FAST_FROM_AGENTS and not not_modelled(scenario)
     return "fast" if fast else "simpy"
 
 
@@ -80,9 +82,9 @@ def _main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if engine == "fast":
         try:
-            from sim.fast.engine import not_modelled
             from sim.fast.run import EXECUTOR
             from sim.fast.run import run_fast as run
+            from sim.fast.scope import not_modelled
         except ImportError as exc:  # numba missing or broken
             raise UsageError(f"the fast engine is not available here: {exc}") from None
         for line in not_modelled(scenario):

@@ -12,7 +12,7 @@ write of a poll, the round trip drawn once per request, the request timeout, the
 outages, and the retry policy with its cap and its number of tries. What it does not model:
 the operator and everything that follows from it (tasks, commands, progress reports, command
 results, log uploads), so a poll never carries a command and never writes a first delivery.
-`not_modelled(scenario)` says which of a scenario's parts are left out.
+`sim.fast.scope.not_modelled(scenario)` says which of a scenario's parts are left out.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.fast import kernel as K
-from sim.fleet import arrival_s, has_operator_work
+from sim.fleet import arrival_s
 from sim.model.distributions import Constant, Distribution, Empirical, Exponential, LogNormal, Uniform
 from sim.model.faults import OutageMode
 from sim.model.liveness import LivenessWrite
@@ -74,23 +74,6 @@ class FastResult:
     @property
     def requests(self) -> int:
         return int(self.counts.sum())
-
-
-def not_modelled(scenario: Scenario) -> list[str]:
-    """The parts of `scenario` the fast engine leaves out, one line each (empty: it models all of it)."""
-    out = []
-    if has_operator_work(scenario):
-        out.append(
-            "the operator's tasks (and with them commands, progress reports, command results, log uploads): "
-            "the fast engine simulates the polling plane only; use --engine simpy for the lifecycle"
-        )
-    kinds = sorted({f.kind for f in scenario.faults if f.kind != "outage"})
-    if kinds:
-        out.append(
-            f"faults of kind {', '.join(kinds)}: the fast engine applies outages only; "
-            "use --engine simpy for added latency, error rates and a slow store"
-        )
-    return out
 
 
 def time_bin_s(duration_s: float) -> float:

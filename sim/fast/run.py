@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.fast.engine import BINS, ENDPOINT_NAMES, OUTCOMES, FastResult, not_modelled, simulate
+from sim.fast.engine import BINS, ENDPOINT_NAMES, OUTCOMES, FastResult, simulate
+from sim.fast.scope import not_modelled
 from sim.records import COMMAND_SCHEMA, TASK_SCHEMA, RunDir, finish_run
 from sim.records.hist import HistGroup, hist_table
 from sim.scenario import Scenario

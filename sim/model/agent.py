@@ -18,6 +18,17 @@ it needs no clock. Behaviour:
 - at-least-once delivery: a command whose acknowledgement the agent has not seen accepted is
   re-delivered by every poll; the agent recognises it by (command, task) and only re-acknowledges.
 - 5xx, timeouts and refused connections are retried by the scenario's retry policy.
+- restarts (`AgentSpec.restarts`, drawn from the scenario's `agent_restart` faults): at its
+  first wake-up after each drawn moment the agent is gone for that restart's down time, then
+  registers again with its source id, polls at once and resumes its migration where the
+  server says it stands; the upload under way and the command it last saw are forgotten.
+- state the server must hear converges: a progress report or a failure report (a `fail`
+  command result) whose tries all failed is kept as the agent's *unsent* state and sent again
+  after every poll that gets through, until the server answers it (2xx, or a 4xx: the server
+  has decided). Only the latest is kept: a newer report supersedes it. Without this, a
+  migration whose last report fell into an outage stayed RUNNING on the server for good.
+  (A command's acknowledgement needs no such care: the server re-delivers the command until
+  it has the acknowledgement.)
 
 Commands of the public SDK's list that this model does not carry out are still answered, so
 that none blocks its source's queue: SKIP is acknowledged with `success` (the real agent skips
@@ -75,6 +86,8 @@ class AgentSpec:
     # operator then acts only on sources whose name starts with it. "" in the simulation,
     # whose server holds nothing else.
     name_prefix: str = ""
+    # (agent time s, down s) of each restart, in time order (sim.model.faults.AgentRestart).
+    restarts: tuple[tuple[float, float], ...] = ()
 
     @property
     def name(self) -> str:
@@ -149,7 +162,9 @@ class _Job:
 class AgentStats:
     commands: int = 0
     redeliveries: int = 0
+    resent: int = 0  # unsent state reports sent again after a poll got through
     migrations_done: int = 0
+    restarts: int = 0
     failures_reported: int = 0
 
 
@@ -166,6 +181,7 @@ class Agent:
         "_violations",
         "_executed",
         "_unacked",
+        "_unsent",
         "_job",
         "_upload",
         "_deleted",
@@ -184,6 +200,7 @@ class Agent:
         self._executed: list[tuple[str, str]] | None = None
         self._poll_call: Call | None = None  # the same request every time: made once
         self._unacked: tuple[str, str] | None = None  # key of the command whose ack is not yet accepted
+        self._unsent: Call | None = None  # the latest state report the server has not had (see module doc)
         self._job: _Job | None = None
         self._upload: tuple[Command, float] | None = None  # (command, model time it finishes)
         self._deleted: frozenset[str] | set[str] = _NOTHING
@@ -219,8 +236,13 @@ class Agent:
             return
         spec = self.spec
         self._next_poll = self.t + stationary_offset(spec.poll_interval_s, spec.poll_jitter_s, self.rng)
+        restarts = spec.restarts  # those still to come (one local: no iterator per idle agent)
         while True:
-            wake = self._next_poll
+            if restarts and self.t >= restarts[0][0]:
+                yield from self._restart(restarts[0][1])
+                restarts = restarts[1:]
+                continue
+            wake = min(self._next_poll, restarts[0][0]) if restarts else self._next_poll
             if self._job is not None and not self._job.paused:
                 wake = min(wake, self._job.next_event(spec.progress_interval_s))
             if self._upload is not None:
@@ -248,6 +270,8 @@ class Agent:
                 self.t += outcome.latency_s
                 if outcome.retryable:
                     outcome = yield from self._retry(self._poll_call, outcome)
+                if outcome.ok and self._unsent is not None:  # the server is back: tell it what it missed
+                    yield from self._resend()
                 if outcome.ok and (outcome.body or outcome.error):  # `{}`: nothing pending
                     yield from self._on_poll(outcome)
                 outcome = None  # not kept alive while the agent sleeps
@@ -273,18 +297,52 @@ class Agent:
         outcome, self.t = yield from retried(call, outcome, self.spec.retry, self.rng, self.t)
         return outcome
 
-    def _register(self) -> _Steps:
+    def _send_state(self, call: Call) -> _Steps:
+        """Send a state report (progress, failure); kept as unsent when every try failed."""
+        self._unsent = None  # superseded by this newer state
+        outcome = yield from self._call(call)
+        if outcome.retryable:
+            self._unsent = call
+        return outcome
+
+    def _resend(self) -> _Steps:
+        call, self._unsent = self._unsent, None
+        assert call is not None
+        self.stats.resent += 1
+        outcome = yield from self._call(call)
+        if outcome.retryable and self._unsent is None:
+            self._unsent = call
+
+    def _restart(self, down_s: float) -> _Steps:
+        """Restart: down for `down_s`, register again with the id kept on disk, resume the migration."""
+        self.stats.restarts += 1
+        self._upload, self._unacked = None, None  # held in memory only: an upload starts again when re-delivered
+        if down_s > 0:
+            yield Sleep(down_s)
+            self.t += down_s
+        yield from self._register(self.source_id)
+        job = self._job
+        if job is not None and not job.paused:  # the work on disk: where the server says it stands
+            yield from self._begin(job.task_id, job.phase)
+        self._next_poll = self.t
+
+    def _register(self, known_id: str | None = None) -> _Steps:
+        """Register (again, with `known_id`, after a restart), retrying while the server is down."""
         body = self.spec.registration()
-        while self.source_id is None:
+        if known_id is not None:
+            body["id"] = known_id
+        while True:
             outcome = yield from self._call(Call("register", body=body))
             if outcome.ok and isinstance(outcome.body, dict) and isinstance(outcome.body.get("id"), str):
-                self.source_id = outcome.body["id"]
-            elif not outcome.retryable:
+                if outcome.body["id"] != self.source_id:
+                    self.source_id, self._poll_call = outcome.body["id"], None
+                return
+            if not outcome.retryable:
                 self._violation(f"registration refused: {outcome.status} {outcome.error_code}")
                 return
-            else:  # the server is still down: try again one poll interval later
-                yield Sleep(self.spec.poll_interval_s)
-                self.t += self.spec.poll_interval_s
+            # the server is still down: try again one poll interval later
+            yield Sleep(self.spec.poll_interval_s)
+            self.t += self.spec.poll_interval_s
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -340,16 +398,18 @@ class Agent:
                 self._violation(f"declined {command.name}{task}: not modelled, answered fail")
         yield from self._acknowledge(command, success=command.name == "SKIP")
 
-    def _acknowledge(self, command: Command | ForeignCommand, success: bool) -> _Steps:
+    def _result_call(self, command: Command | ForeignCommand, success: bool) -> Call:
         name = command.name if isinstance(command, ForeignCommand) else command.name.value
-        call = Call(
+        return Call(
             "command_result",
             source_id=self.source_id or "",  # registered: commands come only after registration
             body={"command_name": name, "result": "success" if success else "fail", "result_detail": {}},
             command_name=name,
             task_id=command.task_id or "",
         )
-        outcome = yield from self._call(call)
+
+    def _acknowledge(self, command: Command | ForeignCommand, success: bool) -> _Steps:
+        outcome = yield from self._call(self._result_call(command, success))
         # SMS.2009 means the server no longer has it pending: an earlier attempt got through.
         if outcome.ok or outcome.error_code == "SMS.2009":
             if self._unacked == command.key:
@@ -445,7 +505,8 @@ class Agent:
             command = Command(
                 CommandName.START if job.phase is Phase.MIGRATE else CommandName.SYNC, task_id=job.task_id
             )
-            yield from self._acknowledge(command, success=False)
+            # Not an acknowledgement (nothing is pending): a report, re-sent until the server has it.
+            yield from self._send_state(self._result_call(command, success=False))
             return
         if done >= duration - 1e-9:
             yield from self._report(job, name, 100)
@@ -468,4 +529,4 @@ class Agent:
         }
         if name in TRANSFER_SUBTASKS:
             body["migrate_speed"] = self.spec.bandwidth_mbps
-        yield from self._call(Call("progress", task_id=job.task_id, body=body))
+        yield from self._send_state(Call("progress", task_id=job.task_id, body=body))

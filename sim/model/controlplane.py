@@ -283,7 +283,7 @@ class ControlPlane:
             src = tx.get_source(spec.source_id)
             current = src.current_task_id if src is not None and src.project_id == project else None
         if current is not None:
-            self._settle(current, now)
+            self._settle(project, current, now)
         with self.store.write() as tx:
             src = tx.get_source(spec.source_id, lock=True)
             if src is None or src.project_id != project:
@@ -315,7 +315,7 @@ class ControlPlane:
     def act(self, project: str, task_id: str, action: Action, now: float, *, log_bucket: str | None = None) -> None:
         """An operator action: start, stop, restart, sync, collect_log (needs `log_bucket`) or delete."""
         trigger = Trigger.for_action(action)
-        self._settle(task_id, now)  # a STOP or DELETE nobody will acknowledge: completed first
+        self._settle(project, task_id, now)  # a STOP or DELETE nobody will acknowledge: completed first
         with self.store.write() as tx:
             task = self._task(tx, project, task_id, lock=True)
             move = transition(task.state, trigger)
@@ -347,12 +347,13 @@ class ControlPlane:
             if action is Action.STOP or action is Action.DELETE:
                 self._settle_orphan(tx, task, now)  # the agent is gone already: nobody to tell
 
-    def _settle(self, task_id: str, now: float) -> None:
+    def _settle(self, project: str, task_id: str, now: float) -> None:
         """`_settle_orphan` in a transaction of its own (a later rejection must not undo it);
-        a read first, so that the usual case, a task in no such state, writes nothing."""
+        a read first, so that the usual case, a task in no such state, writes nothing. Only an
+        action of the task's own project settles it: another project's is a 404 that changes nothing."""
         with self.store.read() as tx:
             task = tx.get_task(task_id)
-            if task is None or task.state not in (TaskState.ABORTING, TaskState.DELETING):
+            if task is None or task.project_id != project or task.state not in (TaskState.ABORTING, TaskState.DELETING):
                 return
         with self.store.write() as tx:
             task = tx.get_task(task_id, lock=True)

@@ -23,6 +23,16 @@ therefore queues the requests behind it: with a write lock, a slow write delays 
 that must write after it. A request meets the fault its transaction begins in (the simulated
 server asks when its service starts; the reference server sleeps inside the transaction).
 
+One kind happens to the agents, not to the server: `AgentRestart` restarts a `fraction` of
+the fleet, each agent at a moment drawn uniformly in its window (`sim.fleet` draws who and
+when, seeded per agent, so a simulation and a load test restart the same agents at the same
+times). A restarted agent is gone for `down_s` (it sends nothing), then registers again with
+the id it keeps on disk and polls at once; it keeps what a real agent keeps on disk (its
+source id, the task it runs, its unsent report) and loses what it held in memory (an upload
+under way, which command it last saw). The agent model carries it out (`sim.model.agent`), so
+both executors apply it the same way; it may overlap the server's faults (a power cut takes
+both), and it is not part of the server's timeline.
+
 The simulated server asks `fault_at(t)` of every request when it arrives (a bisection over
 the windows, which are in time order and do not overlap). The load test's server holds the
 same faults as a `state()` mapping set through its admin endpoint; `FaultTimeline.changes()`
@@ -32,6 +42,7 @@ lists the times at which that state changes, which `smsload load` walks on the s
 from __future__ import annotations
 
 import bisect
+import random
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -139,6 +150,22 @@ class SlowStore:
 
 
 Fault = Outage | Latency | ErrorRate | SlowStore
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRestart:
+    """From `start_s` for `duration_s` seconds a `fraction` of the agents restart, each down `down_s`."""
+
+    start_s: float
+    duration_s: float
+    fraction: float
+    down_s: float = 5.0
+
+    def draw(self, rng: random.Random) -> float | None:
+        """When one agent restarts (run time, s), or None if it is not among the `fraction`."""
+        if rng.random() >= self.fraction:
+            return None
+        return self.start_s + rng.random() * self.duration_s
 
 
 class FaultTimeline:

@@ -26,6 +26,7 @@ from sim.records.load import load_run
 from sim.records.manifest import new_manifest, now_iso, t0_epoch_of
 from sim.records.schema import REQUEST_SCHEMA, TABLES, file_schema
 from sim.records.summary import summarize
+from sim.records.unfinished import LISTED_AT_MOST, stuck_after_s, unfinished_tasks
 from sim.scenario import Scenario
 
 
@@ -147,6 +148,15 @@ def finish_run(
         summary = summarize_histograms(loaded.histograms, loaded.latency_bins, loaded.tasks, loaded.commands, length)
     else:
         summary = summarize(loaded.requests, loaded.tasks, loaded.commands, length)
+    unfinished = unfinished_tasks(
+        loaded.tasks, loaded.requests, loaded.commands, length, stuck_after := stuck_after_s(run.manifest["scenario"])
+    )
+    summary["tasks"].update(
+        stuck=sum(u["stuck"] for u in unfinished),
+        stuck_after_s=stuck_after,
+        unfinished=unfinished[:LISTED_AT_MOST],
+        unfinished_count=len(unfinished),
+    )
     summary.update(extra_summary or {})
     run.finish(
         summary,

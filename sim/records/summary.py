@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 
 from sim.records.quantiles import QUANTILES, quantiles
+from sim.records.unfinished import IN_FLIGHT
 
 _PROBS = np.array(list(QUANTILES.values()))
-# A task whose last state is one of these at the end of a run is still in flight: "stuck" when
-# the run has ended (READY is not: it waits for the operator, not for the agent or the server).
-IN_FLIGHT = ("RUNNING", "SYNCING", "ABORTING", "DELETING")
 
 
 def stats(values: np.ndarray) -> dict[str, float | None]:
@@ -90,7 +88,9 @@ def task_summary(tasks: pd.DataFrame) -> dict[str, Any]:
 
 
 def stuck_tasks(tasks: pd.DataFrame) -> pd.Series:
-    """Each task left in flight at the end of the run (its last state in IN_FLIGHT): task_id -> state."""
+    """Each task left in flight at the end of the run (its last state in IN_FLIGHT): task_id -> state.
+
+    The count of a run that predates `sim.records.unfinished` (which tells in flight from stuck)."""
     if tasks.empty:
         return pd.Series(dtype=object)
     last = tasks.sort_values("t_s", kind="stable").groupby("task_id")["to_state"].last()

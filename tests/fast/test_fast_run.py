@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.fast.engine import not_modelled, simulate
+from sim.fast.engine import simulate
 from sim.fast.run import run_fast
+from sim.fast.scope import not_modelled
 from sim.records import load_run
-from sim.scenario import Scenario, validate_scenario
+from sim.scenario import AgentRestartFault, Scenario, validate_scenario
 from sim.scenarios import find_scenario
 
 
@@ -95,3 +96,13 @@ def test_smsload_sim_engine_fast_and_auto(tmp_path: Path, capsys: pytest.Capture
     assert "not modelled" in capsys.readouterr().err
     assert load_run(tmp_path / "d").manifest["not_modelled"]
     assert main(["report", str(tmp_path / "d")]) == 0
+
+
+def test_auto_keeps_a_scenario_with_faults_the_fast_engine_leaves_out_on_simpy() -> None:
+    from sim.des.cli import pick_engine
+
+    big = polling().with_overrides(agents=20_000)
+    assert pick_engine("auto", big) == "fast"
+    restarts = big.model_copy(update={"faults": (AgentRestartFault(start_s=10, duration_s=5, fraction=0.1),)})
+    assert any("agent_restart" in line for line in not_modelled(restarts))
+    assert pick_engine("auto", restarts) == "simpy" and pick_engine("fast", restarts) == "fast"

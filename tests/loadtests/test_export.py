@@ -9,6 +9,7 @@ there at all, the tables are rebuilt from the request rows and the manifest says
 from __future__ import annotations
 
 import http.server
+import json
 import socket
 import threading
 import time
@@ -74,11 +75,16 @@ def test_a_refused_token_is_not_an_export(server: tuple[str, float]) -> None:
 
 
 class _NoExport(http.server.BaseHTTPRequestHandler):
-    """A server that is not the reference server: 404 for everything, as a staging SMS answers here."""
+    """A server that is not the reference server: 404 for its export, as a staging SMS answers here;
+    every task it is asked about is RUNNING (its public view, `GET /v3/tasks/{id}`)."""
 
     def do_GET(self) -> None:  # the stdlib's name for it
-        body = b'{"error_code": "SMS.0404", "error_msg": "not found"}'
-        self.send_response(404)
+        if self.path.startswith("/v3/tasks/"):
+            task_id = self.path.rsplit("/", 1)[1]
+            body, status = json.dumps({"id": task_id, "state": "RUNNING"}).encode(), 200
+        else:
+            body, status = b'{"error_code": "SMS.0404", "error_msg": "not found"}', 404
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -107,7 +113,14 @@ def test_without_an_export_the_tables_are_rebuilt_from_the_requests(requests: pd
         httpd.server_close()
     assert source.startswith(NOTE) and "HTTP 404" in source
     expected_tasks, expected_commands = observed_tables("run-2", requests)
-    assert tasks.equals(expected_tasks) and commands.equals(expected_commands) and tasks.num_rows > 0
+    assert commands.equals(expected_commands) and expected_tasks.num_rows > 0
+    # The observed rows, then one row per task whose last observed state the API's view contradicts.
+    assert tasks.slice(0, expected_tasks.num_rows).equals(expected_tasks)
+    observed = expected_tasks.to_pandas().sort_values("t_s", kind="stable").groupby("task_id")["to_state"].last()
+    ends = tasks.slice(expected_tasks.num_rows).to_pandas()
+    assert set(ends["task_id"]) == set(observed[observed != "RUNNING"].index)
+    assert set(ends["to_state"]) == {"RUNNING"} and set(ends["trigger"]) == {"final_view"}
+    assert f"final states read from /v3/tasks/{{task_id}} for {len(observed)} of {len(observed)} tasks" in source
 
 
 def test_an_unreachable_server_falls_back_too(requests: pd.DataFrame) -> None:

@@ -283,3 +283,104 @@ def test_commands_outside_the_model_are_answered_not_left_pending(api: InMemoryA
     assert len(d.calls_to("poll")) >= 5 and not pending["on"]
     declined = [] if name == "SKIP" else [f"declined {name} for task t-1: not modelled, answered fail"]
     assert d.agent.violations == declined
+
+
+# -- converging after faults: unsent state re-sent, restarts ----------------------------------
+
+DOWN = Outcome(503, {"error_code": "SMS.0503", "error_msg": "down"})
+
+
+def _down_for(endpoint: str, start: float, end: float) -> tuple[list[float], object]:
+    """A fault answering 503 to `endpoint` (every endpoint for "*") from `start` to `end`."""
+    refused: list[float] = []
+
+    def fault(call: Call, t: float) -> Outcome | None:
+        if start <= t < end and endpoint in ("*", call.endpoint):
+            refused.append(t)
+            return DOWN
+        return None
+
+    return refused, fault
+
+
+def test_the_last_report_lost_in_an_outage_is_sent_again_once_the_server_is_back() -> None:
+    api = InMemoryApi()
+    down: list[float] = []  # the server goes down, for 30 s, as the migration's last report is sent
+
+    def fault(call: Call, t: float) -> Outcome | None:
+        if not down and call.endpoint == "progress" and call.body["subtask_name"] == "DETTACH_AGENT_IMAGE":
+            if call.body["progress"] == 100:
+                down.append(t)
+        return DOWN if down and t < down[0] + 30 else None
+
+    d, task_id = _started(api, 11, fault=fault)
+    d.run_until(200)
+    assert down and d.agent.stats.migrations_done == 1  # the agent finished while the server was down
+    failed = [t for t, c, o in d.calls_to("progress") if not o.ok]
+    assert len(failed) >= SPEC.retry.attempts()  # every try of the last report failed ...
+    assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS  # ... and the server has it all the same
+    assert d.agent.stats.resent >= 1
+    last = [(t, c) for t, c, o in d.calls_to("progress") if o.ok][-1]
+    assert last[0] >= down[0] + 30 and (last[1].body["subtask_name"], last[1].body["progress"]) == (
+        "DETTACH_AGENT_IMAGE",
+        100,
+    )
+
+
+def test_a_failure_report_lost_in_an_outage_still_fails_the_task() -> None:
+    api = InMemoryApi()
+    spec = replace(SPEC, failure_probability=1.0)
+    d, task_id = _started(api, 12, spec=spec)
+    d.run_until(1 + 4 + TRANSFER_S + 5)
+    assert _state(api, task_id) is TaskState.MIGRATE_FAIL  # without a fault: reported at once
+    api2 = InMemoryApi()
+    refused, fault = _down_for("command_result", 0, 1 + 4 + TRANSFER_S + 20)
+    d2, task2 = _started(api2, 12, spec=spec, fault=fault)
+    d2.run_until(1 + 4 + TRANSFER_S + 10)
+    assert _state(api2, task2) is TaskState.RUNNING and refused
+    d2.run_until(1 + 4 + TRANSFER_S + 40)
+    assert _state(api2, task2) is TaskState.MIGRATE_FAIL
+    fails = [o for _, c, o in d2.calls_to("command_result") if c.body["result"] == "fail"]
+    assert fails[-1].ok and all(not o.ok for o in fails[:-1])
+
+
+def test_a_newer_report_supersedes_the_unsent_one_and_a_4xx_drops_it() -> None:
+    api = InMemoryApi()
+    refused, fault = _down_for("progress", 20, 24)
+    d, task_id = _started(api, 13, fault=fault)
+    d.run_until(60)
+    # Reports failed in the window; the next report, with newer progress, took their place.
+    assert refused
+    sent_after = [c.body["progress"] for t, c, o in d.calls_to("progress") if t >= 24 and o.ok]
+    assert sent_after == sorted(sent_after)  # never an older state after a newer one
+    assert d.agent.stats.resent == 0  # superseded before the next poll: nothing to re-send
+    # A report the server refuses for good (the task was stopped and deleted meanwhile) is not kept.
+    api.cp.act("default", task_id, Action.STOP, d.t)
+    d.run_until(70)
+    assert d.agent._unsent is None
+
+
+def test_a_restarted_agent_registers_again_with_its_id_and_resumes_its_migration() -> None:
+    api = InMemoryApi()
+    spec = replace(SPEC, restarts=((40.0, 5.0),))
+    d = Driver(Agent(spec, random.Random(14)), api)
+    d.run_until(1)
+    source_id = d.agent.source_id
+    task_id = _task(api, source_id)
+    api.cp.act("default", task_id, Action.START, d.t)
+    d.run_until(200)
+    registrations = d.calls_to("register")
+    assert len(registrations) == 2 and registrations[1][1].body["id"] == source_id
+    assert registrations[1][0] >= 45.0  # down for 5 s from t = 40: nothing sent meanwhile
+    assert not [t for t, _, _ in d.calls if 40.0 < t < 45.0]
+    assert d.agent.source_id == source_id and d.agent.stats.restarts == 1
+    # It asked where the task stands and went on from there, not from the start.
+    views = [t for t, _, _ in d.calls_to("get_task")]
+    assert len(views) == 2 and views[1] >= 45.0
+    transfer = [
+        c.body["progress"] for t, c, _ in d.calls_to("progress") if c.body["subtask_name"] == "MIGRATE_LINUX_FILE"
+    ]
+    resumed = [p for t, c, _ in d.calls_to("progress") if t >= 45.0 for p in [c.body["progress"]]]
+    assert resumed and resumed[0] > 0 and transfer == sorted(transfer)
+    assert _state(api, task_id) is TaskState.MIGRATE_SUCCESS
+    assert d.agent.violations == []

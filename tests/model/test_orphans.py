@@ -57,6 +57,17 @@ def test_stop_then_delete_of_a_gone_agent_completes_after_the_timeout(store: Sto
     assert cp.get_task(P, new).state is TaskState.READY
 
 
+def test_another_projects_action_does_not_settle_a_stuck_stop(store: Store) -> None:
+    cp, sid, tid = _running(store)
+    cp.act(P, tid, Action.STOP, 20.0)
+    later = 10.0 + GONE_AFTER + 1
+    for action in (Action.START, Action.DELETE, Action.STOP):
+        with pytest.raises(NotFound):  # another project: as if the task did not exist, and nothing moves
+            cp.act("other", tid, action, later)
+    assert cp.get_task(P, tid).state is TaskState.ABORTING
+    assert [c.result for c in store.commands() if c.name is CommandName.STOP] == [None]
+
+
 def test_a_new_task_on_a_source_with_a_stuck_stop_is_accepted_after_the_timeout(store: Store) -> None:
     cp, sid, tid = _running(store)
     cp.act(P, tid, Action.STOP, 20.0)

@@ -9,11 +9,13 @@ one module do not see each other's state.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from sim.server.process import RunningServer, run_server
@@ -42,6 +44,23 @@ def reference_server(server_process: tuple[RunningServer, dict[str, str]]) -> tu
 def server_log(server_process: tuple[RunningServer, dict[str, str]]) -> Path:
     """Where the reference server's output goes."""
     return server_process[0].log_path
+
+
+def processes_gone(pids: list[int], within_s: float) -> bool:
+    """Whether the processes `pids` are all gone (or zombies) within `within_s` seconds."""
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 class Sms:

@@ -17,16 +17,7 @@ import psutil
 import pytest
 
 from sim.server.process import serve_command, wait_ready
-
-
-def _gone(pids: list[int], within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            return True
-        time.sleep(0.1)
-    return False
+from tests.server.conftest import processes_gone
 
 
 @pytest.mark.slow
@@ -42,7 +33,7 @@ def test_kill_9_of_serve_takes_its_workers_and_frees_the_port(tmp_path: Path) ->
         assert workers, "expected worker processes"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        assert _gone(workers, within_s=10), f"workers still running: {workers}"
+        assert processes_gone(workers, within_s=10), f"workers still running: {workers}"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from sim.server.process import run_server
-from tests.conftest import PG_TEST_URL, _pg_unavailable
+from tests.conftest import pg_schema
 from tests.server.conftest import Sms
 
 PROGRESS = {"subtask_name": "CREATE_CLOUD_SERVER", "progress": 10, "replicatesize": 0, "totalsize": 1}
@@ -30,27 +29,16 @@ PROGRESS = {"subtask_name": "CREATE_CLOUD_SERVER", "progress": 10, "replicatesiz
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sms, Sms]]:
     """A 4-worker server on PostgreSQL (a fresh schema) and clients of its two projects."""
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_TEST_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _pg_unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer")
-    admin.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_TEST_URL else "?"
-    url = f"{PG_TEST_URL}{sep}options=-csearch_path%3D{schema}"
     tmp = tmp_path_factory.mktemp("pg_server")
     tokens = {p: f"tok-{p}-{secrets.token_hex(8)}" for p in ("alpha", "beta")}
-    try:
-        with run_server(url, [f"{t}={p}" for p, t in tokens.items()], tmp / "server.log", workers=4) as server:
-            a, b = Sms(server.base_url, tokens["alpha"]), Sms(server.base_url, tokens["beta"])
-            yield a, b
-            a.http.close()
-            b.http.close()
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    with (
+        pg_schema() as url,
+        run_server(url, [f"{t}={p}" for p, t in tokens.items()], tmp / "server.log", workers=4) as server,
+    ):
+        a, b = Sms(server.base_url, tokens["alpha"]), Sms(server.base_url, tokens["beta"])
+        yield a, b
+        a.http.close()
+        b.http.close()
 
 
 @pytest.mark.parametrize("param", ["limit", "offset"])
