@@ -75,7 +75,7 @@ def test_the_engine_says_what_it_leaves_out() -> None:
     assert any("operator" in line for line in not_modelled(quickstart))
     slow = polling(faults=[{"kind": "slow_store", "start_s": 60, "duration_s": 10, "added_ms": 5}])
     [line] = not_modelled(slow)
-    assert line.startswith("faults of kind slow_store:") and "a slow store" in line
+    assert line.startswith("faults of kind slow_store:") and "--engine simpy" in line
     assert not_modelled(polling()) == []  # an outage it models
 
 
