@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
         description="Run SCENARIO's agents and operator as Locust users over real HTTP, against the reference "
         "server started for the run or against --host. Writes a run directory with the simulation's "
         "schema (manifest.json, requests.parquet, tasks.parquet, commands.parquet, summary.json) "
-        "plus generator.parquet (and server.parquet, the target's /metrics every second), and prints a summary.",
+        "plus generator.parquet (and server.parquet, the target's /metrics every second), and prints a summary.\n\n"
+        "At the end the scenario's `slo:` is checked and its pass/fail table printed (as `smsload check RUN`). "
+        "Exit 0: the run held and met every objective; 1: an objective violated or not measured, or the run "
+        "itself failed (incomplete, load generator saturated, Locust failed); 2: bad input; 130: interrupted.",
         examples=[
             "smsload load quickstart --duration-s 30 --agents 500 --out runs/try",
             "SMS_AUTH_TOKEN=... smsload load capacity-baseline --host https://sms.staging.example",

@@ -32,6 +32,9 @@ def describe(state: dict[str, Any]) -> str:
         return f"added latency {state['latency_ms']} ms"
     if state.get("error_rate"):
         return f"error rate {state['error_rate']:g} ({state.get('error_status', 503)})"
+    if state.get("slow_store"):
+        slow = state["slow_store"]
+        return f"slow store {slow['added_ms']} ms per {'write' if slow.get('writes_only', True) else 'transaction'}"
     return "no fault"
 
 

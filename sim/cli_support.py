@@ -14,14 +14,15 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from sim.scenario import Scenario, ScenarioError
-from sim.scenario_shorten import shorten
 from sim.scenarios import find_scenario, shipped_names
+
+if TYPE_CHECKING:  # rich and pydantic are imported when a command runs: `smsload --help` needs neither
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sim.scenario import Scenario
 
 SCENARIO_HELP = f"scenario YAML file, or the name of a shipped scenario ({', '.join(shipped_names())})"
 
@@ -71,6 +72,9 @@ def scenario_from_args(
     A `duration_s` shorter than the scenario's runs the part of it that fits
     (`sim.scenario_shorten`); what was dropped is said in one line through `say`.
     """
+    from sim.scenario_shorten import shorten
+    from sim.scenario_yaml import ScenarioError
+
     check_positive(agents=agents, duration_s=duration_s)
     try:
         scenario = find_scenario(ref).with_overrides(agents=agents, seed=seed)
@@ -92,6 +96,8 @@ def refuse_existing_run(out: Path) -> None:
 
 def print_run_summary(out: Path) -> None:
     """The run's per-endpoint table on stdout, as wide as it needs."""
+    from rich.console import Console
+
     from sim.records import load_run  # pandas: imported when a run has finished, not at every start
     from sim.report_text import print_summary
 
@@ -115,6 +121,8 @@ class LazyProgress:
         if self.bar is None:
             if time.perf_counter() - self.t0 < self.after_s:
                 return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self.bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

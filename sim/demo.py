@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.cli_support import UsageError, add_command
-from sim.scenario import Scenario
 
 if TYPE_CHECKING:
     from sim.report.analysis import RunAnalysis
+    from sim.scenario import Scenario
 
 QUICKSTART = "quickstart"  # a shipped scenario (sim/scenarios), found wherever the package is installed
 STEPS = 5

@@ -12,16 +12,14 @@ Every problem in a file, however many, comes back in one `ScenarioError` as
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from sim.model.distributions import Constant, LogNormal, Uniform
-from sim.model.faults import AgentRestart, ErrorRate, FaultTimeline, Latency, Outage, OutageMode
+from sim.model.faults import AgentRestart, ErrorRate, FaultTimeline, Latency, Outage, OutageMode, SlowStore
 from sim.model.lifecycle import OsType
 from sim.model.retry import RetryPolicy
 from sim.scenario_fields import (
@@ -32,7 +30,6 @@ from sim.scenario_fields import (
     Positive,
     PositiveDist,
     RetryField,
-    ScenarioError,
     Whole,
     by_kind,
     fail,
@@ -41,6 +38,7 @@ from sim.scenario_fields import (
 )
 from sim.scenario_limits import limit_problems
 from sim.scenario_server import ENDPOINTS, ServerConfig, steady_pollers_stay_connected
+from sim.scenario_yaml import MAX_DEPTH, ScenarioError, load_yaml, read_scenario_text
 from sim.slo import SloError, parse_slo
 
 __all__ = [
@@ -205,6 +203,16 @@ class ErrorRateFault(FrozenModel):
     status: Literal[500, 503] = 503
 
 
+class SlowStoreFault(FrozenModel):
+    """Every store write (and read, unless `writes_only`) in the window takes `added_ms` longer, holding its worker."""
+
+    kind: Literal["slow_store"] = "slow_store"
+    start_s: NonNegative
+    duration_s: Positive
+    added_ms: PositiveDist
+    writes_only: bool = True
+
+
 class AgentRestartFault(FrozenModel):
     """A `fraction` of the agents restart, each at a moment in the window; down `down_s`, then register again."""
 
@@ -215,25 +223,29 @@ class AgentRestartFault(FrozenModel):
     down_s: NonNegative = 5.0
 
 
+ServerFault = OutageFault | LatencyFault | ErrorRateFault | SlowStoreFault  # the server's timeline
 Fault = Annotated[
-    OutageFault | LatencyFault | ErrorRateFault | AgentRestartFault,
+    ServerFault | AgentRestartFault,
     by_kind(
         {
             "outage": OutageFault,
             "latency": LatencyFault,
             "error_rate": ErrorRateFault,
+            "slow_store": SlowStoreFault,
             "agent_restart": AgentRestartFault,
         }
     ),
 ]
 
 
-def _fault(f: OutageFault | LatencyFault | ErrorRateFault) -> Outage | Latency | ErrorRate:
+def _fault(f: ServerFault) -> Outage | Latency | ErrorRate | SlowStore:
     """A scenario's fault as the executors apply it (sim.model.faults)."""
     if isinstance(f, OutageFault):
         return Outage(f.start_s, f.duration_s, f.mode)
     if isinstance(f, LatencyFault):
         return Latency(f.start_s, f.duration_s, f.added_ms)
+    if isinstance(f, SlowStoreFault):
+        return SlowStore(f.start_s, f.duration_s, f.added_ms, f.writes_only)
     return ErrorRate(f.start_s, f.duration_s, f.fraction, f.status)
 
 
@@ -382,104 +394,11 @@ def validate_scenario(data: Any, source: str | None = None) -> Scenario:
     return scenario
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e3` as a number (YAML 1.2) and refuses duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-# PyYAML follows YAML 1.1, where a float needs a dot: `1e3` would be the string "1e3".
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-# A scenario is a few dozen fields: bounds far above that, and far below what hurts (a 9^9
-# "billion laughs" alias bomb, 20,000 nested brackets that overflow the parser's recursion).
-MAX_TEXT_CHARS = 1_000_000
-MAX_DEPTH = 32
-MAX_NODES = 100_000  # after expanding aliases
-
-
-def _check_shape(root: yaml.Node) -> None:
-    """Refuse a document whose aliases expand past MAX_NODES, nested past MAX_DEPTH, or with a
-    key that is not a plain scalar (a list or mapping as a key), before any of it is built."""
-    sizes: dict[int, int] = {}  # expanded size per node (aliases share nodes: count each once)
-
-    def size(node: yaml.Node, depth: int) -> int:
-        if depth > MAX_DEPTH:
-            raise ScenarioError([("", f"nested more than {MAX_DEPTH} levels deep (line {node.start_mark.line + 1})")])
-        if id(node) in sizes:
-            return sizes[id(node)]
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if not isinstance(key, yaml.ScalarNode):
-                    line = key.start_mark.line + 1
-                    raise ScenarioError([("", f"a key must be a plain name, not a list or mapping (line {line})")])
-                total += 1 + size(value, depth + 1)
-                if total > MAX_NODES:
-                    break
-        elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                total += size(item, depth + 1)
-                if total > MAX_NODES:
-                    break
-        if total > MAX_NODES:
-            raise ScenarioError([("", f"expected at most {MAX_NODES:,} values once aliases are expanded")])
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
-
-
-def _load_yaml(text: str) -> Any:
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        _check_shape(root)
-        return loader.construct_document(root)
-    finally:
-        loader.dispose()
-
-
 def parse_scenario(text: str, source: str = "<string>") -> Scenario:
     """Parse YAML text into a Scenario, or raise ScenarioError (syntax errors carry line and column)."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise ScenarioError([("", f"expected at most {MAX_TEXT_CHARS:,} characters, got {len(text):,}")], source)
-    try:
-        data = _load_yaml(text)
-    except ScenarioError as exc:
-        raise ScenarioError(exc.problems, source) from None
-    except RecursionError:  # the parser recurses per nesting level, before the depth check can run
-        raise ScenarioError([("", f"nested more than {MAX_DEPTH} levels deep")], source) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ScenarioError([("", f"invalid YAML{where}: {exc.problem}")], source) from None
-    except yaml.YAMLError as exc:  # one line: PyYAML's message spans several
-        raise ScenarioError([("", f"invalid YAML: {' '.join(str(exc).split())}")], source) from None
-    return validate_scenario(data, source)
+    return validate_scenario(load_yaml(text, source), source)
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; every problem comes back in one ScenarioError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([("", "no such file")], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([("", f"cannot read the file: {exc}")], str(path)) from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_scenario_text(path), str(path))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.cli_support import SCENARIO_HELP, add_command
-from sim.scenario import Scenario, ScenarioError
 from sim.scenarios import find_scenario
+
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +46,8 @@ def summary(scenario: Scenario) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from sim.scenario_yaml import ScenarioError  # PyYAML: imported by the command, not by `smsload --help`
+
     failed = 0
     for path in args.scenarios:
         try:

@@ -31,20 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from sim.model.distributions import Constant, Distribution, Empirical, Exponential, LogNormal, Uniform
 from sim.model.retry import RetryPolicy, RetryPolicyName
-
-Problem = tuple[str, str]
-
-
-class ScenarioError(Exception):
-    """Every problem found in a scenario, each `(dotted field path, message)`; "" is the file itself."""
-
-    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        return [f"{path or self.source or '<scenario>'}: {msg}" for path, msg in self.problems]
+from sim.scenario_yaml import Problem
 
 
 def fail(message: str) -> NoReturn:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from sim.scenario_fields import Problem
+from sim.scenario_yaml import Problem
 
 if TYPE_CHECKING:
     from sim.scenario import Scenario

@@ -21,7 +21,8 @@ from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, mo
 from sim.model.distributions import Constant, Distribution, Exponential
 from sim.model.intents import ENDPOINTS as _MODEL_ENDPOINTS
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
-from sim.scenario_fields import FrozenModel, NonNegative, NonNegativeDist, Pick, Positive, Problem, Whole, fail, rules
+from sim.scenario_fields import FrozenModel, NonNegative, NonNegativeDist, Pick, Positive, Whole, fail, rules
+from sim.scenario_yaml import Problem
 
 # Keys of `server.service_ms`: the endpoint names the models use (sim.model.intents), and `default`.
 ENDPOINTS: tuple[str, ...] = tuple(_MODEL_ENDPOINTS)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.scenario import ScenarioError, parse_scenario
 
 CORPUS = Path(__file__).parent / "fixtures" / "bad_scenarios"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -66,3 +67,41 @@ def test_the_worst_files_are_exit_2_as_real_commands(tmp_path: Path) -> None:
             assert r.returncode == 2, (command, name, r.stderr)
             assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (command, name, r.stderr)
             assert not out.exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: " + "[" * 20_000, 1),  # the corpus's deep-nesting.yaml, in every shape the scanner opens a level
+        ("name: " + "{a: " * 20_000, 1),
+        ("name: " + "[" * 20_000 + "]" * 20_000, 1),
+        ("name:\n" + "- " * 20_000 + "x", 2),
+        ("name:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 1_000)), 34),
+    ],
+)
+def test_deep_nesting_is_refused_with_the_line(text: str, line: int) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "deep.yaml")
+    assert info.value.lines() == [f"deep.yaml: nested more than 32 levels deep (line {line})"]
+
+
+def test_nesting_up_to_the_limit_is_only_a_field_problem() -> None:
+    base = "name: x\nduration_s: 10\nfleet: {agents: 1}\ndescription: "
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(base + "[" * 31 + "]" * 31)  # 32 levels below the root mapping
+    assert [path for path, _ in info.value.problems] == ["description"]
+
+
+def test_deep_nesting_is_exit_2_with_one_line_as_a_real_command() -> None:
+    # Refused by the YAML scanner before the scenario models (pydantic) are imported: what keeps it fast.
+    path = CORPUS / "deep-nesting.yaml"
+    code = (
+        "import sys; from sim.cli import main; rc = main(['validate', sys.argv[1]]); "
+        "print(rc, 'pydantic' in sys.modules, 'sim.scenario' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["2", "False", "False"], r.stderr
+    assert r.stderr.splitlines() == [f"{path}: 1 problem", f"  {path}: nested more than 32 levels deep (line 2)"]
+    r = _run("sim", str(path), "--out", "/nonexistent/never-written")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f"smsload sim: error: {path}: nested more than 32 levels deep (line 2)"]

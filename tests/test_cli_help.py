@@ -72,3 +72,12 @@ def test_scenario_positionals_share_one_name() -> None:
         if not a.option_strings and "scenario" in (a.help or "").lower()
     }
     assert names == {"SCENARIO"}
+
+
+def test_help_imports_no_heavy_library() -> None:
+    # `smsload --help` and every subcommand's parser are built without what the commands run on:
+    # a command imports its own libraries when it runs.
+    heavy = ["pydantic", "pandas", "numpy", "numba", "simpy", "httpx", "starlette", "locust", "rich", "yaml"]
+    code = "import sys; from sim.cli import build_parser; build_parser(); print(*set(sys.argv[1:]) & set(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code, *heavy], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == [], done.stdout + done.stderr

@@ -27,7 +27,10 @@ free and whose service ends in time is served in the agent's own process, with n
 event. During an outage of the scenario's fault timeline (`sim.model.faults`) a request
 fails at the door after its round trip, without a worker; in an error-rate window a request
 drawn for an error does the same with the window's status; in a latency window a request waits
-its added delay on arrival, before it queues (the delay counts towards its timeout).
+its added delay on arrival, before it queues (the delay counts towards its timeout). In a
+slow-store window a store transaction (a write; a read too unless the fault is `writes_only`)
+whose service starts in the window takes the fault's added time more, inside its service:
+holding its worker and, for a write, the write lock.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import simpy
 
 from sim.model.api import POLL_ENDPOINTS, InMemoryApi
 from sim.model.distributions import Constant, Distribution
-from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage
+from sim.model.faults import ErrorRate, FaultTimeline, Latency, Outage, SlowStore
 from sim.model.intents import ENDPOINTS, WRITE_ENDPOINTS, Call, Model, Outcome, Sleep
 from sim.records import OPERATOR_ID, RequestLog
 
@@ -113,12 +116,20 @@ class SimServer:
         """Half of one round trip drawn for a request: its way out and its way back."""
         return self._half_rtt_const if self._half_rtt_const is not None else self.rtt.sample(self.rng) / 2000.0
 
-    def _cost(self, call: Call) -> tuple[Distribution, _Fifo | None]:
-        """The service time of `call` now, and the lock it takes (None: it does not write)."""
+    def _cost(self, call: Call) -> tuple[Distribution, bool]:
+        """The service time of `call` now, and whether it writes (then it takes the lock, if any)."""
         endpoint = call.endpoint
         if endpoint in POLL_ENDPOINTS and self._plane.poll_would_write(self._project, call.source_id, self.env.now):
-            return self.poll_write, self.lock
-        return self.service[endpoint], (self.lock if endpoint in WRITE_ENDPOINTS else None)
+            return self.poll_write, True
+        return self.service[endpoint], endpoint in WRITE_ENDPOINTS
+
+    def _slow_store_s(self, writes: bool) -> float:
+        """What a slow store adds to a transaction (a write, or a read) whose service starts now."""
+        assert self.faults is not None
+        fault = self.faults.fault_at(self.env.now)
+        if isinstance(fault, SlowStore) and fault.applies(writes):
+            return fault.added_ms.sample(self.rng) / 1000.0
+        return 0.0
 
     def serve(
         self, call: Call, sent_at: float, half_back_s: float
@@ -132,9 +143,12 @@ class SimServer:
         env = self.env
         workers = self.workers
         if workers.busy < workers.capacity and call.endpoint not in self.requeue:
-            cost, lock = self._cost(call)
+            cost, writes = self._cost(call)
+            lock = self.lock if writes else None
             if lock is None or lock.busy == 0:  # nothing to wait for: serve in the agent's process
                 service = cost.sample(self.rng) / 1000.0
+                if self.faults is not None:
+                    service += self._slow_store_s(writes)
                 if env.now + service + half_back_s - sent_at <= self.timeout_s:
                     workers.acquire()
                     if lock is not None:
@@ -167,13 +181,16 @@ class SimServer:
             wait = self.workers.acquire()
             if wait is not None:
                 yield wait
-        cost, lock = self._cost(call)
+        cost, writes = self._cost(call)
+        lock = self.lock if writes else None
         if lock is not None:
             wait = lock.acquire()
             if wait is not None:
                 yield wait
         started = env.now
         service = cost.sample(self.rng) / 1000.0
+        if self.faults is not None:
+            service += self._slow_store_s(writes)
         if service > 0:
             yield env.timeout(service)
         # The control plane applies the request at the end of its service.

@@ -15,6 +15,14 @@ front of the server: the delay holds no worker). `ErrorRate` answers a `fraction
 requests that arrive in its window with `status` (500 or 503) at the door, again without a
 worker, as a failing front end or a sick replica behind a balancer would.
 
+`SlowStore` is the one fault inside the server: for its window every store transaction
+(writes; reads too unless `writes_only`) takes `added_ms` (sampled) longer, and the request
+holds its worker, and a write the write lock, for all of it, as a database that has become
+slow (a full disk, a vacuum, a failover) holds the handlers waiting on it. Unlike `Latency` it
+therefore queues the requests behind it: with a write lock, a slow write delays every poll
+that must write after it. A request meets the fault its transaction begins in (the simulated
+server asks when its service starts; the reference server sleeps inside the transaction).
+
 One kind happens to the agents, not to the server: `AgentRestart` restarts a `fraction` of
 the fleet, each agent at a moment drawn uniformly in its window (`sim.fleet` draws who and
 when, seeded per agent, so a simulation and a load test restart the same agents at the same
@@ -50,7 +58,13 @@ class OutageMode(str, Enum):
 
 UNAVAILABLE_BODY: dict[str, Any] = {"error_code": "SMS.0503", "error_msg": "service unavailable (scenario outage)"}
 INJECTED_BODY: dict[str, Any] = {"error_code": "SMS.0500", "error_msg": "injected error (scenario error_rate)"}
-NO_FAULT: dict[str, Any] = {"outage": None, "latency_ms": None, "error_rate": 0.0, "error_status": 503}
+NO_FAULT: dict[str, Any] = {
+    "outage": None,
+    "latency_ms": None,
+    "error_rate": 0.0,
+    "error_status": 503,
+    "slow_store": None,  # or {"added_ms": DIST, "writes_only": bool}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +127,29 @@ class ErrorRate:
         return {**NO_FAULT, "error_rate": self.fraction, "error_status": self.status}
 
 
-Fault = Outage | Latency | ErrorRate
+@dataclass(frozen=True, slots=True)
+class SlowStore:
+    """From `start_s` for `duration_s` seconds every store write (and read, unless `writes_only`) takes
+    `added_ms` (sampled) longer, holding its worker (and a write the write lock) all the while."""
+
+    start_s: float
+    duration_s: float
+    added_ms: Distribution
+    writes_only: bool = True
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+    def applies(self, writes: bool) -> bool:
+        """Whether a transaction (a write, or a read) is slowed."""
+        return writes or not self.writes_only
+
+    def state(self) -> dict[str, Any]:
+        return {**NO_FAULT, "slow_store": {"added_ms": self.added_ms.to_spec(), "writes_only": self.writes_only}}
+
+
+Fault = Outage | Latency | ErrorRate | SlowStore
 
 
 @dataclass(frozen=True, slots=True)

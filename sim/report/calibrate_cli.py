@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from sim.cli_support import UsageError, add_command
 
 if TYPE_CHECKING:  # imported when used: the fit pulls in scipy and pandas, 1.7 s on every smsload start
@@ -119,6 +117,8 @@ def to_yaml(cal: Calibration) -> str:
         "# sim/report/calibrate.py). Service times in ms, per endpoint; `default` for endpoints with few requests.",
     ]
     head += [f"# Note: {line}" for line in cal.notes]
+    import yaml
+
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
     at = cal.scenario.server.calibrated
     assert at is not None  # calibrate always records where

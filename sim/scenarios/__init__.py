@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
 
 _SUFFIX = ".yaml"
 
@@ -35,15 +37,22 @@ def find_scenario(ref: str | Path) -> Scenario:
     """The scenario in the file `ref`, else the shipped scenario named `ref`.
 
     Neither: one `ScenarioError` that lists the shipped names, so a mistyped name is fixed
-    from the message alone.
+    from the message alone. The YAML is read and checked (`sim.scenario_yaml`) before the
+    models are imported: a file that is not a scenario at all is refused at once.
     """
+    from sim.scenario_yaml import ScenarioError, load_yaml, read_scenario_text  # PyYAML: not for `smsload --help`
+
     path = Path(ref)
-    if path.is_file():
-        return load_scenario(path)
     name = path.name.removesuffix(_SUFFIX) if path.parent == Path(".") else None
-    if name in shipped_names():
-        return parse_scenario(shipped_text(name), name)
-    if path.exists():  # a directory, say: load_scenario names the problem
-        return load_scenario(path)
-    shipped = ", ".join(shipped_names())
-    raise ScenarioError([("", f"no such file, and no shipped scenario of that name (shipped: {shipped})")], str(ref))
+    if path.is_file() or (path.exists() and name not in shipped_names()):  # a directory: named as unreadable
+        text, source = read_scenario_text(path), str(path)
+    elif name in shipped_names():
+        text, source = shipped_text(name), name
+    else:
+        shipped = ", ".join(shipped_names())
+        problem = f"no such file, and no shipped scenario of that name (shipped: {shipped})"
+        raise ScenarioError([("", problem)], str(ref))
+    data = load_yaml(text, source)
+    from sim.scenario import validate_scenario  # pydantic: only for a file that is YAML of a sane shape
+
+    return validate_scenario(data, source)

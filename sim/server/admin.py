@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 ADMIN_PATH = "/smsload/admin/faults"
 ENV_ADMIN_TOKEN = "SMSLOAD_ADMIN_TOKEN"  # the admin token, for `smsload serve`, its workers and `smsload load`
 ADMIN_HEADER = "X-Admin-Token"
@@ -22,6 +20,8 @@ class AdminError(Exception):
 def set_faults(base_url: str, admin_token: str, state: dict[str, Any] | None, timeout_s: float = 5.0) -> dict[str, Any]:
     """PUT the fault state (`sim.model.faults` form) to the server, or GET it when `state` is None;
     the server's state as it now holds it."""
+    import httpx  # only when a fault is set: `smsload --help` imports this module for its names
+
     url, headers = f"{base_url}{ADMIN_PATH}", {ADMIN_HEADER: admin_token}
     try:
         if state is None:

@@ -39,7 +39,7 @@ from sim.model.liveness import Liveness
 from sim.model.store import Store
 from sim.server.admin import ENV_ADMIN_TOKEN
 from sim.server.endpoints import Api
-from sim.server.faults import ENV_FAULT_FILE, FaultInjection
+from sim.server.faults import ENV_FAULT_FILE, FaultableStore, FaultInjection
 from sim.server.metrics import MetricsLayer, ServerMetrics, TimedStore
 from sim.server.middleware import ASGIApp, Auth, PollFastPath, ServerTiming, TokenAuth, error_json
 from sim.server.rig import DelayedStore, parse_latency
@@ -57,9 +57,15 @@ ENV_KEYS = "SMSLOAD_SERVE_AK_SK"  # JSON list of [ak, sk, project]: the keys who
 class _LazyPlane:
     """The worker's control plane, opened at startup (or on first use when nothing ran the lifespan)."""
 
-    def __init__(self, store_url: str, liveness: Liveness | None = None, store_latency_ms: str | None = None) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        liveness: Liveness | None = None,
+        store_latency_ms: str | None = None,
+        faultable: bool = False,
+    ) -> None:
         self.store_url, self.store_latency_ms = store_url, store_latency_ms
-        self.liveness = liveness
+        self.liveness, self.faultable = liveness, faultable
         self.metrics: ServerMetrics | None = None  # set by create_app: store transactions are timed
         self._plane: ControlPlane | None = None
         self._store: Store | None = None  # the store itself, without the rig's delay or the timing
@@ -67,6 +73,8 @@ class _LazyPlane:
     def __call__(self) -> ControlPlane:
         if self._plane is None:
             store = self._store = open_store(self.store_url)
+            if self.faultable:  # a slow-store fault sleeps inside the transaction (sim.server.faults)
+                store = cast(Store, FaultableStore(store))
             if self.store_latency_ms:
                 store = cast(Store, DelayedStore(store, parse_latency(self.store_latency_ms)))
             if self.metrics is not None:
@@ -178,7 +186,7 @@ def create_app(
     `liveness` says how polls record agents' visits (the control plane's default: coalesced);
     `store_latency_ms` (a `sim.server.rig.parse_latency` spec) delays every store transaction;
     `faults` (admin token, state file) adds the fault injection of `sim.server.faults`."""
-    plane = _LazyPlane(store_url, liveness, store_latency_ms)
+    plane = _LazyPlane(store_url, liveness, store_latency_ms, faultable=faults is not None)
     metrics = ServerMetrics(plane.pending_commands)
     plane.metrics = metrics
     api = Api(ApiCore(plane), resources.files("sim.server").joinpath("openapi.json").read_bytes())

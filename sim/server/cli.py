@@ -27,9 +27,6 @@ from sim.cli_support import UsageError, add_command
 from sim.lifeline import DIE_WITH_ENV, die_with_parent
 from sim.model.liveness import COALESCE_S, DISCONNECT_AFTER_S, Liveness, LivenessWrite
 from sim.server.admin import ADMIN_PATH, ENV_ADMIN_TOKEN
-from sim.server.app import ENV_DB, ENV_KEYS, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
-from sim.server.faults import ENV_FAULT_FILE, new_fault_file, remove_fault_file
-from sim.server.metrics import MULTIPROC_ENV
 from sim.server.rig import DEFAULT_PERIOD_US, CpuQuota, RigError, parse_cpus, parse_latency, pin_cpus
 from sim.signing import Credentials, parse_ak_sk
 
@@ -265,6 +262,11 @@ def check_listen(host: str, port: int) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # The application's modules (starlette, pydantic, the API core) when serving, not for `smsload --help`.
+    from sim.server.app import ENV_DB, ENV_KEYS, ENV_LIVENESS, ENV_STORE_LATENCY, ENV_TOKENS
+    from sim.server.faults import ENV_FAULT_FILE, new_fault_file, remove_fault_file
+    from sim.server.metrics import MULTIPROC_ENV
+
     port = _count(args.port, "--port", 0, 65535)
     workers = _count(args.workers, "--workers", 1, 64)
     liveness = parse_liveness(args.liveness, args.liveness_coalesce_s, args.disconnect_after_s)

@@ -21,6 +21,15 @@ work, no store transaction):
   both worlds alike uses `http_503`;
 - `error_rate`: that fraction of requests (drawn per request) answered with its status;
 - `latency_ms`: every request waits a sampled delay (asyncio: no worker thread held) first.
+
+One fault is not at the door: `slow_store` (`{"added_ms": DIST, "writes_only": bool}`) slows
+the store itself. The layer marks each request with the current slow-store state (a context
+variable, so each request sees the state it arrived in and the harness's paths none) and
+`FaultableStore`, the worker's store when the server has an admin token, sleeps the sampled
+time inside each write transaction (and read, unless `writes_only`), once the transaction has
+begun: a blocking sleep, so the worker's event loop is held as by a slow database driver, and
+on SQLite the write lock with it (BEGIN IMMEDIATE came first); on PostgreSQL the transaction is
+open, its row locks held. With no slow store set a transaction costs one context-variable look-up.
 """
 
 from __future__ import annotations
@@ -31,8 +40,11 @@ import hmac
 import json
 import os
 import random
+import sys
 import tempfile
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -49,6 +61,15 @@ _UNAVAILABLE = json.dumps(UNAVAILABLE_BODY, separators=(",", ":")).encode()
 _INJECTED = json.dumps(INJECTED_BODY, separators=(",", ":")).encode()
 
 
+class SlowStoreState(BaseModel):
+    """A slow store: `added_ms` more per write transaction (and read, unless `writes_only`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    added_ms: PositiveDist
+    writes_only: bool = True
+
+
 class FaultState(BaseModel):
     """The body of PUT /smsload/admin/faults (as `sim.model.faults` states it)."""
 
@@ -58,6 +79,54 @@ class FaultState(BaseModel):
     latency_ms: PositiveDist | None = None
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     error_status: Literal[500, 503] = 503
+    slow_store: SlowStoreState | None = None
+
+
+# The slow-store state the current request arrived in (set by FaultInjection, read by FaultableStore).
+_SLOW_STORE: ContextVar[SlowStoreState | None] = ContextVar("smsload_slow_store", default=None)
+
+
+class FaultableStore:
+    """The worker's store under a fault switch: a slow store's added time slept inside its transactions."""
+
+    def __init__(self, store: Any, rng: random.Random | None = None) -> None:
+        self._store, self._rng = store, rng or random.Random()
+
+    def read(self) -> Any:
+        slow = _SLOW_STORE.get()
+        if slow is None or slow.writes_only:
+            return self._store.read()
+        return _SlowUnit(self._store.read(), slow.added_ms.sample(self._rng) / 1000.0)
+
+    def write(self) -> Any:
+        slow = _SLOW_STORE.get()
+        if slow is None:
+            return self._store.write()
+        return _SlowUnit(self._store.write(), slow.added_ms.sample(self._rng) / 1000.0)
+
+    def __getattr__(self, name: str) -> Any:  # commands(), events(), close(), ...: the store's own
+        return getattr(self._store, name)
+
+
+class _SlowUnit:
+    """A transaction that, once begun (its locks taken), blocks for `delay` seconds."""
+
+    __slots__ = ("inner", "delay")
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    def __enter__(self) -> Any:
+        tx = self.inner.__enter__()
+        try:
+            time.sleep(self.delay)  # blocking on purpose: the worker (and its locks) held, as by a slow database
+        except BaseException:
+            self.inner.__exit__(*sys.exc_info())
+            raise
+        return tx
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.inner.__exit__(*exc)
 
 
 def new_fault_file() -> str:
@@ -113,6 +182,7 @@ class FaultInjection:
             await self._admin(scope, receive, send)
             return
         if scope["path"].startswith("/smsload/"):  # the harness's own export API: never faulted
+            _SLOW_STORE.set(None)
             await self.app(scope, receive, send)
             return
         state = self._current()
@@ -124,6 +194,7 @@ class FaultInjection:
             return
         if self._latency is not None:
             await asyncio.sleep(self._latency.sample(self._rng) / 1000.0)
+        _SLOW_STORE.set(state.slow_store)
         await self.app(scope, receive, send)
 
     async def _admin(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:

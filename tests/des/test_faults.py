@@ -127,5 +127,7 @@ def test_the_fault_timeline_lists_the_server_states_in_time_order() -> None:
     )
     assert changes[3][1]["error_rate"] == 0.5 and changes[3][1]["error_status"] == 503
     assert (
-        changes[2][1] == changes[4][1] == {"outage": None, "latency_ms": None, "error_rate": 0.0, "error_status": 503}
+        changes[2][1]
+        == changes[4][1]
+        == {"outage": None, "latency_ms": None, "error_rate": 0.0, "error_status": 503, "slow_store": None}
     )

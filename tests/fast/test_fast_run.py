@@ -73,6 +73,10 @@ def test_an_interrupted_fast_run_is_written_and_marked_incomplete(tmp_path: Path
 def test_the_engine_says_what_it_leaves_out() -> None:
     quickstart = find_scenario("quickstart")
     assert any("operator" in line for line in not_modelled(quickstart))
+    slow = polling(faults=[{"kind": "slow_store", "start_s": 60, "duration_s": 10, "added_ms": 5}])
+    [line] = not_modelled(slow)
+    assert line.startswith("faults of kind slow_store:") and "--engine simpy" in line
+    assert not_modelled(polling()) == []  # an outage it models
 
 
 def test_smsload_sim_engine_fast_and_auto(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

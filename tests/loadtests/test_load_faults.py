@@ -23,6 +23,8 @@ SCENARIO = {
     "faults": [
         {"kind": "outage", "start_s": 4, "duration_s": 3, "mode": "http_503"},
         {"kind": "error_rate", "start_s": 9, "duration_s": 3, "fraction": 0.5, "status": 500},
+        # Every store transaction, a poll's read included, 40 ms longer inside the server.
+        {"kind": "slow_store", "start_s": 12, "duration_s": 1.5, "added_ms": 40, "writes_only": False},
     ],
     # The faults make the first objective fail: `smsload load` then exits 1 (the run itself is fine).
     "slo": ["error rate < 0.1%", "p99 of poll < 10 s"],
@@ -45,7 +47,8 @@ def test_the_fault_timeline_reaches_the_server_in_its_windows(tmp_path: Path) ->
     assert load_run(out).manifest["complete"] is True
     applied = json.loads((out / "faults.json").read_text())
     assert applied["error"] is None
-    assert [a["t_s"] for a in applied["applied"]] == [4, 7, 9, 12]
+    assert [a["t_s"] for a in applied["applied"]] == [4, 7, 9, 12, 13.5]
+    assert applied["applied"][3]["state"]["slow_store"]["writes_only"] is False
     rq = load_run(out).requests
     rq = rq[rq["endpoint"].str.endswith("/command")]
     # A change lands a little after it is due (an HTTP request from another thread): judge the
@@ -56,6 +59,8 @@ def test_the_fault_timeline_reaches_the_server_in_its_windows(tmp_path: Path) ->
     assert len(outage) > 10 and (outage["status"] == 503).all()
     errors = rq[(rq["t_start_s"] >= 9.5) & (rq["t_start_s"] < 11.5)]
     assert set(errors["status"]) == {200, 500}
+    slow = rq[(rq["t_start_s"] >= 12.5) & (rq["t_start_s"] < 13.0)]
+    assert len(slow) > 3 and slow["ok"].all() and (slow["latency_ms"] >= 40).all()
     clear = rq[(rq["t_start_s"] < 3.5) | ((rq["t_start_s"] >= 7.5) & (rq["t_start_s"] < 8.5))]
     assert len(clear) > 10 and clear["ok"].all()
     assert "SMSLOAD_ADMIN_TOKEN" not in (out / "server.log").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -76,3 +77,63 @@ def test_without_an_admin_token_there_is_no_fault_switch(tmp_path: Path) -> None
     with run_server("memory://", [TOKEN], tmp_path / "server.log") as plain:
         with pytest.raises(AdminError, match="no fault admin endpoint"):
             set_faults(plain.base_url, ADMIN, NO_FAULT)
+
+
+SLOW = {"slow_store": {"added_ms": {"dist": "constant", "value": 400}}}  # writes only (the default)
+REGISTER = {"name": "slow", "os_type": "LINUX", "ip": "10.0.0.9", "disks": [{"name": "sda", "size": 1 << 30}]}
+
+
+def _timed(url: str, method: str, path: str, body: object = None) -> float:
+    """Seconds one request takes on a new connection; it must succeed."""
+    return _request(url, method, path, body)[0]
+
+
+def _server_s(url: str, method: str, path: str, body: object = None) -> float:
+    """Seconds the server itself spent on one request (its Server-Timing): not slowed means far below
+    the fault's 0.4 s whatever else the machine is doing, as a client's clock cannot promise."""
+    return _request(url, method, path, body)[1]
+
+
+def _request(url: str, method: str, path: str, body: object = None) -> tuple[float, float]:
+    with httpx.Client(base_url=url, headers={"X-Auth-Token": TOKEN}, timeout=30) as client:
+        started = time.perf_counter()
+        response = client.request(method, path, json=body)
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    timing = response.headers.get("server-timing", "")
+    assert "dur=" in timing, timing
+    return elapsed, float(timing.split("dur=", 1)[1].split(",")[0].split(";")[0]) / 1000
+
+
+def _check_slow_store(url: str, *, lock: bool) -> None:
+    """A slow store set and cleared through the admin endpoint, seen in how long writes and reads take."""
+    try:
+        assert set_faults(url, ADMIN, SLOW)["slow_store"] == {**SLOW["slow_store"], "writes_only": True}
+        assert set_faults(url, ADMIN, None)["slow_store"]["added_ms"] == {"dist": "constant", "value": 400.0}
+        assert _timed(url, "POST", "/v3/sources", REGISTER) >= 0.4  # a write: inside its transaction
+        # Unlike an added latency (an asyncio sleep at the door), the sleep holds the worker and
+        # the write lock: two writes at once take turns on SQLite.
+        if lock:
+            with ThreadPoolExecutor(2) as pool:
+                started = time.perf_counter()
+                list(pool.map(lambda _: _timed(url, "POST", "/v3/sources", REGISTER), range(2)))
+                assert time.perf_counter() - started >= 0.8
+        set_faults(url, ADMIN, {"slow_store": {**SLOW["slow_store"], "writes_only": False}})
+        assert _timed(url, "GET", POLL) >= 0.4  # a read, now that reads are slowed too
+        # The harness's export API is never faulted, a slow store included.
+        assert _server_s(url, "GET", "/smsload/export/commands") < 0.4
+    finally:
+        set_faults(url, ADMIN, dict(NO_FAULT))
+    assert set_faults(url, ADMIN, None)["slow_store"] is None
+    assert _server_s(url, "POST", "/v3/sources", REGISTER) < 0.4
+
+
+def test_a_slow_store_holds_writes_inside_their_transaction_sqlite(server: RunningServer) -> None:
+    _check_slow_store(server.base_url, lock=True)
+
+
+@pytest.mark.postgres
+def test_a_slow_store_holds_writes_inside_their_transaction_postgres(pg_url: str, tmp_path: Path) -> None:
+    with run_server(pg_url, [TOKEN], tmp_path / "server.log", workers=2, env={ENV_ADMIN_TOKEN: ADMIN}) as running:
+        _check_slow_store(running.base_url, lock=False)
+    assert "Traceback" not in running.log_path.read_text()
