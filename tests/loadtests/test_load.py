@@ -128,14 +128,26 @@ def test_the_tables_rebuilt_from_the_requests_agree_with_the_servers(quickstart:
     # What a load test against a server without the export writes, against what this server exported.
     tasks, commands = (t.to_pandas() for t in observed_tables(quickstart.manifest["run_id"], quickstart.requests))
     # Every delivered command is seen; one queued in the last seconds may not be (nothing shows what it was).
+    # A delivery whose answer never reached its agent (a poll that timed out on a loaded machine) is
+    # the server's word alone: such a command may be missing, never invented.
     keys = ["task_id", "command_name", "enqueued_s"]
     seen = commands[commands["delivered_s"].notna()].sort_values(keys, ignore_index=True)
     true = quickstart.commands[quickstart.commands["delivered_s"].notna()].sort_values(keys, ignore_index=True)
-    assert list(seen["task_id"]) == list(true["task_id"]) and list(seen["command_name"]) == list(true["command_name"])
-    for column in ("enqueued_s", "delivered_s", "acked_s"):
-        late = (seen[column] - true[column]).dropna()  # the answer comes after the server's moment
-        assert len(late) > 0 and (late >= -0.001).all() and (late < 5).all(), column
+    for frame in (seen, true):
+        frame["nth"] = frame.groupby(["task_id", "command_name"], observed=True).cumcount()
+    pairs = ["task_id", "command_name", "nth"]
+    both = seen.merge(true, on=pairs, how="outer", suffixes=("_seen", ""), indicator=True)
+    assert (both["_merge"] != "left_only").all(), both[both["_merge"] == "left_only"]
+    rq = quickstart.requests
+    unanswered = int(((rq["status"] == 0) & rq["endpoint"].astype(str).str.endswith("/command")).sum())
+    missed = both[both["_merge"] == "right_only"]
+    at_the_end = missed["delivered_s"] >= rq["t_start_s"].max() - 5  # its poll cut off as the users stopped
+    assert (~at_the_end).sum() <= unanswered, missed
     assert len(commands) - len(seen) <= len(quickstart.commands) - len(true)
+    matched = both[both["_merge"] == "both"]
+    for column in ("enqueued_s", "delivered_s", "acked_s"):
+        late = (matched[f"{column}_seen"] - matched[column]).dropna()  # the answer comes after the server's moment
+        assert len(late) > 0 and (late >= -0.001).all() and (late < 5).all(), column
     changed = tasks[tasks["from_state"] != tasks["to_state"]]
     real = quickstart.tasks[quickstart.tasks["from_state"] != quickstart.tasks["to_state"]]
     for task_id, rows in real.groupby("task_id"):

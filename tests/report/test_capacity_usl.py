@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim.records import load_run
 from sim.report.capacity_usl import UslError, fit_usl, usl
 from tests.sweep.conftest import TINY, smsload
 
@@ -43,7 +44,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for agents in (100, 300, 600, 900):
         run = base / f"run-{agents}"
         done = smsload("sim", str(scenario), "--agents", str(agents), "--out", str(run), "--quiet")
-        assert done.returncode == 0, done.stderr
+        # Past the knee the scenario's SLO fails and `sim` says so (exit 1); the run is whole all the same.
+        assert done.returncode == (1 if "SLO violated" in done.stderr else 0), done.stderr
+        assert load_run(run).manifest["complete"] is True
         out.append(run)
     return out
 
