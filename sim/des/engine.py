@@ -89,7 +89,7 @@ class SimServer:
         service_ms: Callable[[str], Distribution],
         write_lock: bool,
         rtt_ms: Distribution,
-        requeue_bodies: bool = False,
+        requeue_bodies: int = 0,
         timeout_s: float = math.inf,
         faults: FaultTimeline | None = None,
     ) -> None:
@@ -103,13 +103,14 @@ class SimServer:
         self.service = {name: service_ms(name) for name in ENDPOINTS}
         self.poll_write = service_ms("poll_write")
         self.rtt = rtt_ms
-        # Endpoints whose requests queue twice for a worker (`server.requeue_bodies`): once for
-        # the headers, once more for the handler after awaiting the body.
+        # Endpoints whose requests queue again for a worker (`server.requeue_bodies` times): once
+        # for the headers, once more for the handler after each await of the body.
         self.requeue = (
             frozenset(n for n, (method, _) in ENDPOINTS.items() if method in ("POST", "PUT"))
             if requeue_bodies
             else frozenset()
         )
+        self.requeue_passes = int(requeue_bodies)
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
     def half_rtt_s(self) -> float:
@@ -176,11 +177,12 @@ class SimServer:
         if wait is not None:
             yield wait
         if call.endpoint in self.requeue:
-            # Awaiting the body hands the worker to the next in line; this request queues again.
-            self.workers.release()
-            wait = self.workers.acquire()
-            if wait is not None:
-                yield wait
+            # Each await of the body hands the worker to the next in line; this request queues again.
+            for _ in range(self.requeue_passes):
+                self.workers.release()
+                wait = self.workers.acquire()
+                if wait is not None:
+                    yield wait
         cost, writes = self._cost(call)
         lock = self.lock if writes else None
         if lock is not None:

@@ -23,6 +23,13 @@ no server; the fit fills exactly those:
   ASGI app measured by `benchmarks/server` (about 50 µs of the ~100 µs a poll costs). It is
   not estimated from the run: that needs the server saturated, and a Locust run on the
   server's machine saturates the generator first.
+- **outside the handler, per endpoint** (load tests): for undisturbed requests, latency -
+  Server-Timing is the round trip (the same for every endpoint) plus the server's time outside
+  the handler, so the difference of two endpoints' medians is the difference of their outside
+  times; each endpoint's excess over the quickest is added to `overhead_ms` (the level: the
+  default, the option, or the probe's c / X). It is charged as service time: granian's glue
+  before and after the app runs on the worker's one event loop. The body's arrival is not: its
+  awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing.
 - **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)` of the requests
   sent while the server was at most half busy (0.1 s bins whose summed service time is under
   `idle_busy` = 0.5 of its workers: no burst to queue behind), so it holds the network and
@@ -68,6 +75,9 @@ from sim.scenario import Scenario, validate_scenario
 __all__ = ["Calibration", "CalibrationError", "Fit", "calibrate", "calibrate_run", "DEFAULT_OVERHEAD_MS"]
 
 DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per request on granian, 49.9 µs
+# granian hands a request body to the app in two ASGI messages (the bytes with more_body, then
+# an empty last one), each an await that yields the event loop: a body queues twice more.
+BODY_PASSES = 2
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
@@ -106,6 +116,8 @@ class Calibration:
     notes: list[str] = field(default_factory=list)
     utilisation: float = 0.0  # the busy fraction of the workers in the calibration run
     capacity: Capacity | None = None  # what the probe found, when there was one
+    # Endpoint -> its own time outside the handler (ms): `overhead_ms` + its offset (see _outside_offsets)
+    outside_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _lognormal(values: np.ndarray) -> LogNormal:
@@ -194,6 +206,41 @@ def _alone(requests: pd.DataFrame) -> np.ndarray:
     return started_before_end - ended_before_start - 1 == 0  # minus the request itself
 
 
+def _outside_offsets(
+    names: np.ndarray, beyond_ms: np.ndarray, usable: np.ndarray, min_samples: int
+) -> dict[str, float]:
+    """Endpoint -> how much longer than the quickest endpoint it spends outside its handler (ms).
+
+    `beyond_ms` = latency - Server-Timing of each request; for `usable` ones (sent with nothing
+    in flight: `_first_in`) that is the round trip plus the server's time outside the handler
+    (a later arrival's time lands inside the handler's Server-Timing, not in this). The round trip is the same
+    for every endpoint, so the difference of two endpoints' medians is the difference of their
+    outside times. Offsets are from the endpoint that spends least outside its handler, whose
+    level is `overhead_ms` (the default: granian's time for a plain request; with a probe, moved
+    so that the mix's mean service is c / X). Endpoints with fewer than `min_samples` usable
+    requests get none; with fewer than two such endpoints, none do."""
+    medians = {}
+    for name in sorted(set(names[usable]) - {""}):
+        rows = usable & (names == name)
+        if rows.sum() >= min_samples:
+            medians[name] = float(np.median(beyond_ms[rows]))
+    if len(medians) < 2:
+        return {}
+    least = min(medians.values())
+    return {n: round(m - least, 4) for n, m in medians.items()}
+
+
+def _first_in(requests: pd.DataFrame) -> np.ndarray:
+    """Requests sent while no other was in flight (as the client saw them): nothing ahead of them
+    at the server. Unlike `_alone`, the choice does not depend on the request's own duration, so
+    it does not favour requests with short round trips, which would bias a slower endpoint's."""
+    start = requests["t_start_s"].to_numpy(dtype=float)
+    end = start + np.nan_to_num(requests["latency_ms"].to_numpy(dtype=float)) / 1000.0
+    started_before = np.searchsorted(np.sort(start), start, side="left")
+    ended_before = np.searchsorted(np.sort(end), start, side="right")
+    return started_before - ended_before == 0
+
+
 def _fit_services(
     names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray, what: str, min_samples: int, tolerance: float
 ) -> dict[str, Fit]:
@@ -244,6 +291,7 @@ def calibrate(
         & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
     )
     alone = _alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
+    first_in = _first_in(req)[keep]
     req = req[keep]
     if len(req) < min_samples:
         raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
@@ -279,10 +327,14 @@ def calibrate(
         )
 
     t_s = req["t_start_s"].to_numpy(dtype=float)
+    outside: dict[str, float] = {}
     if has_server:
-        service_ms = np.where(np.isfinite(server), server, np.nanmedian(server)) + overhead
-        what = "server_ms + overhead" if overhead else "server_ms"
         clean = alone if alone.sum() >= min_samples else np.ones(len(alone), bool)
+        handler = np.where(np.isfinite(server), server, np.nanmedian(server))
+        offsets = {} if executor == "des" else _outside_offsets(names, latency - handler, first_in, min_samples)
+        outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
+        service_ms = handler + pd.Series(names).map(outside).fillna(overhead).to_numpy(dtype=float)
+        what = "server_ms + outside" if overhead or outside else "server_ms"
         service = _fit_services(names, service_ms, clean, what, min_samples, tolerance)
         # The server's load from the fitted mean service of each request: its own Server-Timing
         # is inflated exactly when the server is busy (interleaved handlers).
@@ -369,8 +421,8 @@ def calibrate(
         },
         "workers": n_workers,
         "write_lock": base.server.write_lock,
-        # A reference-server worker is one event loop: a request with a body queues twice.
-        "requeue_bodies": executor != "des" or base.server.requeue_bodies,
+        # A reference-server worker is one event loop: a request with a body queues again per await.
+        "requeue_bodies": BODY_PASSES if executor != "des" else base.server.requeue_bodies,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
         "liveness": base.server.liveness.to_dict(),  # how the server wrote, not a fit: kept as it was
@@ -391,6 +443,7 @@ def calibrate(
         notes,
         utilisation,
         capacity,
+        {"default": overhead, **outside} if has_server else {},
     )
 
 

@@ -133,15 +133,22 @@ def to_yaml(cal: Calibration) -> str:
         f"  workers: {cal.workers}",
         "  # kept from the run's scenario",
         f"  write_lock: {'true' if cal.scenario.server.write_lock else 'false'}",
-        "  # a load test's server is one event loop per worker: a request with a body queues again for it",
-        f"  requeue_bodies: {'true' if cal.scenario.server.requeue_bodies else 'false'}",
+        "  # a load test's server is one event loop per worker: a request with a body queues again for it,",
+        "  # once per await of its body (granian: two)",
+        f"  requeue_bodies: {cal.scenario.server.requeue_bodies}",
         "  # how the server recorded visits: kept from the run's scenario",
         "  liveness: {" + ", ".join(f"{k}: {v}" for k, v in cal.scenario.server.liveness.to_dict().items()) + "}",
         f"  # round trip (network + client-side time), {_fit_comment(cal.rtt)[2:]}",
         f"  rtt_ms: {_dist_yaml(cal.rtt.dist.to_spec(), '  ')}",
         f"  # service = handler time + {cal.overhead_ms:g} ms outside the handler ({cal.overhead_source})",
-        "  service_ms:",
     ]
+    own = {name: ms for name, ms in cal.outside_ms.items() if name != "default"}
+    if own:
+        server.append(
+            "  # outside the handler per endpoint (the level + its excess over the quickest endpoint): "
+            + ", ".join(f"{name} {ms:.3f} ms" for name, ms in own.items())
+        )
+    server.append("  service_ms:")
     for name, fit in cal.service.items():
         server += [f"    {_fit_comment(fit)}", f"    {name}: {_dist_yaml(fit.dist.to_spec(), '    ')}"]
     return "\n".join(head) + "\n" + body + "\n".join(server) + "\n"
