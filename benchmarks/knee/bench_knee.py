@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,14 +68,15 @@ def store_url(kind: str, tmp: Path) -> Iterator[str | None]:
     with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+            # Named, so that the rig finds their backends and pins them to the server's cores (pgpin).
+            yield f"{PG_URL}?options=-csearch_path%3D{schema}&application_name={schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def probe_capacity(tmp: Path, guess: float, seconds: float, db: str | None, args: tuple[str, ...]) -> rig.Level:
+def probe_capacity(tmp: Path, guess: float, seconds: float, **kw: Any) -> tuple[rig.Level, list[str]]:
     scenario = rig.fleet("probe", rig.agents_for(2.0 * guess), seconds, ramp_s=0.7 * seconds)
-    return rig.measure(tmp, scenario, db=db, server_args=args)
+    return rig.measure_clean(tmp, scenario, **kw)
 
 
 def capacity_of(level: rig.Level) -> float:
@@ -100,12 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", default="0.5,0.8,0.9,1.0,1.2")
     p.add_argument("--replications", type=int, default=5)
     p.add_argument("--json", type=Path, help="write every figure here too")
+    p.add_argument("--attempts", type=int, default=3, help="measure a level again while the machine disturbed it")
+    p.add_argument(
+        "--busy-load", type=float, default=2.0, help="a 1-minute load average this high disturbs a level (default 2)"
+    )
     p.add_argument(
         "--workdir",
         type=Path,
         help="keep the runs here, and reuse the levels already there (default: a temporary directory)",
     )
     args = p.parse_args(argv)
+    if args.attempts < 1:
+        p.error(f"--attempts: expected 1 or more, got {args.attempts}")
     levels = [float(x) for x in args.levels.split(",")]
     server_args, guess = RIGS[args.rig]
     started = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -121,13 +129,21 @@ def main(argv: list[str] | None = None) -> int:
             not show another run's (dead) agents."""
             return stack.enter_context(store_url(args.store, tmp))
 
-        probe = probe_capacity(tmp, guess, args.probe_seconds, db(), server_args)
+        clean: dict[str, Any] = {
+            "fresh_db": db,
+            "server_args": server_args,
+            "attempts": args.attempts,
+            "busy_load": args.busy_load,
+        }
+        probe, retried = probe_capacity(tmp, guess, args.probe_seconds, **clean)
+        retried = [f"probe {why}" for why in retried]
         capacity = capacity_of(probe)
         print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
         measured = []
         for f in levels:
             scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * capacity), args.seconds)
-            level = rig.measure(tmp, scenario, db=db(), server_args=server_args)
+            level, again = rig.measure_clean(tmp, scenario, **clean)
+            retried += [f"{f:.0%} {why}" for why in again]
             print(f"  {f:.0%}: {level.figures['throughput']:.1f}/s, load avg {level.load_avg[1]:.1f}", flush=True)
             measured.append(level)
         cal = calibrate(measured[0].run, probe=probe.run, after_s=rig.WARMUP_S)
@@ -148,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{m['generator_cpu']:.0f}%",
                     f"{m['lag_p95']:.1f}",
                     f"{level.load_avg[0]:.1f}-{level.load_avg[1]:.1f}",
+                    *([level.pinned] if args.store == "postgres" else []),
                     "ok" if not problems else "NOT: " + "; ".join(problems),
                 ]
             )
             dump.append({"level": f, "agents": level.scenario.fleet.agents, "measured": m, "predicted": predicted})
     head = ["load", "agents", *(f"{c} meas / pred [95%] (err)" for c in COLUMNS)]
-    head += ["errors meas / pred", "busy", "server CPU", "gen CPU", "lag p95 ms", "load avg", "server bottleneck"]
+    head += ["errors meas / pred", "busy", "server CPU", "gen CPU", "lag p95 ms", "load avg"]
+    head += [*(["PG backends"] if args.store == "postgres" else []), "server bottleneck"]
     print()
     print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s, ")
     print(f"calibrated: workers {cal.workers} ({cal.workers_source}); utilisation {cal.utilisation:.2f}")
@@ -163,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(head))
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    for why in retried:
+        print(f"measured again: {why}")
     if args.json:
         args.json.write_text(json.dumps({"capacity": capacity, "levels": dump}, indent=1, default=float))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

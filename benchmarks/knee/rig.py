@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from pgpin import BackendPinner, application_name, cpus_of  # noqa: E402
 
 from sim.des.run import run_des  # noqa: E402
 from sim.records import load_run, quantiles  # noqa: E402
@@ -159,6 +162,7 @@ class Level:
     window: tuple[float, float]
     load_avg: tuple[float, float]  # 1-minute load average before and after
     figures: dict[str, float] = field(default_factory=dict)
+    pinned: str = ""  # PostgreSQL: which backends were pinned to the server's cores (pgpin), or why not
 
     def evidence(self, service_ms: dict[str, float]) -> None:
         """The busy fraction, now that the service times are known (from the calibration)."""
@@ -173,6 +177,8 @@ class Level:
             problems.append(f"generator CPU {f['generator_cpu']:.0f}% of its core (>= 50%)")
         if not f["lag_p95"] < 5:
             problems.append(f"generator lag p95 {f['lag_p95']:.1f} ms (>= 5 ms)")
+        if self.pinned.startswith("NOT"):
+            problems.append(f"PostgreSQL backends {self.pinned}")
         return problems
 
 
@@ -195,13 +201,18 @@ def measure(
         kept = json.loads(saved.read_text())
         level = Level(scenario.name, scenario, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
         level.figures = {**figures(out, window), "server_cpu": kept["server_cpu"]}
+        level.pinned = kept.get("pinned", "")
         return level
     path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False))
     before = os.getloadavg()[0]
     store = db or f"sqlite:///{tmp / scenario.name}.sqlite3"
+    name, cpus = application_name(store), cpus_of(server_args)
+    pinner = BackendPinner(store.split("?")[0], name, cpus) if name and cpus and store.startswith("postgres") else None
     with run_server(store, [TOKEN], tmp / f"{scenario.name}-server.log", extra=server_args) as srv:
         sampler = CpuSampler(srv.pid)
         sampler.start()
+        if pinner is not None:
+            pinner.start()
         cmd = [sys.executable, "-m", "sim.cli", "load", str(path), "--host", srv.base_url, "--out", str(out)]
         cmd += ["--quiet"] + (["--generator-cpus", generator_cpus] if generator_cpus else [])
         load = subprocess.Popen(
@@ -223,14 +234,61 @@ def measure(
             raise
         sampler.done.set()
         sampler.join()
+        pinned = pinner.stop() if pinner is not None else ""
     if load.returncode not in (0, 1):  # 1: Locust saw failed requests (overload), which the run shows
         raise RuntimeError(f"smsload load failed for {scenario.name}: {stderr.strip()[-2000:]}")
     t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
     level = Level(scenario.name, scenario, out, window, (before, os.getloadavg()[0]))
     level.figures = figures(out, window)
     level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / (window[1] - window[0])
-    saved.write_text(json.dumps({"load_avg": level.load_avg, "server_cpu": level.figures["server_cpu"]}))
+    level.pinned = pinned
+    saved.write_text(
+        json.dumps({"load_avg": level.load_avg, "server_cpu": level.figures["server_cpu"], "pinned": pinned})
+    )
     return level
+
+
+def machine_busy(level: Level, busy_load: float | None = None) -> list[str]:
+    """What says the MACHINE, not the rig, disturbed this level: the generator behind its schedule
+    or short of CPU (other users on its core), or, with `busy_load`, a 1-minute load average at or
+    above it before or after. Empty: nothing; a level with reasons is worth measuring again."""
+    f = level.figures
+    reasons = [p for p in level.bottleneck_is_server(saturated=False) if p.startswith("generator")]
+    if busy_load is not None and max(level.load_avg) >= busy_load:
+        reasons.append(f"load average {max(level.load_avg):.1f} (>= {busy_load:g}: other users of the machine)")
+    return reasons if f else ["no figures"]
+
+
+def measure_clean(
+    tmp: Path,
+    scenario: Scenario,
+    *,
+    attempts: int = 3,
+    busy_load: float | None = None,
+    settle_s: float = 60.0,
+    fresh_db: Callable[[], str | None] = lambda: None,
+    **kw: Any,
+) -> tuple[Level, list[str]]:
+    """`measure`, again (up to `attempts` in all) while `machine_busy` says the machine disturbed it:
+    before each new attempt the level's run and store are deleted (`fresh_db()`: a new store URL per
+    attempt, None for SQLite in `tmp`) and the load average is waited for (up to `settle_s`) to come
+    under `busy_load` (or half the cores). Returns the last level and, per attempt given up on, why
+    (for the evidence; the caller judges the last level as usual)."""
+    given_up: list[str] = []
+    limit = busy_load if busy_load is not None else float(os.cpu_count() or 1) / 2
+    for attempt in range(attempts):
+        level = measure(tmp, scenario, db=fresh_db(), **kw)
+        reasons = machine_busy(level, busy_load)
+        if not reasons or attempt == attempts - 1:
+            return level, given_up
+        given_up.append(f"attempt {attempt + 1}: " + "; ".join(reasons))
+        shutil.rmtree(level.run)
+        for old in tmp.glob(f"{scenario.name}.sqlite3*"):
+            old.unlink()
+        deadline = time.monotonic() + settle_s
+        while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+            time.sleep(2)
+    raise AssertionError("unreachable")  # attempts >= 1 returns in the loop
 
 
 def service_means(calibrated: Scenario) -> dict[str, float]:
