@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sim.demo_summary import summary_lines
 from sim.des.run import run_des
 from sim.records import load_run
 from sim.report.analysis import analyze_run
@@ -42,7 +43,18 @@ def test_a_prediction_beyond_the_checked_load_is_flagged(tmp_path: Path) -> None
     assert notes and "calibrated at utilisation" in notes[0] and not warnings
     notes, warnings = trust_lines(big.requests, big.manifest, 15.0)
     assert warnings and "beyond the checked load" in warnings[0]
-    page = render_compare(compare(analyze_run(low), analyze_run(big)), ["p50", "throughput"])
+    a_low, a_same, a_big = analyze_run(low), analyze_run(same.path), analyze_run(big.path)
+    page = render_compare(compare(a_low, a_big), ["p50", "throughput"])
     assert "beyond the checked load" in page
+    at = calibrated.server.calibrated
+    assert at is not None
+    assert f"calibrated at utilisation {at.utilisation:.2f}" in page  # where it was calibrated, on the page
+    within = render_compare(compare(a_low, a_same), ["p50"])
+    assert "calibrated at utilisation" in within and "beyond the checked load" not in within
+    # The demo's summary says the same of its simulation and of its larger fleet.
+    lines = summary_lines(a_low, a_same, a_big, 8)
+    assert any(line.startswith("trust (simulation): ") and "calibrated at utilisation" in line for line in lines)
+    assert any(line.startswith("warning (8x simulation): prediction beyond the checked load") for line in lines)
+    assert not any(line.startswith("warning (simulation): prediction beyond") for line in lines)
     uncalibrated = load_run(low)
     assert trust_lines(uncalibrated.requests, uncalibrated.manifest, 15.0) == ([], [])
