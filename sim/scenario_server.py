@@ -100,8 +100,8 @@ class ServerConfig(FrozenModel):
     liveness: LivenessField = Liveness()
     # A request with a body (POST, PUT) leaves its worker once its headers are in (the handler
     # awaits the body) and queues again behind everything that arrived meanwhile, as on the one
-    # asyncio event loop of a reference-server worker: this many times (`true` = 1; granian
-    # hands a body over in two ASGI messages, two awaits: 2, as `smsload calibrate` sets it).
+    # asyncio event loop of a reference-server worker: this many times (`true` = 1; `smsload
+    # calibrate` sets what the knee rig measured, sim.report.calibrate.BODY_PASSES).
     requeue_bodies: int = Field(default=0, ge=0, le=8)
     calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 

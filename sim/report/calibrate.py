@@ -30,6 +30,12 @@ no server; the fit fills exactly those:
   default, the option, or the probe's c / X). It is charged as service time: granian's glue
   before and after the app runs on the worker's one event loop. The body's arrival is not: its
   awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing.
+- **poll_write**: the polls that recorded their agent's visit, replayed from the scenario's
+  `liveness` (coalesced: the first poll `coalesce_s` after registration or the last recorded
+  visit), get a service time of their own (on the knee rig about twice a poll's: two store
+  transactions). From all of them, not only undisturbed ones: a fleet that arrived together
+  records its visits in waves, and the poll answers without awaiting anything, so its
+  Server-Timing is its own even under load.
 - **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)` of the requests
   sent while the server was at most half busy (0.1 s bins whose summed service time is under
   `idle_busy` = 0.5 of its workers: no burst to queue behind), so it holds the network and
@@ -68,16 +74,21 @@ from scipy.stats import norm
 
 from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
 from sim.model.intents import ENDPOINTS
+from sim.model.liveness import Liveness, LivenessWrite
 from sim.records import Run, load_run, quantiles
 from sim.report.calibrate_probe import Capacity, fit_capacity
 from sim.scenario import Scenario, validate_scenario
+from sim.scenario_server import POLL_WRITE
 
 __all__ = ["Calibration", "CalibrationError", "Fit", "calibrate", "calibrate_run", "DEFAULT_OVERHEAD_MS"]
 
 DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per request on granian, 49.9 µs
-# granian hands a request body to the app in two ASGI messages (the bytes with more_body, then
-# an empty last one), each an await that yields the event loop: a body queues twice more.
-BODY_PASSES = 2
+# How many times a request with a body queues again for the event loop of a load test's server.
+# granian hands a body to the app in two ASGI messages (the bytes with more_body, then an empty
+# last one), two awaits; but on the knee rig the progress write waits as if it queued again
+# once: with 2 the simulated p50 at 120% of capacity came out +39%, with 1 within 1%
+# (benchmarks/RESULTS.md "Fidelity at the knee"). The count is the measured one.
+BODY_PASSES = 1
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
@@ -182,6 +193,41 @@ def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
 def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
     keys = list(zip(requests["method"], requests["endpoint"]))
     return np.array([_NAME_OF.get(k, "") for k in keys], dtype=object)
+
+
+def _polls_that_wrote(requests: pd.DataFrame, names: np.ndarray, liveness: Liveness) -> np.ndarray:
+    """The polls that recorded their agent's visit, replayed with the server's `liveness` from
+    each agent's registration (which counts as a visit) and its polls in order, at their send
+    times (a poll within a few ms of the coalescing gap may land on either side)."""
+    wrote = np.zeros(len(requests), bool)
+    if liveness.write is LivenessWrite.OFF:
+        return wrote
+    polls = np.isin(names, ["poll", "poll_v3"])
+    if liveness.write is LivenessWrite.EVERY_POLL:
+        return polls
+    agent = requests["agent_id"].to_numpy()
+    t_s = requests["t_start_s"].to_numpy(dtype=float)
+    registers = names == "register"
+    last: dict[Any, float] = {}
+    for i in np.argsort(t_s, kind="stable"):
+        if registers[i]:
+            last[agent[i]] = t_s[i]
+        elif polls[i] and liveness.due(True, last.get(agent[i]), t_s[i]):
+            wrote[i], last[agent[i]] = True, t_s[i]
+    return wrote
+
+
+def _named(requests: pd.DataFrame, liveness: Liveness | None) -> np.ndarray:
+    """Endpoint names, with `poll_write` for the polls that recorded a visit (`liveness` given: a
+    load test; a simulation logs a writing poll's service as the poll's). All requests, so that
+    each agent's registration is seen before its polls."""
+    names = _endpoint_names(requests)
+    if liveness is not None:
+        ok = requests["ok"].to_numpy(dtype=bool)
+        wrote = np.zeros(len(requests), bool)
+        wrote[ok] = _polls_that_wrote(requests[ok], names[ok], liveness)
+        names[wrote] = POLL_WRITE
+    return names
 
 
 def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: float, min_rows: int) -> np.ndarray:
@@ -295,7 +341,7 @@ def calibrate(
     req = req[keep]
     if len(req) < min_samples:
         raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
-    names = _endpoint_names(req)
+    names = _named(run.requests, base.server.liveness if executor != "des" else None)[keep]
     latency = req["latency_ms"].to_numpy(dtype=float)
     server = req["server_ms"].to_numpy(dtype=float, na_value=np.nan)
     wait = np.nan_to_num(req["queue_wait_ms"].to_numpy(dtype=float, na_value=np.nan))
@@ -336,6 +382,11 @@ def calibrate(
         service_ms = handler + pd.Series(names).map(outside).fillna(overhead).to_numpy(dtype=float)
         what = "server_ms + outside" if overhead or outside else "server_ms"
         service = _fit_services(names, service_ms, clean, what, min_samples, tolerance)
+        wrote = names == POLL_WRITE
+        if POLL_WRITE not in service and wrote.sum() >= min_samples:
+            # Coalesced visits come in waves (a fleet that arrived together), so few are undisturbed;
+            # the poll answers without awaiting anything, so its Server-Timing is its own anyway.
+            service[POLL_WRITE] = fit_service(service_ms[wrote], f"{what}, {POLL_WRITE} (all)", tolerance)
         # The server's load from the fitted mean service of each request: its own Server-Timing
         # is inflated exactly when the server is busy (interleaved handlers).
         mean_of = {name: fit.dist.mean for name, fit in service.items()}
@@ -373,7 +424,7 @@ def calibrate(
         if _probed is None:
             assert probe is not None
             probe_run = probe if isinstance(probe, Run) else load_run(probe)
-            _probed = _probe(probe_run, mean_of, after_s)
+            _probed = _probe(probe_run, mean_of, after_s, base.server.liveness if executor != "des" else None)
         capacity, probe_id, offered_over = _probed
         notes += list(capacity.notes)
         # The probe measured what occupies the worker per request in all: c / X. The low run's
@@ -447,19 +498,22 @@ def calibrate(
     )
 
 
-def _probe(run: Run, mean_of: dict[str, float], after_s: float) -> tuple[Capacity, str, float]:
+def _probe(
+    run: Run, mean_of: dict[str, float], after_s: float, liveness: Liveness | None
+) -> tuple[Capacity, str, float]:
     """The probe's capacity (from its successful requests after `after_s`), its id, and its peak
-    offered load over that capacity (the scenario's poll rate scaled up by the probe's non-polls)."""
+    offered load over that capacity (the scenario's poll rate scaled up by the probe's non-polls).
+    `liveness`: the server's, to tell the polls that wrote (None: no split)."""
     req = run.requests
     keep = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
     keep &= req["t_start_s"].to_numpy(dtype=float) >= after_s
+    names = _named(req, liveness)[keep]
     req = req[keep]
-    names = _endpoint_names(req)
     busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
     t_end = req["t_start_s"].to_numpy(dtype=float) + req["latency_ms"].to_numpy(dtype=float) / 1000.0
     offered = None
     scenario = run.manifest.get("scenario")
-    polls = float(np.isin(names, ["poll", "poll_v3"]).mean()) if len(names) else 0.0
+    polls = float(np.isin(names, ["poll", "poll_v3", POLL_WRITE]).mean()) if len(names) else 0.0
     if isinstance(scenario, dict) and polls > 0:
         agent = scenario.get("agent", {})
         offered = float(scenario["fleet"]["agents"]) / float(agent.get("poll_interval_s", 5.0)) / polls

@@ -6,7 +6,10 @@ simulation is calibrated from the lowest level (the overload level serving as th
 probe); at the highest level below capacity it must give the throughput within 5 % and the
 poll p95 within 25 %, and every level must show the server, not the generator, as the
 bottleneck (generator CPU under half its core, its lag p95 under 5 ms, the server busy at
-overload). Only loopback traffic; every server started is stopped by its PID.
+overload). The machine is shared: a level whose generator evidence fails (another user's work
+on the generator's core) is measured again, up to three times in all, after the load average
+settles (`rig.measure_clean`); only then does the test fail, naming the evidence of every
+attempt. Only loopback traffic; every server started is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -29,18 +32,23 @@ NOMINAL_PER_S = 220.0  # 1 / (mean store latency 4.2 ms + ~0.3 ms of CPU): check
 @pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the rig needs two cores: server and generator apart")
 def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
-    levels = {}
+    levels, retried = {}, []
     for f in (0.3, 0.75, 1.3):
         scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * NOMINAL_PER_S), 20.0)
-        levels[f] = rig.measure(tmp_path, scenario)
+        levels[f], again = rig.measure_clean(tmp_path, scenario, attempts=3, settle_s=30.0)
+        retried += [f"{f:.0%} {why}" for why in again]
     # The lowest level fits the service and round trip; the overload level, as a probe, the
     # capacity: the number of workers and the server's time outside the handler.
     cal = calibrate(levels[0.3].run, probe=levels[1.3].run, after_s=rig.WARMUP_S)
     assert cal.workers == 1, cal.workers_source
+    # The time outside the handler, per endpoint (the polls sent with nothing in flight are many).
+    assert "poll" in cal.outside_ms and min(cal.outside_ms.values()) >= 0, cal.outside_ms
+    assert cal.scenario.server.requeue_bodies == 1
     means = rig.service_means(cal.scenario)
     for f, level in levels.items():
         level.evidence(means)
-        assert not level.bottleneck_is_server(saturated=f > 1), (f, level.figures)
+        problems = level.bottleneck_is_server(saturated=f > 1)
+        assert not problems, f"{f:.0%}: {'; '.join(problems)} (measured again before: {retried or 'never'})"
     over = levels[1.3].figures
     assert over["throughput"] < 0.95 * over["offered"] or over["busy"] > 0.85  # it did saturate
     knee = levels[0.75]
