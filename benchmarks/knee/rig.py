@@ -46,7 +46,7 @@ from pgpin import BackendPinner, application_name, cpus_of  # noqa: E402
 from sim.des.run import run_des  # noqa: E402
 from sim.records import load_run, quantiles  # noqa: E402
 from sim.report.analysis import load_generator  # noqa: E402
-from sim.scenario import Scenario, validate_scenario  # noqa: E402
+from sim.scenario import Scenario, load_scenario, validate_scenario  # noqa: E402
 from sim.server.process import run_server  # noqa: E402
 
 TOKEN = "knee-rig-token"
@@ -199,7 +199,10 @@ def measure(
     saved = out / "level.json"
     if saved.exists():
         kept = json.loads(saved.read_text())
-        level = Level(scenario.name, scenario, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
+        measured = load_scenario(path)  # as it was measured: a new probe may have moved the level since
+        if measured.to_dict() != scenario.to_dict():
+            print(f"{scenario.name}: kept as measured ({measured.fleet.agents} agents, not {scenario.fleet.agents})")
+        level = Level(scenario.name, measured, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
         level.figures = {**figures(out, window), "server_cpu": kept["server_cpu"]}
         level.pinned = kept.get("pinned", "")
         return level
