@@ -54,7 +54,8 @@ from sim.des.run import run_des  # noqa: E402
 from sim.records import load_run  # noqa: E402
 from sim.report import metrics as M  # noqa: E402
 from sim.report.analysis import load_generator  # noqa: E402
-from sim.report.calibrate import _alone, calibrate  # noqa: E402
+from sim.report.calibrate import calibrate  # noqa: E402
+from sim.report.calibrate_requests import alone  # noqa: E402
 from sim.scenario import Scenario, validate_scenario  # noqa: E402
 from sim.server.process import run_server  # noqa: E402
 
@@ -178,7 +179,7 @@ def overhead_ms(level: Level) -> float:
     """Server CPU per request minus the mean handler time (Server-Timing) of requests sent alone."""
     r = load_run(level.run).requests
     ok = r[r["ok"]]
-    handler = float(ok.loc[_alone(r)[r["ok"].to_numpy()], "server_ms"].mean())
+    handler = float(ok.loc[alone(r)[r["ok"].to_numpy()], "server_ms"].mean())
     return max(level.cpu_ms_per_request - handler, 0.0)
 
 

@@ -73,9 +73,9 @@ import pandas as pd
 from scipy.stats import norm
 
 from sim.model.distributions import Constant, Distribution, Empirical, LogNormal
-from sim.model.intents import ENDPOINTS
-from sim.model.liveness import Liveness, LivenessWrite
+from sim.model.liveness import Liveness
 from sim.records import Run, load_run, quantiles
+from sim.report import calibrate_requests as which
 from sim.report.calibrate_probe import Capacity, fit_capacity
 from sim.scenario import Scenario, validate_scenario
 from sim.scenario_server import POLL_WRITE
@@ -86,13 +86,12 @@ DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per 
 # How many times a request with a body queues again for the event loop of a load test's server.
 # granian hands a body to the app in two ASGI messages (the bytes with more_body, then an empty
 # last one), two awaits; but on the knee rig the progress write waits as if it queued again
-# once: with 2 the simulated p50 at 120% of capacity came out +39%, with 1 within 1%
+# once: on one run, with 2 the simulated p50 at 120% of capacity came out +39%, with 1 -1%
 # (benchmarks/RESULTS.md "Fidelity at the knee"). The count is the measured one.
 BODY_PASSES = 1
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
-_NAME_OF = {(method, template): name for name, (method, template) in ENDPOINTS.items()}
 
 
 class CalibrationError(ValueError):
@@ -127,7 +126,7 @@ class Calibration:
     notes: list[str] = field(default_factory=list)
     utilisation: float = 0.0  # the busy fraction of the workers in the calibration run
     capacity: Capacity | None = None  # what the probe found, when there was one
-    # Endpoint -> its own time outside the handler (ms): `overhead_ms` + its offset (see _outside_offsets)
+    # Endpoint -> its own time outside the handler (ms): `overhead_ms` + its offset (see outside_offsets)
     outside_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -190,46 +189,6 @@ def fit_rtt(values: np.ndarray, source: str, tolerance: float) -> Fit:
     return Fit(emp, len(values), source + ", measured quantiles", misfit(emp))
 
 
-def _endpoint_names(requests: pd.DataFrame) -> np.ndarray:
-    keys = list(zip(requests["method"], requests["endpoint"]))
-    return np.array([_NAME_OF.get(k, "") for k in keys], dtype=object)
-
-
-def _polls_that_wrote(requests: pd.DataFrame, names: np.ndarray, liveness: Liveness) -> np.ndarray:
-    """The polls that recorded their agent's visit, replayed with the server's `liveness` from
-    each agent's registration (which counts as a visit) and its polls in order, at their send
-    times (a poll within a few ms of the coalescing gap may land on either side)."""
-    wrote = np.zeros(len(requests), bool)
-    if liveness.write is LivenessWrite.OFF:
-        return wrote
-    polls = np.isin(names, ["poll", "poll_v3"])
-    if liveness.write is LivenessWrite.EVERY_POLL:
-        return polls
-    agent = requests["agent_id"].to_numpy()
-    t_s = requests["t_start_s"].to_numpy(dtype=float)
-    registers = names == "register"
-    last: dict[Any, float] = {}
-    for i in np.argsort(t_s, kind="stable"):
-        if registers[i]:
-            last[agent[i]] = t_s[i]
-        elif polls[i] and liveness.due(True, last.get(agent[i]), t_s[i]):
-            wrote[i], last[agent[i]] = True, t_s[i]
-    return wrote
-
-
-def _named(requests: pd.DataFrame, liveness: Liveness | None) -> np.ndarray:
-    """Endpoint names, with `poll_write` for the polls that recorded a visit (`liveness` given: a
-    load test; a simulation logs a writing poll's service as the poll's). All requests, so that
-    each agent's registration is seen before its polls."""
-    names = _endpoint_names(requests)
-    if liveness is not None:
-        ok = requests["ok"].to_numpy(dtype=bool)
-        wrote = np.zeros(len(requests), bool)
-        wrote[ok] = _polls_that_wrote(requests[ok], names[ok], liveness)
-        names[wrote] = POLL_WRITE
-    return names
-
-
 def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: float, min_rows: int) -> np.ndarray:
     """Requests sent in 0.1 s bins where the server's summed service time stayed under `idle_busy`
     of its workers (no burst to queue behind); the quietest quarter of bins if too few are that idle."""
@@ -239,52 +198,6 @@ def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: fl
     if mask.sum() < min_rows:
         mask = load[cells] <= quantiles(load[np.unique(cells)], [0.25])[0]
     return mask
-
-
-def _alone(requests: pd.DataFrame) -> np.ndarray:
-    """Requests no other request overlapped, from send to answer (as the client saw them). Only
-    for these is `server_ms` the handler's own time: the handlers await (reading the body), and
-    while one waits the event loop runs others, whose time then counts in its Server-Timing."""
-    start = requests["t_start_s"].to_numpy(dtype=float)
-    end = start + np.nan_to_num(requests["latency_ms"].to_numpy(dtype=float)) / 1000.0
-    started_before_end = np.searchsorted(np.sort(start), end, side="left")
-    ended_before_start = np.searchsorted(np.sort(end), start, side="right")
-    return started_before_end - ended_before_start - 1 == 0  # minus the request itself
-
-
-def _outside_offsets(
-    names: np.ndarray, beyond_ms: np.ndarray, usable: np.ndarray, min_samples: int
-) -> dict[str, float]:
-    """Endpoint -> how much longer than the quickest endpoint it spends outside its handler (ms).
-
-    `beyond_ms` = latency - Server-Timing of each request; for `usable` ones (sent with nothing
-    in flight: `_first_in`) that is the round trip plus the server's time outside the handler
-    (a later arrival's time lands inside the handler's Server-Timing, not in this). The round trip is the same
-    for every endpoint, so the difference of two endpoints' medians is the difference of their
-    outside times. Offsets are from the endpoint that spends least outside its handler, whose
-    level is `overhead_ms` (the default: granian's time for a plain request; with a probe, moved
-    so that the mix's mean service is c / X). Endpoints with fewer than `min_samples` usable
-    requests get none; with fewer than two such endpoints, none do."""
-    medians = {}
-    for name in sorted(set(names[usable]) - {""}):
-        rows = usable & (names == name)
-        if rows.sum() >= min_samples:
-            medians[name] = float(np.median(beyond_ms[rows]))
-    if len(medians) < 2:
-        return {}
-    least = min(medians.values())
-    return {n: round(m - least, 4) for n, m in medians.items()}
-
-
-def _first_in(requests: pd.DataFrame) -> np.ndarray:
-    """Requests sent while no other was in flight (as the client saw them): nothing ahead of them
-    at the server. Unlike `_alone`, the choice does not depend on the request's own duration, so
-    it does not favour requests with short round trips, which would bias a slower endpoint's."""
-    start = requests["t_start_s"].to_numpy(dtype=float)
-    end = start + np.nan_to_num(requests["latency_ms"].to_numpy(dtype=float)) / 1000.0
-    started_before = np.searchsorted(np.sort(start), start, side="left")
-    ended_before = np.searchsorted(np.sort(end), start, side="right")
-    return started_before - ended_before == 0
 
 
 def _fit_services(
@@ -336,12 +249,12 @@ def calibrate(
         & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
         & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
     )
-    alone = _alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
-    first_in = _first_in(req)[keep]
+    alone = which.alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
+    first_in = which.first_in(req)[keep]
     req = req[keep]
     if len(req) < min_samples:
         raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
-    names = _named(run.requests, base.server.liveness if executor != "des" else None)[keep]
+    names = which.named(run.requests, base.server.liveness if executor != "des" else None)[keep]
     latency = req["latency_ms"].to_numpy(dtype=float)
     server = req["server_ms"].to_numpy(dtype=float, na_value=np.nan)
     wait = np.nan_to_num(req["queue_wait_ms"].to_numpy(dtype=float, na_value=np.nan))
@@ -377,7 +290,7 @@ def calibrate(
     if has_server:
         clean = alone if alone.sum() >= min_samples else np.ones(len(alone), bool)
         handler = np.where(np.isfinite(server), server, np.nanmedian(server))
-        offsets = {} if executor == "des" else _outside_offsets(names, latency - handler, first_in, min_samples)
+        offsets = {} if executor == "des" else which.outside_offsets(names, latency - handler, first_in, min_samples)
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
         service_ms = handler + pd.Series(names).map(outside).fillna(overhead).to_numpy(dtype=float)
         what = "server_ms + outside" if overhead or outside else "server_ms"
@@ -507,7 +420,7 @@ def _probe(
     req = run.requests
     keep = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
     keep &= req["t_start_s"].to_numpy(dtype=float) >= after_s
-    names = _named(req, liveness)[keep]
+    names = which.named(req, liveness)[keep]
     req = req[keep]
     busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
     t_end = req["t_start_s"].to_numpy(dtype=float) + req["latency_ms"].to_numpy(dtype=float) / 1000.0
