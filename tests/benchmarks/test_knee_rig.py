@@ -7,9 +7,11 @@ probe); at the highest level below capacity it must give the throughput within 5
 poll p95 within 25 %, and every level must show the server, not the generator, as the
 bottleneck (generator CPU under half its core, its lag p95 under 5 ms, the server busy at
 overload). The machine is shared: a level whose generator evidence fails (another user's work
-on the generator's core) is measured again, up to three times in all, after the load average
-settles (`rig.measure_clean`); only then does the test fail, naming the evidence of every
-attempt. Only loopback traffic; every server started is stopped by its PID.
+on the generator's core) or that ran at a load average of 2.5 or more on the 2 cores (other
+users' work competing with the server itself, which lifts its tail without the generator
+showing it) is measured again, up to three times in all, after the load average settles
+(`rig.measure_clean`); only then does the test fail, naming the evidence of every attempt.
+Only loopback traffic; every server started is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import rig  # noqa: E402
 
 from sim.report.calibrate import calibrate  # noqa: E402
 
+BUSY_LOAD = 2.5  # a 1-minute load average this high on the 2 cores: other users disturbed the level
 NOMINAL_PER_S = 220.0  # 1 / (mean store latency 4.2 ms + ~0.3 ms of CPU): checked by the overload level
 
 
@@ -35,7 +38,7 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     levels, retried = {}, []
     for f in (0.3, 0.75, 1.3):
         scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * NOMINAL_PER_S), 20.0)
-        levels[f], again = rig.measure_clean(tmp_path, scenario, attempts=3, settle_s=30.0)
+        levels[f], again = rig.measure_clean(tmp_path, scenario, attempts=3, busy_load=BUSY_LOAD, settle_s=30.0)
         retried += [f"{f:.0%} {why}" for why in again]
     # The lowest level fits the service and round trip; the overload level, as a probe, the
     # capacity: the number of workers and the server's time outside the handler.
@@ -55,4 +58,8 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     predicted = rig.simulate(tmp_path, knee, cal.scenario, replications=3)
     measured = knee.figures
     assert predicted["throughput"] == pytest.approx(measured["throughput"], rel=0.05)
-    assert predicted["poll_p95"] == pytest.approx(measured["poll_p95"], rel=0.25), (predicted, measured)
+    assert predicted["poll_p95"] == pytest.approx(measured["poll_p95"], rel=0.25), (
+        f"poll p95 at 75%: predicted {predicted['poll_p95']:.1f} ms, measured {measured['poll_p95']:.1f} ms "
+        f"(load average {knee.load_avg[0]:.1f}-{knee.load_avg[1]:.1f}, generator lag p95 {measured['lag_p95']:.1f} ms; "
+        f"measured again before: {retried or 'never'})"
+    )
