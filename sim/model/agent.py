@@ -310,7 +310,7 @@ class Agent:
         assert call is not None
         self.stats.resent += 1
         outcome = yield from self._call(call)
-        if outcome.retryable and self._unsent is None:
+        if outcome.retryable:  # still not through: kept for the next poll that is
             self._unsent = call
 
     def _restart(self, down_s: float) -> _Steps:
