@@ -143,7 +143,8 @@ def test_the_tables_rebuilt_from_the_requests_agree_with_the_servers(quickstart:
     missed = both[both["_merge"] == "right_only"]
     at_the_end = missed["delivered_s"] >= rq["t_start_s"].max() - 5  # its poll cut off as the users stopped
     assert (~at_the_end).sum() <= unanswered, missed
-    assert len(commands) - len(seen) <= len(quickstart.commands) - len(true)
+    # Commands never delivered: the observed ones also count those whose delivery the agents missed.
+    assert len(commands) - len(seen) <= len(quickstart.commands) - len(true) + len(missed)
     matched = both[both["_merge"] == "both"]
     for column in ("enqueued_s", "delivered_s", "acked_s"):
         late = (matched[f"{column}_seen"] - matched[column]).dropna()  # the answer comes after the server's moment
