@@ -7,16 +7,20 @@
    rig's nominal capacity; the plateau of its completions is the measured capacity X
    (`sim.report.calibrate_probe`).
 2. **Levels**: paced fleets (`rig.fleet`: polls every second, a tenth migrating with a
-   progress write every second) offering each fraction of X, each `--seconds` against a
-   fresh limited server (`rig.measure`; SQLite in a temp dir, or PostgreSQL in a fresh
-   schema of postgresql://postgres@127.0.0.1:5432/test, dropped afterwards).
+   progress write every second) offering each fraction of X, arriving evenly over
+   `--arrival-seconds` (the liveness coalescing window, 30 s: so that the recorded visits, at
+   most one per source per 30 s, are spread as a real fleet's are, not one synchronized burst
+   every 30 s), then measured for `--seconds` against a fresh limited server (`rig.measure`;
+   SQLite in a temp dir, or PostgreSQL in a fresh schema of
+   postgresql://postgres@127.0.0.1:5432/test, dropped afterwards).
 3. **Calibration**: `smsload calibrate`'s `calibrate` from the LOWEST level plus the probe.
 4. **Prediction**: each level's scenario with the calibrated server, `--replications` seeded
    DES runs; mean and 95% interval (t) per figure, over the same steady window.
 5. **Table** (markdown, for benchmarks/RESULTS.md): measured vs predicted throughput, poll
    and progress p50/p95/p99, error rate, and the evidence columns (server busy = X * S,
-   server CPU, generator CPU of its core, generator lag p95, load average). A level whose
-   evidence fails is marked; rerun it on a quieter machine.
+   server CPU, generator CPU of its core, generator lag p95, what the machine took from the
+   server: ms per second its threads waited for a core and the hypervisor stole from its cores,
+   load average). A level whose evidence fails is marked; rerun it on a quieter machine.
 
 The rigs (see `rig.py` and README "The knee rig"): `latency` = `--store-latency-ms
 lognormal:4,0.3 --cpus 1` (an M/G/1 queue, ~220 requests/s); `quota` = `--cpu-quota 0.1
@@ -79,8 +83,8 @@ def probe_capacity(tmp: Path, guess: float, seconds: float, **kw: Any) -> tuple[
     were set from its capacity."""
     scenario = rig.fleet("probe", rig.agents_for(2.0 * guess), seconds, ramp_s=0.7 * seconds)
     if (tmp / "probe" / "level.json").exists():
-        return rig.measure(tmp, scenario, server_args=kw["server_args"]), []
-    return rig.measure_clean(tmp, scenario, **kw)
+        return rig.measure(tmp, scenario, server_args=kw["server_args"], warmup=rig.WARMUP_S), []
+    return rig.measure_clean(tmp, scenario, warmup=rig.WARMUP_S, **kw)
 
 
 def capacity_of(level: rig.Level) -> float:
@@ -102,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--rig", choices=tuple(RIGS), default="latency")
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument(
+        "--arrival-seconds",
+        type=float,
+        default=30.0,
+        help="each level's fleet arrives evenly over this long before the measured --seconds (default 30: "
+        "the server's liveness coalescing window, which spreads the recorded visits)",
+    )
     p.add_argument("--probe-seconds", type=float, default=40.0)
     p.add_argument("--levels", default="0.5,0.8,0.9,1.0,1.2")
     p.add_argument("--replications", type=int, default=5)
@@ -118,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.attempts < 1:
         p.error(f"--attempts: expected 1 or more, got {args.attempts}")
+    if not args.arrival_seconds > 0 or not args.seconds > 0:
+        p.error(f"--arrival-seconds and --seconds: expected > 0, got {args.arrival_seconds:g} and {args.seconds:g}")
     levels = [float(x) for x in args.levels.split(",")]
     server_args, guess = RIGS[args.rig]
     started = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -145,12 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
         measured = []
         for f in levels:
-            scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * capacity), args.seconds)
+            duration = args.arrival_seconds + rig.SETTLE_S + args.seconds
+            agents = rig.agents_for(f * capacity)
+            scenario = rig.fleet(f"level-{round(f * 100)}", agents, duration, ramp_s=args.arrival_seconds)
             level, again = rig.measure_clean(tmp, scenario, **clean)
             retried += [f"{f:.0%} {why}" for why in again]
             print(f"  {f:.0%}: {level.figures['throughput']:.1f}/s, load avg {level.load_avg[1]:.1f}", flush=True)
             measured.append(level)
-        cal = calibrate(measured[0].run, probe=probe.run, after_s=rig.WARMUP_S)
+        # The probe's capacity at its whole fleet, after its arrival: its saturated bins before
+        # (fewer agents, a shorter queue) completed up to 10% more (README "The knee rig").
+        probe_after = max(rig.WARMUP_S, rig.warmup_s(probe.scenario) - rig.SETTLE_S)
+        cal = calibrate(
+            measured[0].run, probe=probe.run, after_s=rig.warmup_s(measured[0].scenario), probe_after_s=probe_after
+        )
         means = rig.service_means(cal.scenario)
         rows, dump = [], []
         for f, level in zip(levels, measured):
@@ -167,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{m['server_cpu']:.0%}",
                     f"{m['generator_cpu']:.0f}%",
                     f"{m['lag_p95']:.1f}",
+                    f"{m['server_wait_ms_s']:.1f} / {m['steal_ms_s']:.1f}",
                     f"{level.load_avg[0]:.1f}-{level.load_avg[1]:.1f}",
                     *([level.pinned] if args.store == "postgres" else []),
                     "ok" if not problems else "NOT: " + "; ".join(problems),
@@ -174,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             dump.append({"level": f, "agents": level.scenario.fleet.agents, "measured": m, "predicted": predicted})
     head = ["load", "agents", *(f"{c} meas / pred [95%] (err)" for c in COLUMNS)]
-    head += ["errors meas / pred", "busy", "server CPU", "gen CPU", "lag p95 ms", "load avg"]
+    head += ["errors meas / pred", "busy", "server CPU", "gen CPU", "lag p95 ms", "server waited / stolen ms/s"]
+    head += ["load avg"]
     head += [*(["PG backends"] if args.store == "postgres" else []), "server bottleneck"]
     print()
     print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s, ")

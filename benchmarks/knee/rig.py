@@ -55,7 +55,13 @@ PROGRESS = "/v3/tasks/{task_id}/progress"
 POLL_S = 1.0
 PROGRESS_S = 1.0
 MIGRATING = 0.1  # of the agents, migrating all run long: progress writes
-WARMUP_S = 5.0  # arrival (2 s), the task wave (at 1 s) and Locust's start-up: left out of every figure
+# Left out of every figure: the arrival, then SETTLE_S for the task wave at its end (the operator
+# creates and starts a task per migrating agent, one request after another; against the real
+# server that burst takes ~2.5 s at 75% and its queue drains by ~6 s after the wave, against ~1 s
+# simulated: the operator's requests cost two to three store transactions and wait behind the
+# queue twice, once more for their body) and Locust's start-up.
+SETTLE_S = 6.0
+WARMUP_S = 2.0 + SETTLE_S  # the default fleet's: a 2 s arrival
 DEFAULT_SERVER_ARGS = ("--store-latency-ms", "lognormal:4,0.3", "--cpus", "1")
 GENERATOR_CPUS = "0"
 
@@ -88,19 +94,53 @@ def fleet(name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: f
     )
 
 
+def warmup_s(scenario: Scenario) -> float:
+    """The start of the steady window: the fleet's arrival and the task wave at its end, SETTLE_S."""
+    arrival = scenario.fleet.arrival
+    return max(WARMUP_S, float(getattr(arrival, "duration_s", 0.0)) + SETTLE_S)
+
+
 def agents_for(rate_per_s: float) -> int:
     """Agents whose polls and progress writes offer `rate_per_s` requests per second."""
     return max(2, round(rate_per_s / (1 / POLL_S + MIGRATING / PROGRESS_S)))
 
 
-class CpuSampler(threading.Thread):
-    """(epoch, CPU seconds of the server's process tree) every 0.25 s, until stopped."""
+def _run_queue_wait_s(procs: list[psutil.Process]) -> float:
+    """Seconds the threads of `procs` spent runnable but waiting for a core (/proc/PID/task/*/schedstat,
+    field 2; zero where the kernel does not keep it)."""
+    total = 0
+    for proc in procs:
+        for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+                continue
+    return total / 1e9
 
-    def __init__(self, pid: int) -> None:
+
+def _steal_s(cpus: set[int] | None) -> float:
+    """Seconds the hypervisor gave `cpus` (all: None) to other guests (/proc/stat's steal column)."""
+    ticks = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or len(fields) < 8:
+            continue
+        if cpus is None or int(name[3:]) in cpus:
+            ticks += int(fields[7])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler(threading.Thread):
+    """Every 0.25 s, until stopped: (epoch, CPU seconds of the server's process tree, seconds its
+    threads waited for a core, seconds stolen from its cores by the hypervisor). The last two are
+    what the MACHINE took from the server: other processes on its core, other guests on the host."""
+
+    def __init__(self, pid: int, cpus: set[int] | None = None) -> None:
         super().__init__(daemon=True)
         root = psutil.Process(pid)
         self.procs = [root, *root.children(recursive=True)]
-        self.samples: list[tuple[float, float]] = []
+        self.cpus = cpus
+        self.samples: list[tuple[float, float, float, float]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -109,14 +149,21 @@ class CpuSampler(threading.Thread):
                 cpu = sum(p.cpu_times().user + p.cpu_times().system for p in self.procs)
             except psutil.Error:
                 break
-            self.samples.append((time.time(), cpu))
+            self.samples.append((time.time(), cpu, _run_queue_wait_s(self.procs), _steal_s(self.cpus)))
             self.done.wait(0.25)
 
-    def cpu_s(self, t0: float, t1: float) -> float:
+    def _delta(self, column: int, t0: float, t1: float) -> float:
         if len(self.samples) < 2:
             return math.nan
-        t, c = np.array(self.samples).T
-        return float(np.interp(t1, t, c) - np.interp(t0, t, c))
+        series = np.array(self.samples).T
+        return float(np.interp(t1, series[0], series[column]) - np.interp(t0, series[0], series[column]))
+
+    def cpu_s(self, t0: float, t1: float) -> float:
+        return self._delta(1, t0, t1)
+
+    def taken_s(self, t0: float, t1: float) -> tuple[float, float]:
+        """(run-queue wait, steal) over [t0, t1], in seconds."""
+        return self._delta(2, t0, t1), self._delta(3, t0, t1)
 
 
 def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float] | None = None) -> dict[str, float]:
@@ -189,21 +236,26 @@ def measure(
     db: str | None = None,
     server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS,
     generator_cpus: str | None = GENERATOR_CPUS,
+    warmup: float | None = None,
 ) -> Level:
     """Run `scenario` with `smsload load` against a fresh, limited reference server; stop it by PID.
 
     A level already measured in `tmp` (its run and `level.json`) is read back, not run again:
-    delete its directory to measure it again (a level whose evidence failed)."""
+    delete its directory to measure it again (a level whose evidence failed). Its figures are over
+    `warmup` (default: `warmup_s`, after the arrival and the task wave) to the end."""
     path, out = tmp / f"{scenario.name}.yaml", tmp / scenario.name
-    window = (WARMUP_S, scenario.duration_s)
+    window = (warmup_s(scenario) if warmup is None else warmup, scenario.duration_s)
     saved = out / "level.json"
     if saved.exists():
         kept = json.loads(saved.read_text())
         measured = load_scenario(path)  # as it was measured: a new probe may have moved the level since
         if measured.to_dict() != scenario.to_dict():
             print(f"{scenario.name}: kept as measured ({measured.fleet.agents} agents, not {scenario.fleet.agents})")
+        window = (warmup_s(measured) if warmup is None else warmup, measured.duration_s)
         level = Level(scenario.name, measured, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
-        level.figures = {**figures(out, window), "server_cpu": kept["server_cpu"]}
+        level.figures = figures(out, window)
+        for key in ("server_cpu", "server_wait_ms_s", "steal_ms_s"):
+            level.figures[key] = kept.get(key, math.nan)
         level.pinned = kept.get("pinned", "")
         return level
     path.write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False))
@@ -212,7 +264,7 @@ def measure(
     name, cpus = application_name(store), cpus_of(server_args)
     pinner = BackendPinner(store.split("?")[0], name, cpus) if name and cpus and store.startswith("postgres") else None
     with run_server(store, [TOKEN], tmp / f"{scenario.name}-server.log", extra=server_args) as srv:
-        sampler = CpuSampler(srv.pid)
+        sampler = CpuSampler(srv.pid, cpus)
         sampler.start()
         if pinner is not None:
             pinner.start()
@@ -243,20 +295,30 @@ def measure(
     t0 = float(json.loads((out / "manifest.json").read_text())["t0_epoch"])
     level = Level(scenario.name, scenario, out, window, (before, os.getloadavg()[0]))
     level.figures = figures(out, window)
-    level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / (window[1] - window[0])
+    span = window[1] - window[0]
+    level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / span
+    wait_s, steal_s = sampler.taken_s(t0 + window[0], t0 + window[1])
+    level.figures["server_wait_ms_s"], level.figures["steal_ms_s"] = wait_s / span * 1000, steal_s / span * 1000
     level.pinned = pinned
-    saved.write_text(
-        json.dumps({"load_avg": level.load_avg, "server_cpu": level.figures["server_cpu"], "pinned": pinned})
-    )
+    kept = ("server_cpu", "server_wait_ms_s", "steal_ms_s")
+    saved.write_text(json.dumps({"load_avg": level.load_avg, "pinned": pinned, **{k: level.figures[k] for k in kept}}))
     return level
+
+
+STOLEN_MS_S = 10.0  # the hypervisor gave the server's cores to other guests 1% of the time or more
 
 
 def machine_busy(level: Level, busy_load: float | None = None) -> list[str]:
     """What says the MACHINE, not the rig, disturbed this level: the generator behind its schedule
-    or short of CPU (other users on its core), or, with `busy_load`, a 1-minute load average at or
-    above it before or after. Empty: nothing; a level with reasons is worth measuring again."""
+    or short of CPU (other users on its core), the hypervisor stealing the server's cores
+    (STOLEN_MS_S), or, with `busy_load`, a 1-minute load average at or above it before or after.
+    Empty: nothing; a level with reasons is worth measuring again. (The server's own run-queue
+    wait is recorded, not judged: its threads, and on PostgreSQL the pinned backend, share its
+    core, so it is never near zero.)"""
     f = level.figures
     reasons = [p for p in level.bottleneck_is_server(saturated=False) if p.startswith("generator")]
+    if f.get("steal_ms_s", 0.0) >= STOLEN_MS_S:
+        reasons.append(f"{f['steal_ms_s']:.0f} ms/s stolen from the server's cores by the hypervisor")
     if busy_load is not None and max(level.load_avg) >= busy_load:
         reasons.append(f"load average {max(level.load_avg):.1f} (>= {busy_load:g}: other users of the machine)")
     return reasons if f else ["no figures"]

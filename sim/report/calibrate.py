@@ -228,13 +228,15 @@ def calibrate(
     idle_busy: float = 0.5,
     after_s: float = 0.0,
     probe: Run | str | Path | None = None,
+    probe_after_s: float | None = None,
     _probed: tuple[Capacity, str, float] | None = None,
 ) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
     `after_s` leaves out requests sent before it (a warm-up: the fleet arriving, Locust starting users).
     `probe`: a run whose load went past the server's capacity; it gives the number of workers
-    (unless `workers` is given) and the capacity (`sim.report.calibrate_probe`).
+    (unless `workers` is given) and the capacity (`sim.report.calibrate_probe`), from its
+    requests sent after `probe_after_s` (default: `after_s`).
     """
     run = run if isinstance(run, Run) else load_run(run)
     manifest = run.manifest
@@ -337,7 +339,8 @@ def calibrate(
         if _probed is None:
             assert probe is not None
             probe_run = probe if isinstance(probe, Run) else load_run(probe)
-            _probed = _probe(probe_run, mean_of, after_s, base.server.liveness if executor != "des" else None)
+            probe_after = after_s if probe_after_s is None else probe_after_s
+            _probed = _probe(probe_run, mean_of, probe_after, base.server.liveness if executor != "des" else None)
         capacity, probe_id, offered_over = _probed
         notes += list(capacity.notes)
         # The probe measured what occupies the worker per request in all: c / X. The low run's

@@ -52,6 +52,12 @@ def register(sub: Any) -> None:
         "and, unless --workers, the number of concurrent servers (saturated throughput x mean service)",
     )
     p.add_argument("--after-s", type=float, default=0.0, help="leave out requests sent before this (a warm-up)")
+    p.add_argument(
+        "--probe-after-s",
+        type=float,
+        help="the probe's own warm-up (default: --after-s); e.g. the end of its arrival, so that its capacity "
+        "is the whole fleet's (a server's capacity can fall as its fleet and queue grow)",
+    )
     p.add_argument("--from-latency", action="store_true", help="ignore server_ms: service = low-load latency - rtt")
     p.set_defaults(func=_main)
 
@@ -67,6 +73,8 @@ def _main(args: argparse.Namespace) -> int:
     for flag, value in (("--overhead-ms", args.overhead_ms), ("--rtt-ms", args.rtt_ms)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be at least 0, got {value}")
+    if args.probe_after_s is not None and args.probe is None:
+        raise UsageError("--probe-after-s needs --probe (it is the probe run's warm-up)")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     try:
@@ -78,6 +86,7 @@ def _main(args: argparse.Namespace) -> int:
             from_latency=args.from_latency,
             after_s=args.after_s,
             probe=args.probe,
+            probe_after_s=args.probe_after_s,
         )
     except (RunDirError, CalibrationError) as exc:
         raise UsageError(str(exc)) from None

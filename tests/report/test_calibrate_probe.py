@@ -88,3 +88,22 @@ def test_smsload_calibrate_with_a_probe_writes_where_it_was_checked(tmp_path: Pa
     at = load_scenario(out).server.calibrated
     assert at is not None and at.capacity_per_s == pytest.approx(600, rel=0.05) and at.probe_run_id
     assert main(["calibrate", str(low), "--probe", str(tmp_path / "nowhere"), "-o", str(out)]) == 2
+    late = ["--probe", str(probe), "--after-s", "3", "--probe-after-s", "14", "-o", str(out)]
+    assert main(["calibrate", str(low), *late]) == 0
+    assert main(["calibrate", str(low), "--probe-after-s", "14", "-o", str(out)]) == 2  # no probe to start
+
+
+def test_the_probe_has_a_window_of_its_own(tmp_path: Path) -> None:
+    """`probe_after_s` starts the probe's window (say, after its arrival), not the low run's."""
+    from sim.report.calibrate import CalibrationError
+
+    low_scenario = parse_scenario(POLLS)
+    low = run_des(low_scenario, tmp_path / "low")
+    probe = run_des(low_scenario.with_overrides(agents=1000), tmp_path / "probe")
+    base = low_scenario.with_overrides(fields={"server": {"workers": 1}})
+    late = calibrate(low, base, probe=probe, after_s=3.0, probe_after_s=14.0)
+    assert late.workers == 3 and late.capacity is not None
+    assert late.capacity.throughput_per_s == pytest.approx(600, rel=0.05)
+    with pytest.raises(CalibrationError, match="at least 3"):  # 1 s bins from 18.5 s to the end at 20 s
+        calibrate(low, base, probe=probe, after_s=3.0, probe_after_s=18.5)
+    assert calibrate(low, base, probe=probe, after_s=3.0).workers == 3  # the default: the low run's after_s
