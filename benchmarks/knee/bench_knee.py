@@ -105,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--rig", choices=tuple(RIGS), default="latency")
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="each level's measured window after its arrival and 6 s (default 60)",
+    )
     p.add_argument(
         "--arrival-seconds",
         type=float,
@@ -113,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         help="each level's fleet arrives evenly over this long before the measured --seconds (default 30: "
         "the server's liveness coalescing window, which spreads the recorded visits)",
     )
-    p.add_argument("--probe-seconds", type=float, default=40.0)
+    p.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=40.0,
+        help="the capacity probe's length; its fleet (twice the rig's nominal capacity) arrives over 70%% of it",
+    )
     p.add_argument("--levels", default="0.5,0.8,0.9,1.0,1.2")
     p.add_argument("--replications", type=int, default=5)
     p.add_argument("--json", type=Path, help="write every figure here too")
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             duration = args.arrival_seconds + rig.SETTLE_S + args.seconds
             agents = rig.agents_for(f * capacity)
             scenario = rig.fleet(f"level-{round(f * 100)}", agents, duration, ramp_s=args.arrival_seconds)
-            level, again = rig.measure_clean(tmp, scenario, **clean)
+            level, again = rig.measure_clean(tmp, scenario, stolen_ms_s=rig.steal_limit(f), **clean)
             retried += [f"{f:.0%} {why}" for why in again]
             print(f"  {f:.0%}: {level.figures['throughput']:.1f}/s, load avg {level.load_avg[1]:.1f}", flush=True)
             measured.append(level)

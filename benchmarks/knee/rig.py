@@ -308,17 +308,25 @@ def measure(
 STOLEN_MS_S = 10.0  # the hypervisor gave the server's cores to other guests 1% of the time or more
 
 
-def machine_busy(level: Level, busy_load: float | None = None) -> list[str]:
+def steal_limit(load: float) -> float:
+    """The steal (ms/s) that disturbs a level offering `load` x capacity: STOLEN_MS_S at half load or
+    less and at saturation; in between it shrinks with 1 - load, since the queue a stall leaves
+    takes 1 / (1 - rho) times the stall to drain (at 90% a 20 ms stall lifts ~40 requests)."""
+    return STOLEN_MS_S if load >= 1.0 else STOLEN_MS_S * max(0.2, min(1.0, 2.0 * (1.0 - load)))
+
+
+def machine_busy(level: Level, busy_load: float | None = None, stolen_ms_s: float = STOLEN_MS_S) -> list[str]:
     """What says the MACHINE, not the rig, disturbed this level: the generator behind its schedule
     or short of CPU (other users on its core), the hypervisor stealing the server's cores
-    (STOLEN_MS_S), or, with `busy_load`, a 1-minute load average at or above it before or after.
+    (`stolen_ms_s`: `steal_limit`), or, with `busy_load`, a 1-minute load average at or above it before or after.
     Empty: nothing; a level with reasons is worth measuring again. (The server's own run-queue
     wait is recorded, not judged: its threads, and on PostgreSQL the pinned backend, share its
     core, so it is never near zero.)"""
     f = level.figures
     reasons = [p for p in level.bottleneck_is_server(saturated=False) if p.startswith("generator")]
-    if f.get("steal_ms_s", 0.0) >= STOLEN_MS_S:
-        reasons.append(f"{f['steal_ms_s']:.0f} ms/s stolen from the server's cores by the hypervisor")
+    if f.get("steal_ms_s", 0.0) >= stolen_ms_s:
+        stolen = f"{f['steal_ms_s']:.1f} ms/s stolen from the server's core by the hypervisor"
+        reasons.append(f"{stolen} (>= {stolen_ms_s:g})")
     if busy_load is not None and max(level.load_avg) >= busy_load:
         reasons.append(f"load average {max(level.load_avg):.1f} (>= {busy_load:g}: other users of the machine)")
     return reasons if f else ["no figures"]
@@ -330,6 +338,7 @@ def measure_clean(
     *,
     attempts: int = 3,
     busy_load: float | None = None,
+    stolen_ms_s: float = STOLEN_MS_S,
     settle_s: float = 60.0,
     fresh_db: Callable[[], str | None] = lambda: None,
     **kw: Any,
@@ -343,7 +352,7 @@ def measure_clean(
     limit = busy_load if busy_load is not None else float(os.cpu_count() or 1) / 2
     for attempt in range(attempts):
         level = measure(tmp, scenario, db=fresh_db(), **kw)
-        reasons = machine_busy(level, busy_load)
+        reasons = machine_busy(level, busy_load, stolen_ms_s)
         if not reasons or attempt == attempts - 1:
             return level, given_up
         given_up.append(f"attempt {attempt + 1}: " + "; ".join(reasons))
