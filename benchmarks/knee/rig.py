@@ -218,8 +218,11 @@ class Level:
     def bottleneck_is_server(self, saturated: bool) -> list[str]:
         """What speaks against the server being the bottleneck (empty: the evidence holds)."""
         f, problems = self.figures, []
-        if saturated and not f["busy"] >= 0.85:
-            problems.append(f"server busy {f['busy']:.0%} (< 85%) at saturation")
+        # Saturated, the server's core is serving or taken by the hypervisor (steal): both count.
+        stolen = f.get("steal_ms_s", math.nan) / 1000
+        stolen = stolen if math.isfinite(stolen) else 0.0
+        if saturated and not f["busy"] + stolen >= 0.85:
+            problems.append(f"server busy {f['busy']:.0%} + {stolen:.0%} stolen (< 85%) at saturation")
         if not f["generator_cpu"] < 50:
             problems.append(f"generator CPU {f['generator_cpu']:.0f}% of its core (>= 50%)")
         if not f["lag_p95"] < 5:

@@ -15,11 +15,13 @@ core), the hypervisor stole from the server's core (1% of it, less near the knee
 `rig.steal_limit`), or the load average reached 2.5 on the 2 cores (other users' work
 competing with the server itself, which lifts its tail without the generator showing it); the
 bottleneck evidence is then judged on the last attempt.
-A knee level whose p95 misses is measured once more, independently (one short level's tail
-moves from run to run). A second miss fails the test, unless the machine measurably disturbed
-a level the comparison rests on (the calibration's two and the judged one): then the p95
-judgment is skipped, naming that evidence, since a server robbed of its core is not the
-server the model was calibrated on (60 to 100 ms/s of steal was seen here during a full suite).
+A knee level whose throughput or p95 misses is measured once more, independently (one short
+level's tail moves from run to run). A second miss fails the test, unless the machine
+measurably disturbed a level the comparison rests on (the calibration's two and the judged
+one): then the judgment is skipped, naming that evidence, since a server robbed of its core is
+not the server the model was calibrated on (60 to 190 ms/s of steal was seen here during full
+suites). At saturation the server's busy fraction counts the steal too: its core was serving
+or taken.
 Only loopback traffic; every server started is stopped by its PID.
 """
 
@@ -76,11 +78,12 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     for attempt in range(2):
         predicted = rig.simulate(tmp_path, knee, cal.scenario, replications=3)
         measured = knee.figures
-        assert predicted["throughput"] == pytest.approx(measured["throughput"], rel=0.05)
-        if predicted["poll_p95"] == pytest.approx(measured["poll_p95"], rel=0.25):
+        throughput_ok = predicted["throughput"] == pytest.approx(measured["throughput"], rel=0.05)
+        if throughput_ok and predicted["poll_p95"] == pytest.approx(measured["poll_p95"], rel=0.25):
             break
         misses.append(
-            f"predicted {predicted['poll_p95']:.1f} ms, measured {measured['poll_p95']:.1f} ms "
+            f"throughput predicted {predicted['throughput']:.1f}/s, measured {measured['throughput']:.1f}/s; "
+            f"poll p95 predicted {predicted['poll_p95']:.1f} ms, measured {measured['poll_p95']:.1f} ms "
             f"(load average {knee.load_avg[0]:.1f}-{knee.load_avg[1]:.1f}, generator lag p95 "
             f"{measured['lag_p95']:.1f} ms, the server's threads waited {measured['server_wait_ms_s']:.0f} ms/s "
             f"for a core, {measured['steal_ms_s']:.0f} ms/s stolen)"
@@ -103,7 +106,7 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
             for name, f, level in (("30%", 0.3, levels[0.3]), ("130%", 1.3, levels[1.3]), ("75%", 0.75, knee))
             if (why := rig.machine_busy(level, BUSY_LOAD, rig.steal_limit(f)))
         }
-        detail = f"poll p95 at 75%, twice: {'; '.join(misses)} (measured again before: {retried or 'never'})"
+        detail = f"at 75%, twice: {'; '.join(misses)} (measured again before: {retried or 'never'})"
         if disturbed:
             pytest.skip(f"not judged, the machine disturbed {disturbed}: {detail}")
         pytest.fail(detail)
