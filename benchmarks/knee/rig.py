@@ -132,15 +132,15 @@ def _steal_s(cpus: set[int] | None) -> float:
 
 class CpuSampler(threading.Thread):
     """Every 0.25 s, until stopped: (epoch, CPU seconds of the server's process tree, seconds its
-    threads waited for a core, seconds stolen from its cores by the hypervisor). The last two are
-    what the MACHINE took from the server: other processes on its core, other guests on the host."""
+    threads waited for a core, seconds stolen by the hypervisor from its cores and from all cores).
+    The last three are what the MACHINE took: other processes on its core, other guests on the host."""
 
     def __init__(self, pid: int, cpus: set[int] | None = None) -> None:
         super().__init__(daemon=True)
         root = psutil.Process(pid)
         self.procs = [root, *root.children(recursive=True)]
         self.cpus = cpus
-        self.samples: list[tuple[float, float, float, float]] = []
+        self.samples: list[tuple[float, ...]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -149,7 +149,8 @@ class CpuSampler(threading.Thread):
                 cpu = sum(p.cpu_times().user + p.cpu_times().system for p in self.procs)
             except psutil.Error:
                 break
-            self.samples.append((time.time(), cpu, _run_queue_wait_s(self.procs), _steal_s(self.cpus)))
+            taken = (_run_queue_wait_s(self.procs), _steal_s(self.cpus), _steal_s(None))
+            self.samples.append((time.time(), cpu, *taken))
             self.done.wait(0.25)
 
     def _delta(self, column: int, t0: float, t1: float) -> float:
@@ -161,9 +162,9 @@ class CpuSampler(threading.Thread):
     def cpu_s(self, t0: float, t1: float) -> float:
         return self._delta(1, t0, t1)
 
-    def taken_s(self, t0: float, t1: float) -> tuple[float, float]:
-        """(run-queue wait, steal) over [t0, t1], in seconds."""
-        return self._delta(2, t0, t1), self._delta(3, t0, t1)
+    def taken_s(self, t0: float, t1: float) -> tuple[float, float, float]:
+        """(run-queue wait, steal on the server's cores, steal on all cores) over [t0, t1], in seconds."""
+        return self._delta(2, t0, t1), self._delta(3, t0, t1), self._delta(4, t0, t1)
 
 
 def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float] | None = None) -> dict[str, float]:
@@ -257,7 +258,7 @@ def measure(
         window = (warmup_s(measured) if warmup is None else warmup, measured.duration_s)
         level = Level(scenario.name, measured, out, window, tuple(kept["load_avg"]))  # type: ignore[arg-type]
         level.figures = figures(out, window)
-        for key in ("server_cpu", "server_wait_ms_s", "steal_ms_s"):
+        for key in ("server_cpu", *TAKEN):
             level.figures[key] = kept.get(key, math.nan)
         level.pinned = kept.get("pinned", "")
         return level
@@ -300,14 +301,17 @@ def measure(
     level.figures = figures(out, window)
     span = window[1] - window[0]
     level.figures["server_cpu"] = sampler.cpu_s(t0 + window[0], t0 + window[1]) / span
-    wait_s, steal_s = sampler.taken_s(t0 + window[0], t0 + window[1])
-    level.figures["server_wait_ms_s"], level.figures["steal_ms_s"] = wait_s / span * 1000, steal_s / span * 1000
+    for key, taken in zip(TAKEN, sampler.taken_s(t0 + window[0], t0 + window[1])):
+        level.figures[key] = taken / span * 1000
     level.pinned = pinned
-    kept = ("server_cpu", "server_wait_ms_s", "steal_ms_s")
+    kept = ("server_cpu", *TAKEN)
     saved.write_text(json.dumps({"load_avg": level.load_avg, "pinned": pinned, **{k: level.figures[k] for k in kept}}))
     return level
 
 
+# What the machine took, per second of the window (ms/s): the server's run-queue wait, the steal on
+# its cores, the steal on all cores (the generator's too; summed over cores).
+TAKEN = ("server_wait_ms_s", "steal_ms_s", "steal_all_ms_s")
 STOLEN_MS_S = 10.0  # the hypervisor gave the server's cores to other guests 1% of the time or more
 
 
@@ -318,21 +322,32 @@ def steal_limit(load: float) -> float:
     return STOLEN_MS_S if load >= 1.0 else STOLEN_MS_S * max(0.2, min(1.0, 2.0 * (1.0 - load)))
 
 
-def machine_busy(level: Level, busy_load: float | None = None, stolen_ms_s: float = STOLEN_MS_S) -> list[str]:
-    """What says the MACHINE, not the rig, disturbed this level: the generator behind its schedule
-    or short of CPU (other users on its core), the hypervisor stealing the server's cores
-    (`stolen_ms_s`: `steal_limit`), or, with `busy_load`, a 1-minute load average at or above it before or after.
-    Empty: nothing; a level with reasons is worth measuring again. (The server's own run-queue
-    wait is recorded, not judged: its threads, and on PostgreSQL the pinned backend, share its
-    core, so it is never near zero.)"""
-    f = level.figures
-    reasons = [p for p in level.bottleneck_is_server(saturated=False) if p.startswith("generator")]
+def machine_signs(level: Level, busy_load: float | None = None, stolen_ms_s: float = STOLEN_MS_S) -> list[str]:
+    """The machine's own signs of having disturbed this level, apart from the rig's figures: the
+    hypervisor stealing the server's core (`stolen_ms_s`: see `steal_limit`) or twice STOLEN_MS_S
+    over all cores (the generator's too), or, with `busy_load`, a 1-minute load average at or
+    above it before or after. (The server's own run-queue wait is recorded, not judged: its
+    threads, and on PostgreSQL the pinned backend, share its core, so it is never near zero.)"""
+    f, reasons = level.figures, []
     if f.get("steal_ms_s", 0.0) >= stolen_ms_s:
         stolen = f"{f['steal_ms_s']:.1f} ms/s stolen from the server's core by the hypervisor"
         reasons.append(f"{stolen} (>= {stolen_ms_s:g})")
+    if f.get("steal_all_ms_s", 0.0) >= 2 * STOLEN_MS_S:
+        stolen = f"{f['steal_all_ms_s']:.1f} ms/s stolen from all cores by the hypervisor"
+        reasons.append(f"{stolen} (>= {2 * STOLEN_MS_S:g})")
     if busy_load is not None and max(level.load_avg) >= busy_load:
         reasons.append(f"load average {max(level.load_avg):.1f} (>= {busy_load:g}: other users of the machine)")
-    return reasons if f else ["no figures"]
+    return reasons
+
+
+def machine_busy(level: Level, busy_load: float | None = None, stolen_ms_s: float = STOLEN_MS_S) -> list[str]:
+    """What says the MACHINE, not the rig, disturbed this level: the generator behind its schedule
+    or short of CPU (other users on its core), or `machine_signs`. Empty: nothing; a level with
+    reasons is worth measuring again."""
+    if not level.figures:
+        return ["no figures"]
+    generator = [p for p in level.bottleneck_is_server(saturated=False) if p.startswith("generator")]
+    return generator + machine_signs(level, busy_load, stolen_ms_s)
 
 
 def measure_clean(

@@ -21,7 +21,9 @@ measurably disturbed a level the comparison rests on (the calibration's two and 
 one): then the judgment is skipped, naming that evidence, since a server robbed of its core is
 not the server the model was calibrated on (60 to 190 ms/s of steal was seen here during full
 suites). At saturation the server's busy fraction counts the steal too: its core was serving
-or taken.
+or taken. Likewise, a level whose bottleneck evidence fails on its last attempt while the
+machine still shows its hand (steal on the server's core or on all cores, the load average)
+skips the test with that evidence; without such a sign it fails.
 Only loopback traffic; every server started is stopped by its PID.
 """
 
@@ -69,7 +71,10 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     for f, level in levels.items():
         level.evidence(means)
         problems = level.bottleneck_is_server(saturated=f > 1)
-        assert not problems, f"{f:.0%}: {'; '.join(problems)} (measured again before: {retried or 'never'})"
+        why = f"{f:.0%}: {'; '.join(problems)} (measured again before: {retried or 'never'})"
+        if problems and (taken := rig.machine_signs(level, BUSY_LOAD, rig.steal_limit(f))):
+            pytest.skip(f"not judged, the machine disturbed the last attempt too ({'; '.join(taken)}): {why}")
+        assert not problems, why
     over = levels[1.3].figures
     assert over["throughput"] < 0.95 * over["offered"] or over["busy"] > 0.85  # it did saturate
     # The tail of one 18 s level moves by 10-20 % from run to run (benchmarks/RESULTS.md, issue 9): a
@@ -97,6 +102,8 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
             retried += [f"75% again {why}" for why in again]
             knee.evidence(means)
             problems = knee.bottleneck_is_server(saturated=False)
+            if problems and (taken := rig.machine_signs(knee, BUSY_LOAD, limit)):
+                pytest.skip(f"not judged, the machine disturbed 75% again ({'; '.join(taken)}): {problems}")
             assert not problems, f"75% again: {'; '.join(problems)}"
     else:
         # Missed twice. Judged only if the machine left the server's core alone while the levels
@@ -104,7 +111,7 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
         disturbed = {
             name: why
             for name, f, level in (("30%", 0.3, levels[0.3]), ("130%", 1.3, levels[1.3]), ("75%", 0.75, knee))
-            if (why := rig.machine_busy(level, BUSY_LOAD, rig.steal_limit(f)))
+            if (why := rig.machine_signs(level, BUSY_LOAD, rig.steal_limit(f)))
         }
         detail = f"at 75%, twice: {'; '.join(misses)} (measured again before: {retried or 'never'})"
         if disturbed:
