@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             measured.append(level)
         # The probe's capacity at its whole fleet, after its arrival: its saturated bins before
         # (fewer agents, a shorter queue) completed up to 10% more (README "The knee rig").
-        probe_after = max(rig.WARMUP_S, rig.warmup_s(probe.scenario) - rig.SETTLE_S)
+        probe_after = max(rig.WARMUP_S, rig.arrival_s(probe.scenario))
         cal = calibrate(
             measured[0].run, probe=probe.run, after_s=rig.warmup_s(measured[0].scenario), probe_after_s=probe_after
         )

@@ -94,10 +94,14 @@ def fleet(name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: f
     )
 
 
+def arrival_s(scenario: Scenario) -> float:
+    """How long the fleet takes to arrive (0: all at once)."""
+    return float(getattr(scenario.fleet.arrival, "duration_s", 0.0))
+
+
 def warmup_s(scenario: Scenario) -> float:
     """The start of the steady window: the fleet's arrival and the task wave at its end, SETTLE_S."""
-    arrival = scenario.fleet.arrival
-    return max(WARMUP_S, float(getattr(arrival, "duration_s", 0.0)) + SETTLE_S)
+    return max(WARMUP_S, arrival_s(scenario) + SETTLE_S)
 
 
 def agents_for(rate_per_s: float) -> int:
@@ -118,16 +122,19 @@ def _run_queue_wait_s(procs: list[psutil.Process]) -> float:
     return total / 1e9
 
 
-def _steal_s(cpus: set[int] | None) -> float:
-    """Seconds the hypervisor gave `cpus` (all: None) to other guests (/proc/stat's steal column)."""
-    ticks = 0
+def _steal_s(cpus: set[int] | None) -> tuple[float, float]:
+    """Seconds the hypervisor gave to other guests (/proc/stat's steal column): of `cpus` (all:
+    None), and of all cores."""
+    ticks = everywhere = 0
     for line in Path("/proc/stat").read_text().splitlines():
         name, *fields = line.split()
         if not name.startswith("cpu") or name == "cpu" or len(fields) < 8:
             continue
+        everywhere += int(fields[7])
         if cpus is None or int(name[3:]) in cpus:
             ticks += int(fields[7])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+    return ticks * tick_s, everywhere * tick_s
 
 
 class CpuSampler(threading.Thread):
@@ -149,8 +156,7 @@ class CpuSampler(threading.Thread):
                 cpu = sum(p.cpu_times().user + p.cpu_times().system for p in self.procs)
             except psutil.Error:
                 break
-            taken = (_run_queue_wait_s(self.procs), _steal_s(self.cpus), _steal_s(None))
-            self.samples.append((time.time(), cpu, *taken))
+            self.samples.append((time.time(), cpu, _run_queue_wait_s(self.procs), *_steal_s(self.cpus)))
             self.done.wait(0.25)
 
     def _delta(self, column: int, t0: float, t1: float) -> float:

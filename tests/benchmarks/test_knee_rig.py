@@ -47,16 +47,34 @@ LEVEL_S = 26.0  # of which the first rig.WARMUP_S (8 s) are left out: the arriva
 NOMINAL_PER_S = 220.0  # 1 / (mean store latency 4.2 ms + ~0.3 ms of CPU): checked by the overload level
 
 
+def machine_signs(level: rig.Level, load: float) -> list[str]:
+    """The machine's signs on a level offering `load` x capacity (its steal limit, the load average)."""
+    return rig.machine_signs(level, BUSY_LOAD, rig.steal_limit(load))
+
+
+def measure(tmp: Path, name: str, load: float) -> tuple[rig.Level, list[str]]:
+    """A level offering `load` x the nominal capacity, measured again (once) while the machine disturbs it."""
+    scenario = rig.fleet(name, rig.agents_for(load * NOMINAL_PER_S), LEVEL_S)
+    limit = rig.steal_limit(load)
+    return rig.measure_clean(tmp, scenario, attempts=ATTEMPTS, busy_load=BUSY_LOAD, settle_s=20.0, stolen_ms_s=limit)
+
+
+def judge_evidence(name: str, level: rig.Level, load: float, context: str = "") -> None:
+    """Assert the server was the bottleneck; if not while the machine shows its hand, skip with it."""
+    problems = level.bottleneck_is_server(saturated=load > 1)
+    why = f"{name}: {'; '.join(problems)}{context}"
+    if problems and (taken := machine_signs(level, load)):
+        pytest.skip(f"not judged, the machine disturbed the last attempt too ({'; '.join(taken)}): {why}")
+    assert not problems, why
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # four levels of ~40 s, each measured up to twice, and the simulations
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the rig needs two cores: server and generator apart")
 def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     levels, retried = {}, []
     for f in (0.3, 0.75, 1.3):
-        scenario = rig.fleet(f"level-{round(f * 100)}", rig.agents_for(f * NOMINAL_PER_S), LEVEL_S)
-        levels[f], again = rig.measure_clean(
-            tmp_path, scenario, attempts=ATTEMPTS, busy_load=BUSY_LOAD, settle_s=20.0, stolen_ms_s=rig.steal_limit(f)
-        )
+        levels[f], again = measure(tmp_path, f"level-{round(f * 100)}", f)
         retried += [f"{f:.0%} {why}" for why in again]
     # The lowest level fits the service and round trip; the overload level, as a probe, the
     # capacity: the number of workers and the server's time outside the handler.
@@ -70,11 +88,7 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     means = rig.service_means(cal.scenario)
     for f, level in levels.items():
         level.evidence(means)
-        problems = level.bottleneck_is_server(saturated=f > 1)
-        why = f"{f:.0%}: {'; '.join(problems)} (measured again before: {retried or 'never'})"
-        if problems and (taken := rig.machine_signs(level, BUSY_LOAD, rig.steal_limit(f))):
-            pytest.skip(f"not judged, the machine disturbed the last attempt too ({'; '.join(taken)}): {why}")
-        assert not problems, why
+        judge_evidence(f"{f:.0%}", level, f, f" (measured again before: {retried or 'never'})")
     over = levels[1.3].figures
     assert over["throughput"] < 0.95 * over["offered"] or over["busy"] > 0.85  # it did saturate
     # The tail of one 18 s level moves by 10-20 % from run to run (benchmarks/RESULTS.md, issue 9): a
@@ -94,24 +108,17 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
             f"for a core, {measured['steal_ms_s']:.0f} ms/s stolen)"
         )
         if attempt == 0:
-            scenario = rig.fleet("level-75-again", rig.agents_for(0.75 * NOMINAL_PER_S), LEVEL_S)
-            limit = rig.steal_limit(0.75)
-            knee, again = rig.measure_clean(
-                tmp_path, scenario, attempts=ATTEMPTS, busy_load=BUSY_LOAD, settle_s=20.0, stolen_ms_s=limit
-            )
+            knee, again = measure(tmp_path, "level-75-again", 0.75)
             retried += [f"75% again {why}" for why in again]
             knee.evidence(means)
-            problems = knee.bottleneck_is_server(saturated=False)
-            if problems and (taken := rig.machine_signs(knee, BUSY_LOAD, limit)):
-                pytest.skip(f"not judged, the machine disturbed 75% again ({'; '.join(taken)}): {problems}")
-            assert not problems, f"75% again: {'; '.join(problems)}"
+            judge_evidence("75% again", knee, 0.75)
     else:
         # Missed twice. Judged only if the machine left the server's core alone while the levels
         # the prediction rests on were measured: the calibration's two and the judged one.
         disturbed = {
             name: why
             for name, f, level in (("30%", 0.3, levels[0.3]), ("130%", 1.3, levels[1.3]), ("75%", 0.75, knee))
-            if (why := rig.machine_signs(level, BUSY_LOAD, rig.steal_limit(f)))
+            if (why := machine_signs(level, f))
         }
         detail = f"at 75%, twice: {'; '.join(misses)} (measured again before: {retried or 'never'})"
         if disturbed:
