@@ -106,18 +106,20 @@ def decode(status: int, content: bytes | None, latency_s: float, exc: BaseExcept
 
 
 def server_ms(header: str | None) -> float:
-    """The `app` duration of a `Server-Timing` header (`app;dur=1.234`), NaN when absent."""
+    """The server's own time for a request from its `Server-Timing` header: the `app` duration
+    less the `body` one when there is one (`app;dur=5.1, body;dur=0.4`: the time the app awaited
+    the request's body, while the server ran other requests; `sim.server.middleware`). NaN
+    without an `app` duration."""
     if not header:
         return float("nan")
+    durations: dict[str, float] = {}
     for metric in header.split(","):
         name, _, params = metric.strip().partition(";")
-        if name.strip() != "app":
-            continue
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
-            if key == "dur":
+            if key.strip() == "dur":
                 try:
-                    return float(value.strip('"'))
+                    durations.setdefault(name.strip(), float(value.strip().strip('"')))
                 except ValueError:
-                    return float("nan")
-    return float("nan")
+                    pass
+    return max(durations.get("app", float("nan")) - durations.get("body", 0.0), 0.0)

@@ -43,7 +43,7 @@ REQUEST_SCHEMA = pa.schema(
         ("command_name", CATEGORY),  # the command received (poll) or reported (command_result); null: none
         ("task_id", pa.string()),  # null: the request is about no task
         ("queue_wait_ms", pa.float64()),  # simulation: time waiting for a worker (and the write lock)
-        ("server_ms", pa.float64()),  # simulation: service time; load test: the Server-Timing header
+        ("server_ms", pa.float64()),  # simulation: service time; load test: Server-Timing app - body
     ]
 )
 TASK_SCHEMA = pa.schema(

@@ -12,9 +12,13 @@ no server; the fit fills exactly those:
   handler time of a load test, the service time of a simulation) plus `overhead_ms`, the
   server's time per request OUTSIDE the handler (HTTP parsing, ASGI glue, writing the
   response), which occupies the one worker as much as the handler does. In a load test only
-  requests that no other request overlapped count: the handlers await (reading a body), the
-  event loop runs other requests meanwhile, and their time lands in the waiting handler's
-  Server-Timing (a registration burst showed 7 ms medians for a 1 ms write). Without
+  requests sent while no other was in flight count (`first_in`): a handler that awaits lets
+  the event loop run others, whose time would land in its Server-Timing (a registration burst
+  showed 7 ms medians for a 1 ms write; the reference server subtracts its wait for the body,
+  `body;dur`, but another server may await more). Not the requests that no other overlapped
+  at all: that choice depends on the request's own duration and favours the quick ones (on the
+  knee rig their mean poll came out 7% under all polls', and the probe's c / X made up the
+  difference on every endpoint). Without
   `server_ms` (a server without the header, or `from_latency=True`): latency at low load
   minus the round trip.
 - **overhead_ms**: the option when given (the fidelity benchmark measures it: server CPU
@@ -23,7 +27,7 @@ no server; the fit fills exactly those:
   ASGI app measured by `benchmarks/server` (about 50 µs of the ~100 µs a poll costs). It is
   not estimated from the run: that needs the server saturated, and a Locust run on the
   server's machine saturates the generator first.
-- **outside the handler, per endpoint** (load tests): for undisturbed requests, latency -
+- **outside the handler, per endpoint** (load tests): for `first_in` requests, latency -
   Server-Timing is the round trip (the same for every endpoint) plus the server's time outside
   the handler, so the difference of two endpoints' medians is the difference of their outside
   times; each endpoint's excess over the quickest is added to `overhead_ms` (the level: the
@@ -33,16 +37,18 @@ no server; the fit fills exactly those:
 - **poll_write**: the polls that recorded their agent's visit, replayed from the scenario's
   `liveness` (coalesced: the first poll `coalesce_s` after registration or the last recorded
   visit), get a service time of their own (on the knee rig about twice a poll's: two store
-  transactions). From all of them, not only undisturbed ones: a fleet that arrived together
+  transactions). From all of them, not only `first_in` ones: a fleet that arrived together
   records its visits in waves, and the poll answers without awaiting anything, so its
   Server-Timing is its own even under load.
-- **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)` of the requests
-  sent while the server was at most half busy (0.1 s bins whose summed service time is under
-  `idle_busy` = 0.5 of its workers: no burst to queue behind), so it holds the network and
+- **rtt_ms**: `latency - server_ms - overhead - queue wait (simulation only)`, for a load test
+  of its `first_in` requests (nothing queued ahead of them), so it holds the network and
   everything the client spends on a request (Locust's own send and receive, gevent
-  scheduling, the kernel). What the server queue adds in such bins is of the order of one
-  service time (a fraction of a millisecond), small against the client's share; a stricter
-  threshold would pick the machine's calm moments and bias the round trip low.
+  scheduling, the kernel) and no queueing, which the simulation adds itself. (Requests in
+  0.1 s bins where the server was at most half busy, `idle_busy`, as before and still for a
+  simulation or too few `first_in` requests, may have queued behind one request: on the knee
+  rig, where a service takes ~5 ms, that put a queue's tail into the round trip and the
+  simulated poll p50 came out 10 to 20% high at 50 to 90% of capacity.) The selection does
+  not depend on the request's own round trip.
   The engine draws the round trip once per request and splits it in two halves, so the
   fitted distribution is the measured one (no deconvolution; the p99 comes out as measured).
 - **workers**: 1 for a load test (`smsload serve` runs one granian worker whose handlers run
@@ -251,7 +257,6 @@ def calibrate(
         & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
         & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
     )
-    alone = which.alone(req)[keep] if executor != "des" else np.ones(int(keep.sum()), bool)
     first_in = which.first_in(req)[keep]
     req = req[keep]
     if len(req) < min_samples:
@@ -290,7 +295,8 @@ def calibrate(
     t_s = req["t_start_s"].to_numpy(dtype=float)
     outside: dict[str, float] = {}
     if has_server:
-        clean = alone if alone.sum() >= min_samples else np.ones(len(alone), bool)
+        # A simulation's service time is its own whatever ran meanwhile: all of its requests.
+        clean = first_in if executor != "des" and first_in.sum() >= min_samples else np.ones(len(first_in), bool)
         handler = np.where(np.isfinite(server), server, np.nanmedian(server))
         offsets = {} if executor == "des" else which.outside_offsets(names, latency - handler, first_in, min_samples)
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
@@ -298,8 +304,8 @@ def calibrate(
         what = "server_ms + outside" if overhead or outside else "server_ms"
         service = _fit_services(names, service_ms, clean, what, min_samples, tolerance)
         wrote = names == POLL_WRITE
-        if POLL_WRITE not in service and wrote.sum() >= min_samples:
-            # Coalesced visits come in waves (a fleet that arrived together), so few are undisturbed;
+        if wrote.sum() >= min_samples:
+            # Coalesced visits come in waves (a fleet that arrived together), so few are first in;
             # the poll answers without awaiting anything, so its Server-Timing is its own anyway.
             service[POLL_WRITE] = fit_service(service_ms[wrote], f"{what}, {POLL_WRITE} (all)", tolerance)
         # The server's load from the fitted mean service of each request: its own Server-Timing
@@ -307,6 +313,10 @@ def calibrate(
         mean_of = {name: fit.dist.mean for name, fit in service.items()}
         busy = pd.Series(names).map(mean_of).fillna(mean_of["default"]).to_numpy(dtype=float)
         idle = _idle_mask(t_s, busy, n_workers, idle_busy, min_samples)
+        if executor != "des" and first_in.sum() >= min_samples:
+            # Nothing queued ahead of them: a request in an idle bin may still have waited for
+            # one before it (a service time, ~5 ms on the knee rig), which the simulation adds again.
+            idle = first_in
         rest = latency - service_ms - wait
         rtt = fit_rtt(
             rest[idle] if rtt_ms is None else np.array([rtt_ms]),

@@ -2,9 +2,13 @@
 
 - `endpoint_names`: the API core's endpoint name of each request; `named` also tells the polls
   that recorded their agent's visit (`poll_write`), replayed from the server's liveness setting.
-- `alone`: requests no other overlapped, whose Server-Timing is the handler's own time.
-- `first_in`: requests sent with nothing in flight, whose latency - Server-Timing is the round
-  trip plus the server's time outside the handler; `outside_offsets` compares endpoints by it.
+- `first_in`: requests sent with nothing in flight: their Server-Timing is the handler's own
+  time (nothing queued ahead, nothing from earlier arrivals interleaved) and latency -
+  Server-Timing is the round trip plus the server's time outside the handler;
+  `outside_offsets` compares endpoints by it.
+- `alone`: requests no other overlapped, from send to answer. The choice favours quick
+  requests (a slow one is more often overlapped), so calibration does not fit from it; the
+  fidelity benchmark's overhead figure still does (benchmarks/fidelity).
 """
 
 from __future__ import annotations

@@ -102,6 +102,8 @@ def test_request_path_keeps_every_request_on_the_given_host() -> None:
 def test_server_timing_header() -> None:
     assert server_ms("app;dur=1.25") == 1.25
     assert server_ms('db;dur=3, app;desc="x";dur="0.5"') == 0.5
+    assert server_ms("app;dur=5.5, body;dur=2.25") == 3.25  # the server's own time: less its wait for the body
+    assert server_ms("body;dur=1, app;dur=0.5") == 0.0  # never below zero
     assert math.isnan(server_ms(None)) and math.isnan(server_ms("cache;dur=1")) and math.isnan(server_ms("app;dur=x"))
 
 
