@@ -6,8 +6,8 @@ endpoint's difference from the mix as its own outside time. Checked on a simulat
 as a load test whose progress writes spend 0.8 ms more outside their handler than the polls
 (and whose polls that record a visit take longer: `poll_write`, replayed from the liveness);
 and on real granian that a request body reaches the app in two ASGI messages (two awaits that
-may hand the event loop over; the knee rig measured one re-queue's worth of waiting, which is
-what `BODY_PASSES` says).
+may hand the event loop over; `BODY_PASSES` re-queues, as many as the knee rig's progress write
+is best matched with below saturation).
 """
 
 from __future__ import annotations
