@@ -122,4 +122,6 @@ def server_ms(header: str | None) -> float:
                     durations.setdefault(name.strip(), float(value.strip().strip('"')))
                 except ValueError:
                     pass
-    return max(durations.get("app", float("nan")) - durations.get("body", 0.0), 0.0)
+    if "app" not in durations:
+        return float("nan")
+    return max(durations["app"] - durations.get("body", 0.0), 0.0)

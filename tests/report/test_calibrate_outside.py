@@ -13,6 +13,7 @@ is best matched with below saturation).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sim.des.run import run_des
+from sim.report import calibrate_requests as which
 from sim.report.calibrate import BODY_PASSES, calibrate
 from sim.scenario import parse_scenario
 
@@ -90,6 +92,30 @@ def test_each_endpoint_gets_its_own_time_outside_the_handler(tmp_path: Path) -> 
     assert cal.service["poll"].dist.mean == pytest.approx(1.0 * 1.0202 + outside["poll"], rel=0.05)
     # The simulation itself is calibrated without offsets: its service time is the whole occupancy.
     assert calibrate(sim, after_s=5.0).outside_ms == {"default": 0.0}
+
+
+def test_service_and_round_trip_come_from_requests_sent_with_nothing_in_flight(tmp_path: Path) -> None:
+    """A simulated server at ~50% load dressed as a load test (its `server_ms` is the service
+    alone; its queue wait unknown). The requests no other overlapped are the quick ones; the
+    fit must not be (it takes those sent with nothing in flight), and the round trip must not
+    hold the queue the simulation adds itself."""
+    busy = FLEET.replace("agents: 60", "agents: 100").replace("count: 20", "count: 30")
+    busy = busy.replace("median: 1.0, sigma: 0.2", "median: 3.5, sigma: 0.6").replace("median: 2.0", "median: 5.0")
+    sim = run_des(parse_scenario(busy), tmp_path / "sim")
+    _as_load_test(sim, tmp_path / "load")
+    cal = calibrate(tmp_path / "load", after_s=5.0)
+    assert cal.utilisation > 0.4, cal.utilisation
+    req = pq.read_table(tmp_path / "load" / "requests.parquet").to_pandas()
+    req = req[req["ok"] & (req["t_start_s"] >= 5.0)]
+    polls = req["endpoint"].astype(str).str.endswith("/command")
+    true_mean = float(req.loc[polls, "server_ms"].mean())
+    quick = float(req.loc[polls & which.alone(req), "server_ms"].mean())
+    assert quick < 0.97 * true_mean  # what the fit must not follow
+    fitted = cal.service["poll"].dist.mean - cal.outside_ms.get("poll", cal.overhead_ms)
+    assert fitted == pytest.approx(true_mean, rel=0.05)  # the quick ones' fit: -11%
+    # The round trip as drawn (lognormal, median 1.5 ms), not plus a queue.
+    assert cal.rtt.dist.quantile(0.5) == pytest.approx(1.5, rel=0.05)
+    assert cal.rtt.dist.quantile(0.95) == pytest.approx(1.5 * math.exp(1.645 * 0.2), rel=0.1)
 
 
 APP = """
