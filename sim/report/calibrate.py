@@ -8,8 +8,12 @@ time per endpoint, an optional write lock and a round trip split in two halves t
 no server; the fit fills exactly those:
 
 - **service_ms** per endpoint (names of `sim.model.intents.ENDPOINTS`; endpoints with fewer
-  than `min_samples` usable rows share `default`): from `server_ms` (the `Server-Timing`
-  handler time of a load test, the service time of a simulation) plus `overhead_ms`, the
+  than `min_samples` usable rows in the window, after `after_s`, are fitted from the whole
+  run's, and those with fewer there too share `default`, fitted from their own rows when there
+  are 10: the operator's task wave comes with the fleet's arrival, before the window, and on
+  the knee rig its requests cost two to three store transactions against a poll's one): from
+  `server_ms` (the `Server-Timing` handler time of a load test, the service time of a
+  simulation) plus `overhead_ms`, the
   server's time per request OUTSIDE the handler (HTTP parsing, ASGI glue, writing the
   response), which occupies the one worker as much as the handler does. In a load test only
   requests sent while no other was in flight count (`first_in`): a handler that awaits lets
@@ -210,17 +214,31 @@ def _idle_mask(t_s: np.ndarray, busy_ms: np.ndarray, workers: int, idle_busy: fl
 
 
 def _fit_services(
-    names: np.ndarray, service_ms: np.ndarray, usable: np.ndarray, what: str, min_samples: int, tolerance: float
+    names: np.ndarray,
+    service_ms: np.ndarray,
+    pools: tuple[np.ndarray, np.ndarray],
+    what: str,
+    min_samples: int,
+    tolerance: float,
 ) -> dict[str, Fit]:
-    """`default` (the endpoints without enough usable rows, else all) and one fit per endpoint with enough."""
+    """One fit per endpoint with `min_samples` usable rows, and `default` for the others (from
+    their rows if 10 or more, else from all). `pools`: the usable rows of the window, then of
+    the whole run, taken in that order: an endpoint the window holds too few of (the operator's
+    task wave comes at the fleet's arrival, before the window) is fitted from the whole run."""
     service: dict[str, Fit] = {}
-    for name in sorted(set(names[usable]) - {""}):
-        rows = usable & (names == name)
-        if rows.sum() >= min_samples:
-            service[name] = fit_service(service_ms[rows], f"{what}, {name}", tolerance)
-    rest = usable & ~np.isin(names, list(service))
-    pool = rest if rest.sum() >= 10 else usable
-    default = fit_service(service_ms[pool], f"{what}, {'other endpoints' if pool is rest else 'all'}", tolerance)
+    for name in sorted(set(names[pools[0] | pools[1]]) - {""}):
+        for pool, where in zip(pools, ("", " (whole run)"), strict=True):
+            rows = pool & (names == name)
+            if rows.sum() >= min_samples:
+                service[name] = fit_service(service_ms[rows], f"{what}, {name}{where}", tolerance)
+                break
+    for pool, where in zip(pools, ("", ", whole run"), strict=True):
+        rest = pool & ~np.isin(names, list(service))
+        if rest.sum() >= 10:
+            default = fit_service(service_ms[rest], f"{what}, other endpoints{where}", tolerance)
+            break
+    else:
+        default = fit_service(service_ms[pools[0]], f"{what}, all", tolerance)
     return {"default": default, **service}
 
 
@@ -255,16 +273,20 @@ def calibrate(
             raise CalibrationError(f"{run.path}: the manifest holds no scenario; pass the base scenario")
         base = validate_scenario(manifest["scenario"], source=f"{run.path}/manifest.json")
     req = run.requests
-    keep = (
-        req["ok"].to_numpy(dtype=bool)
-        & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
-        & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
-    )
-    first_in = which.first_in(req)[keep]
+    answered = req["ok"].to_numpy(dtype=bool) & np.isfinite(req["latency_ms"].to_numpy(dtype=float))
+    keep = answered & (req["t_start_s"].to_numpy(dtype=float) >= after_s)
+    first_in_all = which.first_in(req)
+    first_in = first_in_all[keep]
+    names_all = which.named(run.requests, base.server.liveness if executor != "des" else None)
+    # The whole run's answered requests, for the endpoints the window holds too few of (_fit_services).
+    run_names = names_all[answered]
+    run_server = req.loc[answered, "server_ms"].to_numpy(dtype=float, na_value=np.nan)
+    run_usable = first_in_all[answered] if executor != "des" else np.ones(len(run_names), bool)
+    in_window = keep[answered]
     req = req[keep]
     if len(req) < min_samples:
         raise CalibrationError(f"{run.path}: {len(req)} successful requests; calibration needs at least {min_samples}")
-    names = which.named(run.requests, base.server.liveness if executor != "des" else None)[keep]
+    names = names_all[keep]
     latency = req["latency_ms"].to_numpy(dtype=float)
     server = req["server_ms"].to_numpy(dtype=float, na_value=np.nan)
     wait = np.nan_to_num(req["queue_wait_ms"].to_numpy(dtype=float, na_value=np.nan))
@@ -305,7 +327,11 @@ def calibrate(
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
         service_ms = handler + pd.Series(names).map(outside).fillna(overhead).to_numpy(dtype=float)
         what = "server_ms + outside" if overhead or outside else "server_ms"
-        service = _fit_services(names, service_ms, clean, what, min_samples, tolerance)
+        run_handler = np.where(np.isfinite(run_server), run_server, np.nanmedian(server))
+        run_service = run_handler + pd.Series(run_names).map(outside).fillna(overhead).to_numpy(dtype=float)
+        window_clean = np.zeros(len(run_names), bool)
+        window_clean[np.flatnonzero(in_window)[clean]] = True
+        service = _fit_services(run_names, run_service, (window_clean, run_usable), what, min_samples, tolerance)
         wrote = names == POLL_WRITE
         if wrote.sum() >= min_samples:
             # Coalesced visits come in waves (a fleet that arrived together), so few are first in;
@@ -335,7 +361,7 @@ def calibrate(
             "p1 of low-load latency (a constant)" if rtt_ms is None else "given (--rtt-ms)",
             0.0,
         )
-        service = _fit_services(names, latency - r0, idle, "low-load latency - rtt", min_samples, tolerance)
+        service = _fit_services(names, latency - r0, (idle, idle), "low-load latency - rtt", min_samples, tolerance)
         notes.append(
             "No server time in this run: each request's service time is its low-load latency minus a "
             "constant round trip, so the client's own variation counts as service and the simulated "

@@ -22,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -116,6 +117,31 @@ def test_service_and_round_trip_come_from_requests_sent_with_nothing_in_flight(t
     # The round trip as drawn (lognormal, median 1.5 ms), not plus a queue.
     assert cal.rtt.dist.quantile(0.5) == pytest.approx(1.5, rel=0.05)
     assert cal.rtt.dist.quantile(0.95) == pytest.approx(1.5 * math.exp(1.645 * 0.2), rel=0.1)
+
+
+def test_endpoints_seen_before_the_window_are_fitted_from_the_whole_run(tmp_path: Path) -> None:
+    """The operator's task wave comes at the fleet's arrival, before the calibration window:
+    its endpoints' service (8 ms here against a poll's 1 ms) is fitted from the whole run, not
+    left to `default` = the poll's."""
+    costly = FLEET.replace(
+        "    progress: {dist: lognormal, median: 2.0, sigma: 0.2}\n",
+        "    progress: {dist: lognormal, median: 2.0, sigma: 0.2}\n"
+        "    create_task: {dist: lognormal, median: 8.0, sigma: 0.2}\n"
+        "    action: {dist: lognormal, median: 8.0, sigma: 0.2}\n",
+    )
+    sim = run_des(parse_scenario(costly), tmp_path / "sim")
+    _as_load_test(sim, tmp_path / "load")
+    cal = calibrate(tmp_path / "load", after_s=10.0)  # the wave (at 2 s) is before it
+    default = cal.service["default"]
+    assert "whole run" in default.source, default
+    # `default` pools the endpoints without a fit of their own, from the whole run's requests
+    # sent with nothing in flight: the wave's (8 ms) and the agents' few others (1 ms).
+    req = pq.read_table(tmp_path / "load" / "requests.parquet").to_pandas()
+    names = which.endpoint_names(req)
+    rest = ~pd.Series(names).isin([*cal.service, "poll_v3"]).to_numpy() & which.first_in(req)
+    assert rest.sum() == default.n
+    assert default.dist.mean == pytest.approx(float(req.loc[rest, "server_ms"].mean()) + cal.overhead_ms, rel=0.1)
+    assert default.dist.mean > 3 * cal.service["poll"].dist.mean  # the window alone: a poll's
 
 
 APP = """
