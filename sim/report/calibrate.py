@@ -322,13 +322,14 @@ def calibrate(
     if has_server:
         # A simulation's service time is its own whatever ran meanwhile: all of its requests.
         clean = first_in if executor != "des" and first_in.sum() >= min_samples else np.ones(len(first_in), bool)
-        handler = np.where(np.isfinite(server), server, np.nanmedian(server))
+        # The whole run's handler and service times; the window's are their rows `in_window`.
+        run_handler = np.where(np.isfinite(run_server), run_server, np.nanmedian(server))
+        handler = run_handler[in_window]
         offsets = {} if executor == "des" else which.outside_offsets(names, latency - handler, first_in, min_samples)
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
-        service_ms = handler + pd.Series(names).map(outside).fillna(overhead).to_numpy(dtype=float)
-        what = "server_ms + outside" if overhead or outside else "server_ms"
-        run_handler = np.where(np.isfinite(run_server), run_server, np.nanmedian(server))
         run_service = run_handler + pd.Series(run_names).map(outside).fillna(overhead).to_numpy(dtype=float)
+        service_ms = run_service[in_window]
+        what = "server_ms + outside" if overhead or outside else "server_ms"
         window_clean = np.zeros(len(run_names), bool)
         window_clean[np.flatnonzero(in_window)[clean]] = True
         service = _fit_services(run_names, run_service, (window_clean, run_usable), what, min_samples, tolerance)
