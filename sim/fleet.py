@@ -30,6 +30,7 @@ def agent_spec(scenario: Scenario, index: int, name_prefix: str = "") -> AgentSp
         poll_interval_s=agent.poll_interval_s,
         poll_jitter_s=agent.poll_jitter_s,
         progress_interval_s=agent.progress_interval_s,
+        progress_jitter_s=agent.progress_jitter_s,
         subtask_s=agent.subtask_s,
         failure_probability=agent.failure_probability,
         upload_log_s=agent.upload_log_s,

@@ -134,6 +134,7 @@ class AgentConfig(FrozenModel):
     poll_interval_s: Positive = 5.0
     poll_jitter_s: NonNegative = 0.0  # each interval is poll_interval_s + U(-jitter, +jitter)
     progress_interval_s: Positive = 2.0
+    progress_jitter_s: NonNegative = 0.0  # each report's interval is progress_interval_s + U(-jitter, +jitter)
     bandwidth_mbps: PositiveDist = LogNormal(800.0, 0.4)
     subtask_s: NonNegativeDist = Uniform(0.5, 2.0)  # each non-transfer subtask
     failure_probability: Fraction = 0.0  # a migration fails partway through its transfer
@@ -150,13 +151,13 @@ class AgentConfig(FrozenModel):
     def _jitter_below_interval(self) -> AgentConfig:
         rules(
             [
-                (
-                    "poll_jitter_s",
-                    f"expected less than poll_interval_s ({self.poll_interval_s}), got {self.poll_jitter_s}",
+                (f"{kind}_jitter_s", f"expected less than {kind}_interval_s ({interval}), got {jitter}")
+                for kind, interval, jitter in (
+                    ("poll", self.poll_interval_s, self.poll_jitter_s),
+                    ("progress", self.progress_interval_s, self.progress_jitter_s),
                 )
+                if jitter >= interval
             ]
-            if self.poll_jitter_s >= self.poll_interval_s
-            else []
         )
         return self
 

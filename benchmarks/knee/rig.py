@@ -54,6 +54,11 @@ POLL = "/v1/sms/sources/{source_id}/command"
 PROGRESS = "/v3/tasks/{task_id}/progress"
 POLL_S = 1.0
 PROGRESS_S = 1.0
+# Each report's interval is PROGRESS_S +- this. The migrations begin in one operator wave, whose
+# queue releases their first reports together: without jitter they then report in lockstep all
+# run long, bunched differently in each run (10 of 16 within 200 ms of the second in one measured
+# run, spread in its simulation), and each report waits behind the others.
+PROGRESS_JITTER_S = 0.3
 MIGRATING = 0.1  # of the agents, migrating all run long: progress writes
 # Left out of every figure: the arrival, then SETTLE_S for the task wave at its end (the operator
 # creates and starts a task per migrating agent, one request after another; against the real
@@ -66,9 +71,14 @@ DEFAULT_SERVER_ARGS = ("--store-latency-ms", "lognormal:4,0.3", "--cpus", "1")
 GENERATOR_CPUS = "0"
 
 
-def fleet(name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: float = 2.0) -> Scenario:
-    """`agents` polling every POLL_S; MIGRATING of them migrate all run long and report progress."""
+def fleet(
+    name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: float = 2.0, wave_at_s: float | None = None
+) -> Scenario:
+    """`agents` polling every POLL_S; MIGRATING of them migrate all run long and report progress.
+    The operator starts their migrations at `wave_at_s` (default: at the end of the fleet's arrival,
+    or half way through the run if sooner), from the sources registered by then."""
     tasks = max(1, round(MIGRATING * agents))
+    wave_at = min(ramp_s, duration_s / 2) if wave_at_s is None else wave_at_s
     return validate_scenario(
         {
             "name": name,
@@ -79,12 +89,13 @@ def fleet(name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: f
                 "poll_interval_s": POLL_S,
                 "poll_jitter_s": 0.0,
                 "progress_interval_s": PROGRESS_S,
+                "progress_jitter_s": PROGRESS_JITTER_S,
                 "bandwidth_mbps": 1,
                 "subtask_s": 0,
                 "request_timeout_s": 10,
             },
             "operator": {
-                "tasks": {"kind": "waves", "waves": [{"at_s": min(ramp_s, duration_s / 2), "count": tasks}]},
+                "tasks": {"kind": "waves", "waves": [{"at_s": wave_at, "count": tasks}]},
                 "check_interval_s": 5,
                 "delete_at_end": False,
             },

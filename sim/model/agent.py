@@ -10,7 +10,8 @@ it needs no clock. Behaviour:
   from the interval's equilibrium (forward-recurrence) distribution instead;
 - START runs the migration's subtasks in order (the non-transfer subtasks take `subtask_s`,
   the transfer disk size / bandwidth), reporting progress when a subtask begins, every
-  `progress_interval_s`, and 100 at its end; it keeps polling meanwhile, so STOP and DELETE arrive mid-transfer.
+  `progress_interval_s` +- `progress_jitter_s`, and 100 at its end; it keeps polling meanwhile,
+  so STOP and DELETE arrive mid-transfer.
   STOP pauses, a later START resumes where the server says the task stands; SYNC transfers
   `sync_fraction` of the disk; DELETE ends the task for good; UPLOAD_LOG takes `upload_log_s`
   and is acknowledged when the upload is done. A migration fails partway through the transfer
@@ -82,6 +83,9 @@ class AgentSpec:
     sync_fraction: float
     retry: RetryPolicy
     poll_endpoint: str = "poll"
+    # Each report's interval is progress_interval_s + U(-jitter, +jitter). Without it, agents whose
+    # migrations began together (an operator's wave) report in lockstep for as long as they run.
+    progress_jitter_s: float = 0.0
     # Tags the source as the run's own (sim.fleet.source_prefix): on a shared server the
     # operator then acts only on sources whose name starts with it. "" in the simulation,
     # whose server holds nothing else.
@@ -146,6 +150,7 @@ class _Job:
     done_s: float = 0.0  # work done on the current subtask before `since`
     since: float = 0.0  # model time the current stretch of work began
     last_report: float = 0.0
+    jitter_s: float = 0.0  # drawn at each report: the next comes progress_interval_s + this later
     fail_at_s: float | None = None  # seconds into the transfer subtask at which it fails
     paused: bool = False
 
@@ -155,7 +160,7 @@ class _Job:
     def next_event(self, progress_interval_s: float) -> float:
         name, duration = self.subtasks[self.index]
         end = duration if self.fail_at_s is None or name not in TRANSFER_SUBTASKS else min(duration, self.fail_at_s)
-        return min(self.since + end - self.done_s, self.last_report + progress_interval_s)
+        return min(self.since + end - self.done_s, self.last_report + progress_interval_s + self.jitter_s)
 
 
 @dataclass(slots=True)
@@ -520,6 +525,9 @@ class Agent:
 
     def _report(self, job: _Job, name: str, progress: int) -> _Steps:
         job.last_report = self.t
+        jitter = self.spec.progress_jitter_s
+        if jitter:  # no draw without jitter: a scenario without it keeps its random sequence
+            job.jitter_s = self.rng.uniform(-jitter, jitter)
         body: dict[str, Any] = {
             "subtask_name": name,
             "progress": progress,

@@ -7,7 +7,8 @@ run: no state change, no progress and no command result the server accepted. Tha
 longest an agent that works can stay silent about a task it runs:
 
     stuck_after_s = 2 x (poll_interval_s + poll_jitter_s)    a command waits at most a poll
-                  + 2 x progress_interval_s                  a running transfer reports this often
+                  + 2 x (progress_interval_s                 a running transfer reports this often
+                         + progress_jitter_s)
                   + request_timeout_s (10 s if none)         one slow request
                   + retry cap_s                              one retry wait after a fault
 
@@ -44,7 +45,7 @@ def stuck_after_s(scenario: Mapping[str, Any]) -> float:
     retry = agent.get("retry") or {}
     return (
         2 * (float(agent.get("poll_interval_s", 30)) + float(agent.get("poll_jitter_s", 0)))
-        + 2 * float(agent.get("progress_interval_s", 10))
+        + 2 * (float(agent.get("progress_interval_s", 10)) + float(agent.get("progress_jitter_s", 0)))
         + float(agent.get("request_timeout_s") or 10)
         + float(retry.get("cap_s", 0) or 0)
     )

@@ -136,6 +136,21 @@ def test_start_runs_every_subtask_in_order_to_migrate_success(api: InMemoryApi) 
     assert len(polls_during) >= TRANSFER_S / 5.5 - 1
 
 
+@pytest.mark.parametrize("jitter", [0.0, 0.5])
+def test_progress_reports_come_every_interval_plus_its_jitter(api: InMemoryApi, jitter: float) -> None:
+    d, _ = _started(api, 2, replace(SPEC, progress_jitter_s=jitter))
+    d.run_until(200)
+    transfer = [t for t, c, _ in d.calls_to("progress") if c.body["subtask_name"] == "MIGRATE_LINUX_FILE"]
+    gaps = [b - a for a, b in zip(transfer[:-2], transfer[1:-1])]  # the last: 100 at the subtask's end
+    assert len(gaps) >= TRANSFER_S / (SPEC.progress_interval_s + jitter) - 3
+    interval = SPEC.progress_interval_s
+    assert all(interval - jitter - 1e-9 <= g <= interval + jitter + 1e-9 for g in gaps)
+    if jitter:  # drawn anew for each report, over the whole range
+        assert statistics.stdev(gaps) > jitter / 4 and max(gaps) - min(gaps) > jitter
+    else:  # in lockstep
+        assert max(gaps) - min(gaps) < 1e-9
+
+
 def test_stop_pauses_mid_transfer_and_start_resumes(api: InMemoryApi) -> None:
     d, task_id = _started(api, 4)
     d.run_until(50)  # well into the transfer
