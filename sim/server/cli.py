@@ -39,6 +39,11 @@ AK_SK_ENV = "SMS_AK_SK"  # AK:SK[=PROJECT], several separated by commas
 DEFAULT_IDLE_TIMEOUT_S = 65.0
 APP_FACTORY = "sim.server.app:app_from_env"
 MAX_CONNECTIONS_PER_WORKER = 16384  # open connections a granian worker accepts (see _run_granian)
+# A stop (Ctrl-C, SIGTERM, the death of the `smsload load` that started the server) lets the
+# requests in flight finish for this long, then kills the workers still running. granian's own
+# default waits for them without a bound; a test saw a kill -9 of `smsload load` leave its
+# server shutting down for over 20 s, once in some 30 runs.
+STOP_GRACE_S = 5
 _PROJECT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _TOKEN = re.compile(r"[!-~]{1,16384}")  # visible ASCII: what an HTTP header value can carry as is
 
@@ -389,6 +394,7 @@ def _run_granian(host: str, port: int, workers: int, idle_timeout_s: float) -> N
         # that is its idle timeout between keep-alive requests (30 s by default, measured in
         # benchmarks/RESULTS.md "Load generator").
         http1_settings=HTTP1Settings(header_read_timeout=int(idle_timeout_s * 1000)),
+        workers_kill_timeout=STOP_GRACE_S,
         factory=True,
         log_level=LogLevels.warning,
     ).serve()
@@ -414,4 +420,5 @@ def _run_uvicorn(host: str, port: int, workers: int, idle_timeout_s: float) -> N
         log_level="warning",
         lifespan="on",
         timeout_keep_alive=max(1, math.ceil(idle_timeout_s)),
+        timeout_graceful_shutdown=STOP_GRACE_S,
     )
