@@ -16,34 +16,32 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sim.records.load import RunDirError, load_run  # noqa: E402
+from rig import POLL, PROGRESS  # noqa: E402
 
-KINDS = {"poll": "/command", "progress": "/progress"}
+from sim.records.load import RunDirError, load_run  # noqa: E402
+from sim.report.calibrate_requests import in_flight  # noqa: E402
+
+KINDS = {"poll": POLL, "progress": PROGRESS}
 
 
 def by_inflight(requests: pd.DataFrame, after_s: float, cap: int = 6) -> tuple[dict[str, float], pd.DataFrame]:
     """A run's requests table -> (mean in flight when sent, per kind; per in-flight number (capped
     at `cap`), each kind's mean wait beyond server_ms and count). Answered requests only."""
     r = requests[requests["ok"]]
-    start = r["t_start_s"].to_numpy(dtype=float)
-    end = start + r["latency_ms"].to_numpy(dtype=float) / 1000
-    starts, ends = np.sort(start), np.sort(end)
-    inflight = np.searchsorted(starts, start, side="left") - np.searchsorted(ends, start, side="right")
     frame = pd.DataFrame(
         {
             "endpoint": r["endpoint"].astype(str).to_numpy(),
-            "inflight": inflight,
+            "inflight": in_flight(r),
             "beyond_ms": (r["latency_ms"] - r["server_ms"]).to_numpy(dtype=float),
         }
-    )[start >= after_s]
+    )[r["t_start_s"].to_numpy(dtype=float) >= after_s]
     means, columns = {}, {}
-    for kind, tail in KINDS.items():
-        rows = frame[frame["endpoint"].str.endswith(tail)]
+    for kind, endpoint in KINDS.items():
+        rows = frame[frame["endpoint"] == endpoint]
         means[kind] = float(rows["inflight"].mean()) if len(rows) else float("nan")
         groups = rows.groupby(rows["inflight"].clip(upper=cap))["beyond_ms"]
         columns[f"{kind} ms"], columns[f"{kind} n"] = groups.mean(), groups.size()

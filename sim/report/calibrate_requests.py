@@ -98,15 +98,21 @@ def outside_offsets(names: np.ndarray, beyond_ms: np.ndarray, usable: np.ndarray
     return {n: round(m - least, 4) for n, m in medians.items()}
 
 
-def first_in(requests: pd.DataFrame) -> np.ndarray:
-    """Requests sent while no other was in flight (as the client saw them): nothing ahead of them
-    at the server. Unlike `alone`, the choice does not depend on the request's own duration, so
-    it does not favour requests with short round trips, which would bias a slower endpoint's."""
+def in_flight(requests: pd.DataFrame) -> np.ndarray:
+    """For each request, how many others were in flight (sent, not yet answered, as the client
+    saw them) when it was sent; a request without a latency counts as answered at once."""
     start = requests["t_start_s"].to_numpy(dtype=float)
     end = start + np.nan_to_num(requests["latency_ms"].to_numpy(dtype=float)) / 1000.0
     started_before = np.searchsorted(np.sort(start), start, side="left")
     ended_before = np.searchsorted(np.sort(end), start, side="right")
-    return started_before - ended_before == 0
+    return started_before - ended_before
 
 
-__all__ = ["alone", "endpoint_names", "first_in", "named", "outside_offsets", "polls_that_wrote"]
+def first_in(requests: pd.DataFrame) -> np.ndarray:
+    """Requests sent while no other was in flight (as the client saw them): nothing ahead of them
+    at the server. Unlike `alone`, the choice does not depend on the request's own duration, so
+    it does not favour requests with short round trips, which would bias a slower endpoint's."""
+    return in_flight(requests) == 0
+
+
+__all__ = ["alone", "endpoint_names", "first_in", "in_flight", "named", "outside_offsets", "polls_that_wrote"]
