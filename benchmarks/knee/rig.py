@@ -69,10 +69,11 @@ SETTLE_S = 6.0
 WARMUP_S = 2.0 + SETTLE_S  # the default fleet's: a 2 s arrival
 DEFAULT_SERVER_ARGS = ("--store-latency-ms", "lognormal:4,0.3", "--cpus", "1")
 GENERATOR_CPUS = "0"
+SEED = 5  # the fleets' scenario seed (a repeated level's: SEED + its repeat)
 
 
 def fleet(
-    name: str, agents: int, duration_s: float, *, seed: int = 5, ramp_s: float = 2.0, wave_at_s: float | None = None
+    name: str, agents: int, duration_s: float, *, seed: int = SEED, ramp_s: float = 2.0, wave_at_s: float | None = None
 ) -> Scenario:
     """`agents` polling every POLL_S; MIGRATING of them migrate all run long and report progress.
     The operator starts their migrations at `wave_at_s` (default: at the end of the fleet's arrival,
