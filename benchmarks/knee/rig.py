@@ -46,6 +46,7 @@ from pgpin import BackendPinner, application_name, cpus_of  # noqa: E402
 from sim.des.run import run_des  # noqa: E402
 from sim.records import load_run, quantiles  # noqa: E402
 from sim.report.analysis import load_generator  # noqa: E402
+from sim.report.calibrate_requests import first_in  # noqa: E402
 from sim.scenario import Scenario, load_scenario, validate_scenario  # noqa: E402
 from sim.server.process import run_server  # noqa: E402
 
@@ -191,7 +192,9 @@ def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float]
     `service_ms` (endpoint template -> mean ms, from the low-load calibration; Server-Timing
     itself counts the time a handler waits behind the others once the server is busy)."""
     r = load_run(run).requests
-    r = r[(r["t_start_s"] >= window[0]) & (r["t_start_s"] < window[1])]
+    alone = first_in(r)  # over the whole run: what was in flight before the window counts
+    inside = ((r["t_start_s"] >= window[0]) & (r["t_start_s"] < window[1])).to_numpy()
+    alone, r = alone[inside], r[inside]
     span = window[1] - window[0]
     ok = r[r["ok"]]
     out: dict[str, float] = {
@@ -208,6 +211,12 @@ def figures(run: Path, window: tuple[float, float], service_ms: dict[str, float]
         qs = quantiles(lat, [0.5, 0.95, 0.99]) if len(lat) else [math.nan] * 3
         out.update({f"{tag}_p50": float(qs[0]), f"{tag}_p95": float(qs[1]), f"{tag}_p99": float(qs[2])})
         out[f"{tag}_n"] = float(len(lat))
+    # The round trip outside the server (latency - Server-Timing) of requests sent with nothing in
+    # flight: no queue in it, so the same at every load; a run where it is longer was slowed by
+    # the machine (the client, the kernel), not by the server (`slow_round_trips`).
+    bare = (ok["latency_ms"] - ok["server_ms"]).to_numpy(dtype=float, na_value=np.nan)[alone[r["ok"].to_numpy()]]
+    bare = bare[np.isfinite(bare)]
+    out["rtt_p50"] = float(np.median(bare)) if len(bare) >= MIN_BARE else math.nan
     lag_ms = (r["t_start_s"] - r["t_sched_s"]).to_numpy(dtype=float) * 1000
     out["lag_p95"] = float(quantiles(lag_ms, [0.95])[0]) if len(r) else math.nan
     out["generator_cpu"] = math.nan
@@ -327,6 +336,35 @@ def measure(
     return level
 
 
+MIN_BARE = 100  # requests sent with nothing in flight, for a round trip's median (few at saturation)
+SLOW_RTT = 1.3  # a run whose round trip p50 is this many times the runs' median was slowed by the machine
+
+
+def slow_round_trips(levels: list[Level]) -> list[tuple[Level, str]]:
+    """The runs whose round trip outside the server (`rtt_p50`, requests sent with nothing in
+    flight) is SLOW_RTT times the median of all of them or more: the client or the kernel was
+    slower while they ran (on one SQLite run, 1.10 ms against 0.61-0.77 for the 12 others: its
+    poll p50 came out 25% over its repeats', and a calibration from it predicted 15 points high
+    at 90%). The load average, steal and generator lag did not show it."""
+    known = [lv.figures.get("rtt_p50", math.nan) for lv in levels]
+    finite = [x for x in known if math.isfinite(x)]
+    if len(finite) < 3:
+        return []
+    median = float(np.median(finite))
+    return [
+        (lv, f"round trip p50 {x:.2f} ms, {x / median:.1f}x the runs' median {median:.2f} ms")
+        for lv, x in zip(levels, known)
+        if math.isfinite(x) and x >= SLOW_RTT * median
+    ]
+
+
+def forget(tmp: Path, level: Level) -> None:
+    """Delete a measured level's run and SQLite store, so that `measure` runs it again."""
+    shutil.rmtree(level.run)
+    for old in tmp.glob(f"{level.name}.sqlite3*"):
+        old.unlink()
+
+
 # What the machine took, per second of the window (ms/s): the server's run-queue wait, the steal on
 # its cores, the steal on all cores (the generator's too; summed over cores).
 TAKEN = ("server_wait_ms_s", "steal_ms_s", "steal_all_ms_s")
@@ -392,9 +430,7 @@ def measure_clean(
         if not reasons or attempt == attempts - 1:
             return level, given_up
         given_up.append(f"attempt {attempt + 1}: " + "; ".join(reasons))
-        shutil.rmtree(level.run)
-        for old in tmp.glob(f"{scenario.name}.sqlite3*"):
-            old.unlink()
+        forget(tmp, level)
         deadline = time.monotonic() + settle_s
         while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
             time.sleep(2)
@@ -410,23 +446,21 @@ def service_means(calibrated: Scenario) -> dict[str, float]:
     return {**out, "default": server.service_ms["default"].mean}
 
 
-def simulate(tmp: Path, level: Level, calibrated: Scenario, replications: int = 5) -> dict[str, Any]:
-    """The level's scenario with the calibrated server, `replications` seeds: the mean of each figure
-    and its 95% interval across replications (Student t)."""
-    server = calibrated.server.model_dump(mode="json")
+def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], replications: int = 5) -> dict[str, Any]:
+    """The level's scenario with the calibrated server, `replications` seeds per calibration (one
+    scenario or several, e.g. one per repeat of the low level): the mean of each figure and its
+    95% interval (Student t) over all those runs."""
+    calibrations = calibrated if isinstance(calibrated, list) else [calibrated]
     for old in tmp.glob(f"{level.name}-sim-*"):  # predictions of an earlier calibration
         shutil.rmtree(old)
-    runs = [
-        figures(
-            run_des(
-                level.scenario.with_overrides(seed=level.scenario.seed + 1000 * k, fields={"server": server}),
-                tmp / f"{level.name}-sim-{k}",
-            ),
-            level.window,
-            service_means(calibrated),
-        )
-        for k in range(replications)
-    ]
+    runs = []
+    for c, cal in enumerate(calibrations):
+        server = cal.server.model_dump(mode="json")
+        tag = f"c{c}-" if len(calibrations) > 1 else ""
+        for k in range(replications):
+            scenario = level.scenario.with_overrides(seed=level.scenario.seed + 1000 * k, fields={"server": server})
+            run = run_des(scenario, tmp / f"{level.name}-sim-{tag}{k}")
+            runs.append(figures(run, level.window, service_means(cal)))
     out: dict[str, Any] = {}
     for key in runs[0]:
         values = np.array([r[key] for r in runs], dtype=float)

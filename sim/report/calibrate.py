@@ -35,7 +35,8 @@ no server; the fit fills exactly those:
   Server-Timing is the round trip (the same for every endpoint) plus the server's time outside
   the handler, so the difference of two endpoints' medians is the difference of their outside
   times; each endpoint's excess over the quickest is added to `overhead_ms` (the level: the
-  default, the option, or the probe's c / X). It is charged as service time: granian's glue
+  default, the option, or the probe's c / X; where the low run's handler alone outlasted c / X,
+  every service time is scaled to it instead). It is charged as service time: granian's glue
   before and after the app runs on the worker's one event loop. The body's arrival is not: its
   awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing.
 - **poll_write**: the polls that recorded their agent's visit, replayed from the scenario's
@@ -257,6 +258,7 @@ def calibrate(
     probe: Run | str | Path | None = None,
     probe_after_s: float | None = None,
     _probed: tuple[Capacity, str, float] | None = None,
+    _scale: float = 1.0,
 ) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
@@ -328,6 +330,7 @@ def calibrate(
         offsets = {} if executor == "des" else which.outside_offsets(names, latency - handler, first_in, min_samples)
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
         run_service = run_handler + pd.Series(run_names).map(outside).fillna(overhead).to_numpy(dtype=float)
+        run_service *= _scale  # the probe's correction of a run whose handler alone outlasted c / X (below)
         service_ms = run_service[in_window]
         what = "server_ms + outside" if overhead or outside else "server_ms"
         window_clean = np.zeros(len(run_names), bool)
@@ -347,7 +350,7 @@ def calibrate(
             # Nothing queued ahead of them: a request in an idle bin may still have waited for
             # one before it (a service time, ~5 ms on the knee rig), which the simulation adds again.
             idle = first_in
-        rest = latency - service_ms - wait
+        rest = latency - service_ms / _scale - wait  # the round trip is the client's: not scaled
         rtt = fit_rtt(
             rest[idle] if rtt_ms is None else np.array([rtt_ms]),
             "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)",
@@ -387,12 +390,19 @@ def calibrate(
         # handler time + default overhead is short of it by the server's time outside the
         # handler (HTTP, ASGI, the event loop), which only a saturated server shows.
         n = workers or capacity.servers
-        gap_ms = n * 1000.0 / capacity.throughput_per_s - capacity.mean_service_ms
+        per_request_ms = n * 1000.0 / capacity.throughput_per_s
+        gap_ms = per_request_ms - capacity.mean_service_ms
         if has_server and overhead_ms is None and executor != "des" and abs(gap_ms) > 0.01 * capacity.mean_service_ms:
+            # A gap below -overhead: the low run's handler times alone outlast what the probe's
+            # server took per request (a slower machine while the low run ran, or handlers that
+            # awaited something and overlapped). A negative overhead would make short requests
+            # negative: every service time is scaled to c / X instead, so that the simulated
+            # server saturates where the probe's did, as it does when the gap is added.
+            scale = per_request_ms / capacity.mean_service_ms if overhead + gap_ms < 0 else 1.0
             again = calibrate(
                 run,
                 base,
-                overhead_ms=max(0.0, overhead + gap_ms),
+                overhead_ms=overhead if scale != 1.0 else overhead + gap_ms,
                 workers=n,
                 rtt_ms=rtt_ms,
                 min_samples=min_samples,
@@ -400,12 +410,16 @@ def calibrate(
                 idle_busy=idle_busy,
                 after_s=after_s,
                 _probed=_probed,
+                _scale=scale,
             )
-            per_request_ms = n * 1000.0 / capacity.throughput_per_s
+            x = capacity.throughput_per_s
+            took = f"the probe: {n} server(s) at {x:.1f}/s take {per_request_ms:.3f} ms per request"
             return replace(
                 again,
-                overhead_source=f"the probe: {n} server(s) at {capacity.throughput_per_s:.1f}/s take "
-                f"{per_request_ms:.3f} ms per request, {gap_ms:+.3f} ms beyond the handler time + {overhead:g} ms",
+                overhead_source=f"{took}, {gap_ms:+.3f} ms beyond the handler time + {overhead:g} ms"
+                if scale == 1.0
+                else f"{took}, {-gap_ms:.3f} ms less than the handler time + {overhead:g} ms: every service time "
+                f"x {scale:.3f}",
                 workers_source=again.workers_source
                 if workers is not None
                 else f"the probe {probe_id}: saturated throughput {capacity.throughput_per_s:.1f}/s x mean "

@@ -175,9 +175,9 @@ def centred(resamples: np.ndarray, point: np.ndarray, hist_point: np.ndarray) ->
     relative spread (the bins are relative) and centres them on `point`. Where the
     histogram's quantile is 0 (bin 0: values below `lo`) they are shifted instead.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # np.where computes the branch it drops too
         ratio = point / hist_point
-    return np.where(hist_point > 0, resamples * ratio, resamples + (point - hist_point))
+        return np.where(hist_point > 0, resamples * ratio, resamples + (point - hist_point))
 
 
 def _contain(lo: np.ndarray, hi: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

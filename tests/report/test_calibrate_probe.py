@@ -107,3 +107,59 @@ def test_the_probe_has_a_window_of_its_own(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match="at least 3"):  # 1 s bins from 18.5 s to the end at 20 s
         calibrate(low, base, probe=probe, after_s=3.0, probe_after_s=18.5)
     assert calibrate(low, base, probe=probe, after_s=3.0).workers == 3  # the default: the low run's after_s
+
+
+def _as_load_test(run: Path, dst: Path) -> Path:
+    """A copy of simulated run `run` that calibrates as a load test's: executor locust and no
+    queue wait column (a load test knows only latency and Server-Timing, here the service time)."""
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sim.records import REQUEST_SCHEMA
+
+    shutil.copytree(run, dst)
+    table = pq.read_table(dst / "requests.parquet").to_pandas()
+    table["queue_wait_ms"] = np.nan
+    table["executor"] = "locust"
+    pq.write_table(pa.Table.from_pandas(table, schema=REQUEST_SCHEMA, preserve_index=False), dst / "requests.parquet")
+    manifest = json.loads((dst / "manifest.json").read_text())
+    (dst / "manifest.json").write_text(json.dumps({**manifest, "executor": "locust"}))
+    return dst
+
+
+def test_a_probe_faster_than_the_low_runs_handler_scales_the_service_down(tmp_path: Path) -> None:
+    """A low run whose handler took 5 ms a request (a slower machine while it ran), and a probe of
+    the same one-worker server saturating at 1 / 4.2 ms: X * S = 1.2 servers, one, whose c / X is
+    less than the handler's time. A negative overhead cannot make up for that; every service time
+    is scaled to c / X, so that the simulated server saturates where the probe's did. The round
+    trip is the client's: unscaled."""
+    slow = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5, "sigma": 0.2}}}
+    fast = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 4.2, "sigma": 0.2}}}
+    low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": slow})
+    low = _as_load_test(run_des(low_scenario, tmp_path / "low-sim"), tmp_path / "low")
+    probe_scenario = low_scenario.with_overrides(agents=600, fields={"server": fast})
+    probe = _as_load_test(run_des(probe_scenario, tmp_path / "probe-sim"), tmp_path / "probe")
+    alone = calibrate(low, after_s=3.0)
+    cal = calibrate(low, probe=probe, after_s=3.0)
+    assert cal.workers == 1, cal.workers_source
+    assert cal.capacity is not None and cal.capacity.throughput_per_s == pytest.approx(1000 / 4.28, rel=0.05)
+    mean = cal.scenario.server.service_ms["poll"].mean
+    assert mean == pytest.approx(1000 / cal.capacity.throughput_per_s, rel=0.02)
+    assert mean < 0.9 * alone.scenario.server.service_ms["poll"].mean  # not clamped at the handler's 5 ms
+    assert "less than the handler time" in cal.overhead_source and "every service time x 0.8" in cal.overhead_source
+    assert cal.rtt.dist.quantile(0.5) == pytest.approx(alone.rtt.dist.quantile(0.5), rel=0.02)
+    # The calibrated scenario saturates where the probe did.
+    sim = run_des(cal.scenario.with_overrides(agents=600), tmp_path / "check")
+    assert fit_capacity_of(sim) == pytest.approx(cal.capacity.throughput_per_s, rel=0.05)
+
+
+def fit_capacity_of(run: Path) -> float:
+    from sim.records import load_run
+
+    r = load_run(run).requests
+    r = r[r["ok"] & (r["t_start_s"] >= 3.0)]
+    t_end = r["t_start_s"].to_numpy(dtype=float) + r["latency_ms"].to_numpy(dtype=float) / 1000
+    return fit_capacity(t_end, np.ones(len(t_end))).throughput_per_s

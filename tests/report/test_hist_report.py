@@ -185,3 +185,14 @@ def test_a_fast_run_with_one_sample_an_empty_group_or_nothing_reports(tmp_path: 
     assert main(["report", str(tmp_path / "nothing")]) == 0
     assert "No requests were recorded" in (tmp_path / "nothing" / "report.html").read_text()
     assert main(["compare", str(tmp_path / "one"), str(tmp_path / "nothing")]) == 0
+
+
+def test_centring_a_resample_whose_histogram_quantile_is_zero_warns_of_nothing() -> None:
+    """A quantile in bin 0 (values below the histograms' lowest bound) is shifted, not scaled; the
+    scaled branch np.where drops must not warn (it once logged "invalid value encountered in multiply")."""
+    from sim.report.hist import centred
+
+    resamples = np.array([[0.0, 2.0], [0.0, 3.0]])
+    with np.errstate(all="raise"):  # a warning would raise
+        out = centred(resamples, np.array([0.5, 4.0]), np.array([0.0, 2.5]))
+    np.testing.assert_allclose(out, [[0.5, 3.2], [0.5, 4.8]])
