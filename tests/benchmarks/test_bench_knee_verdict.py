@@ -81,3 +81,19 @@ def test_bad_arguments_are_refused_before_any_load(args: list[str], message: str
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "w").exists()  # nothing measured, nothing created
+
+
+def test_a_run_whose_round_trip_outside_the_server_was_long_is_named() -> None:
+    import math
+
+    import rig
+
+    def level(name: str, rtt: float) -> rig.Level:
+        scenario = rig.fleet(name, 10, 20.0)
+        return rig.Level(name, scenario, Path(name), (8.0, 20.0), (0.1, 0.1), {"rtt_p50": rtt})
+
+    runs = [level("a", 0.70), level("b", 0.66), level("c", 0.78), level("slow", 1.19), level("saturated", math.nan)]
+    slow = rig.slow_round_trips(runs)
+    assert [(lv.name, why) for lv, why in slow] == [("slow", "round trip p50 1.19 ms, 1.6x the runs' median 0.74 ms")]
+    assert rig.slow_round_trips(runs[:1] + runs[3:]) == []  # two known round trips: no median to judge by
+    assert rig.slow_round_trips([level("a", 0.70), level("b", 0.90), level("c", 0.80)]) == []  # within 1.3x
