@@ -346,9 +346,9 @@ SLOW_RTT = 1.25
 def slow_round_trips(levels: list[Level]) -> list[tuple[Level, str]]:
     """The runs whose round trip outside the server (`rtt_p50`, requests sent with nothing in
     flight) is SLOW_RTT times the median of all of them or more: the client or the kernel was
-    slower while they ran (on one SQLite run, 1.10 ms against 0.61-0.77 for the 12 others: its
-    poll p50 came out 25% over its repeats', and a calibration from it predicted 15 points high
-    at 90%). The load average, steal and generator lag did not show it."""
+    slower while they ran (on one SQLite 50% run, 1.19 ms against 0.62-0.78 for the 11 others: its
+    poll p50 came out 25% over its repeats', and with it in the calibration the 90% poll p50 was
+    predicted 4 points higher). The load average, steal and generator lag did not show it."""
     known = [lv.figures.get("rtt_p50", math.nan) for lv in levels]
     finite = [x for x in known if math.isfinite(x)]
     if len(finite) < 3:

@@ -43,6 +43,36 @@ def test_stores_starting_at_once_create_the_schema_once(pg_url: str) -> None:
     assert errors == []
 
 
+def test_a_store_opened_on_a_complete_schema_waits_for_no_writer(pg_url: str) -> None:
+    """A second worker's first connection, while the first worker writes: no DDL, so no lock.
+    CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table before it looks; run on a complete
+    schema it waited for every open write, and deadlocked with one (a 500 under load)."""
+    first = PostgresStore(pg_url)
+    with first.read() as tx:
+        tx.source_brief("x")  # the schema is created
+    with psycopg.connect(pg_url) as writer:
+        writer.execute("LOCK TABLE tasks IN ROW EXCLUSIVE MODE")  # as an INSERT into tasks holds it
+        opened: list[str] = []
+
+        def second() -> None:
+            store = PostgresStore(pg_url)
+            try:
+                with store.read() as tx:
+                    tx.source_brief("x")
+                opened.append("ok")
+            finally:
+                store.close()
+
+        thread = threading.Thread(target=second, daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+        done = opened == ["ok"]
+        writer.rollback()  # lets a blocked second store go on, so that nothing is left waiting
+    thread.join(timeout=10)
+    first.close()
+    assert done, "opening a store on a complete schema waited for a writer's lock"
+
+
 def test_a_database_from_before_the_liveness_column_gets_it(pg_url: str) -> None:
     # The sources table as it was before `last_visit_time` had a column: the visit was only in the document.
     doc = Source(id="old", project_id="p", name="h", os_type=OsType.LINUX, registered_at=1.0, connected=True)

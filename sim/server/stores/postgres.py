@@ -61,6 +61,16 @@ _HAS_LAST_VISIT = (
     "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
     " AND table_name = 'sources' AND column_name = 'last_visit_time'"
 )
+# Every table and index of _SCHEMA, and the liveness column: all there, no DDL runs. CREATE INDEX
+# IF NOT EXISTS takes a SHARE lock on its table before it looks, so a worker creating the schema
+# while its twin already served writes deadlocked with them (a 500 under load on a 2-worker start).
+_COMPLETE = (
+    "SELECT to_regclass('sources') IS NOT NULL AND to_regclass('sources_project') IS NOT NULL"
+    " AND to_regclass('tasks') IS NOT NULL AND to_regclass('tasks_project') IS NOT NULL"
+    " AND to_regclass('tasks_source') IS NOT NULL AND to_regclass('commands') IS NOT NULL"
+    " AND to_regclass('commands_pending') IS NOT NULL AND to_regclass('events') IS NOT NULL"
+    " AND EXISTS (" + _HAS_LAST_VISIT + ")"
+)
 _ADD_LAST_VISIT = (
     "ALTER TABLE sources ADD COLUMN last_visit_time DOUBLE PRECISION",
     "UPDATE sources SET last_visit_time = (doc->>'last_visit_time')::double precision",
@@ -189,16 +199,25 @@ class PostgresStore:
             self._lock = threading.Lock()  # a lock held at fork time would never be released here
         # autocommit: a read is one statement with no BEGIN/COMMIT round trips; write() opens transactions.
         db = psycopg.connect(self.url, autocommit=True)
-        with db.transaction():
-            # CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; take turns.
-            db.execute("SELECT pg_advisory_xact_lock(hashtext('sim.server.stores.postgres schema'))")
-            for statement in _SCHEMA:
-                db.execute(statement)
-            if db.execute(_HAS_LAST_VISIT).fetchone() is None:
-                for statement in _ADD_LAST_VISIT:
-                    db.execute(statement)
+        if not self._complete(db):
+            with db.transaction():
+                # CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; take turns,
+                # and look again: the twin that went first may have created it all.
+                db.execute("SELECT pg_advisory_xact_lock(hashtext('sim.server.stores.postgres schema'))")
+                if not self._complete(db):
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    if db.execute(_HAS_LAST_VISIT).fetchone() is None:
+                        for statement in _ADD_LAST_VISIT:
+                            db.execute(statement)
         self._db, self._reader, self._pid = db, PostgresTx(db, writing=False), os.getpid()
         return db
+
+    @staticmethod
+    def _complete(db: psycopg.Connection[Any]) -> bool:
+        """Whether every table, index and column of the schema is there (no lock taken)."""
+        row = db.execute(_COMPLETE).fetchone()
+        return bool(row and row[0])
 
     def _conn(self) -> psycopg.Connection[Any]:
         if self._pid != os.getpid():
