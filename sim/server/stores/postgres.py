@@ -18,6 +18,7 @@ re-opened after a fork (a libpq connection cannot be shared with a child).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,15 +62,13 @@ _HAS_LAST_VISIT = (
     "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
     " AND table_name = 'sources' AND column_name = 'last_visit_time'"
 )
-# Every table and index of _SCHEMA, and the liveness column: all there, no DDL runs. CREATE INDEX
-# IF NOT EXISTS takes a SHARE lock on its table before it looks, so a worker creating the schema
-# while its twin already served writes deadlocked with them (a 500 under load on a 2-worker start).
-_COMPLETE = (
-    "SELECT to_regclass('sources') IS NOT NULL AND to_regclass('sources_project') IS NOT NULL"
-    " AND to_regclass('tasks') IS NOT NULL AND to_regclass('tasks_project') IS NOT NULL"
-    " AND to_regclass('tasks_source') IS NOT NULL AND to_regclass('commands') IS NOT NULL"
-    " AND to_regclass('commands_pending') IS NOT NULL AND to_regclass('events') IS NOT NULL"
-    " AND EXISTS (" + _HAS_LAST_VISIT + ")"
+# Every table and index of _SCHEMA (their names read from it), and the liveness column: all there,
+# no DDL runs. CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table before it looks, so a
+# worker creating the schema while its twin already served writes deadlocked with them (a 500
+# under load on a 2-worker start).
+_NAMES = [re.search(r"IF NOT EXISTS (\w+)", statement).group(1) for statement in _SCHEMA]  # type: ignore[union-attr]
+_COMPLETE = "SELECT " + " AND ".join(
+    [*(f"to_regclass('{name}') IS NOT NULL" for name in _NAMES), f"EXISTS ({_HAS_LAST_VISIT})"]
 )
 _ADD_LAST_VISIT = (
     "ALTER TABLE sources ADD COLUMN last_visit_time DOUBLE PRECISION",
