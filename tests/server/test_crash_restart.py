@@ -179,7 +179,11 @@ def test_kill_9_mid_load_loses_no_acknowledged_write(
     token = f"tok-{secrets.token_hex(8)}"
     stop = threading.Event()
     ledgers = [Ledger() for _ in range(WRITERS)]
-    with run_server(db, [token], tmp_path / "server.log", workers=2) as server:
+    # A millisecond per store transaction makes the server the bottleneck, so that at the kill the
+    # writers' requests are at the server, not between two of them: once, without it, all six
+    # were between requests and none was cut (every failure a refused connection).
+    slower = ("--store-latency-ms", "constant:1")
+    with run_server(db, [token], tmp_path / "server.log", workers=2, extra=slower) as server:
         workers = [c.pid for c in psutil.Process(server.pid).children(recursive=True)]
         assert workers, "expected the server's worker processes"
         threads = [
