@@ -15,11 +15,13 @@
    postgresql://postgres@127.0.0.1:5432/test, dropped afterwards). With `--repeats N`, every level
    N times, in rounds (each round all levels, fleet seed 5, 6, ...; repeat r's runs are
    `level-80-r2`...): one run's p50 on this machine moves 10-20% from run to run, so one run
-   per level cannot tell a 10% target met from missed.
-3. **Calibration**: `smsload calibrate`'s `calibrate` from the LOWEST level (its first run) plus
-   the probe.
-4. **Prediction**: each level's scenario with the calibrated server, `--replications` seeded
-   DES runs; mean and 95% interval (t) per figure, over the same steady window.
+   per level cannot tell a 10% target met from missed. After the rounds, a run whose round trip
+   outside the server was long (`rig.slow_round_trips`) is measured again.
+3. **Calibration**: `smsload calibrate`'s `calibrate` from each run of the LOWEST level
+   (`--calibrate-from each`; `first`: its first run only) plus the probe.
+4. **Prediction**: each level's scenario with each calibrated server, `--replications` seeded
+   DES runs per calibration; mean and 95% interval (t) per figure over all of them, over the
+   same steady window.
 5. **Table** (markdown, for benchmarks/RESULTS.md): measured (the mean over the repeats, and
    their range) vs predicted throughput, poll and progress p50/p95/p99, error rate, and the
    evidence columns (server busy = X * S, server CPU, generator CPU of its core, generator lag
