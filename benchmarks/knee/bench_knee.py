@@ -115,10 +115,10 @@ TARGETS = {"throughput": 0.03, "p50": 0.10, "p95": 0.15, "p99": 0.25}  # up to 9
 SATURATED_THROUGHPUT = 0.05  # at 100% and above; there the measured p95 belongs in the simulated interval
 
 
-def mean_of(levels: list[rig.Level], key: str) -> float:
-    """The mean of one figure over a level's repeats (NaN where none has it)."""
-    values = np.array([lv.figures.get(key, math.nan) for lv in levels], dtype=float)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+def mean_of(values: list[float]) -> float:
+    """The mean of one figure over a level's repeats, those that have it (NaN where none has)."""
+    finite = np.array(values, dtype=float)
+    return float(np.nanmean(finite)) if np.isfinite(finite).any() else math.nan
 
 
 def fmt(measured: list[float], predicted: dict[str, float], key: str) -> str:
@@ -296,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             for level in repeats:
                 level.evidence(means)
             predicted = rig.simulate(tmp, repeats[0], [c.scenario for c in cals], args.replications)
-            m = {key: mean_of(repeats, key) for key in repeats[0].figures}
             problems = sorted({p for lv in repeats for p in lv.bottleneck_is_server(saturated=f >= 1.0)})
             series = {key: [lv.figures[key] for lv in repeats] for key in repeats[0].figures}
+            m = {key: mean_of(values) for key, values in series.items()}
             rows.append(
                 [f"{f:.0%}", str(repeats[0].scenario.fleet.agents)]
                 + [fmt(series[k], predicted, k) for k in COLUMNS]

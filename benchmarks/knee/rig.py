@@ -458,12 +458,12 @@ def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], rep
         shutil.rmtree(old)
     runs = []
     for c, cal in enumerate(calibrations):
-        server = cal.server.model_dump(mode="json")
+        server, means = cal.server.model_dump(mode="json"), service_means(cal)
         tag = f"c{c}-" if len(calibrations) > 1 else ""
         for k in range(replications):
             scenario = level.scenario.with_overrides(seed=level.scenario.seed + 1000 * k, fields={"server": server})
             run = run_des(scenario, tmp / f"{level.name}-sim-{tag}{k}")
-            runs.append(figures(run, level.window, service_means(cal)))
+            runs.append(figures(run, level.window, means))
     out: dict[str, Any] = {}
     for key in runs[0]:
         values = np.array([r[key] for r in runs], dtype=float)
