@@ -103,6 +103,11 @@ class ServerConfig(FrozenModel):
     # asyncio event loop of a reference-server worker: this many times (`true` = 1; `smsload
     # calibrate` sets what the knee rig measured, sim.report.calibrate.BODY_PASSES).
     requeue_bodies: int = Field(default=0, ge=0, le=8)
+    # Where such a request queues again: behind this share of the requests waiting (1: all of
+    # them). On the reference server fresh requests reach the event loop through granian's
+    # hand-over, and near saturation about 40% of those waiting are still there, behind a body's
+    # `receive()`, which resumes on the loop itself (sim.report.calibrate.REQUEUE_AT).
+    requeue_at: float = Field(default=1.0, gt=0.0, le=1.0)
     calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 
     @model_validator(mode="after")

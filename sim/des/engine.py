@@ -75,6 +75,17 @@ class _Fifo:
         else:
             self.busy -= 1
 
+    def acquire_behind(self, share: float) -> simpy.Event | None:
+        """`acquire()` for one that waits behind only the oldest `share` of those waiting (at
+        least one of them, when any wait): ahead of the latest arrivals, which have not reached
+        the place it queues at (a body's `receive()` resumes on the worker's event loop, where
+        fresh requests arrive only through granian's hand-over)."""
+        if share >= 1.0 or len(self.waiting) < 2:
+            return self.acquire()
+        event = self.env.event()
+        self.waiting.insert(max(1, math.ceil(share * len(self.waiting))), event)
+        return event
+
 
 class SimServer:
     """The simulated SMS server: workers, per-endpoint service times (ms), a write lock, a round trip (ms)."""
@@ -90,6 +101,7 @@ class SimServer:
         write_lock: bool,
         rtt_ms: Distribution,
         requeue_bodies: int = 0,
+        requeue_at: float = 1.0,
         timeout_s: float = math.inf,
         faults: FaultTimeline | None = None,
     ) -> None:
@@ -111,6 +123,7 @@ class SimServer:
             else frozenset()
         )
         self.requeue_passes = int(requeue_bodies)
+        self.requeue_at = float(requeue_at)  # the share of those waiting a re-queued body goes behind
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
     def half_rtt_s(self) -> float:
@@ -180,7 +193,7 @@ class SimServer:
             # Each await of the body hands the worker to the next in line; this request queues again.
             for _ in range(self.requeue_passes):
                 self.workers.release()
-                wait = self.workers.acquire()
+                wait = self.workers.acquire_behind(self.requeue_at)
                 if wait is not None:
                     yield wait
         cost, writes = self._cost(call)

@@ -58,6 +58,7 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         write_lock=cfg.write_lock,
         rtt_ms=cfg.rtt_ms,
         requeue_bodies=cfg.requeue_bodies,
+        requeue_at=cfg.requeue_at,
         timeout_s=scenario.agent.request_timeout_s,
         faults=scenario.fault_timeline(),
     )

@@ -163,8 +163,9 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
     p[K.P_RETRY_POLICY], p[K.P_RETRY_BASE], p[K.P_RETRY_CAP] = _RETRY[retry.policy], retry.base_s, retry.cap_s
     p[K.P_ATTEMPTS] = retry.attempts()
     p[K.P_LIVE_MODE], p[K.P_COALESCE] = _LIVENESS[cfg.liveness.write], cfg.liveness.coalesce_s
-    # A registration re-queues once here, whatever `requeue_bodies` counts (the SimPy engine
-    # re-queues that many times): a fleet registers once, at its start.
+    # A registration re-queues once here, behind all those waiting, whatever `requeue_bodies` and
+    # `requeue_at` say (the SimPy engine re-queues that many times, behind that share): a fleet
+    # registers once, at its start.
     p[K.P_WRITE_LOCK], p[K.P_REQUEUE_REGISTER] = float(cfg.write_lock), float(cfg.requeue_bodies)
     p[K.P_BIN_S], p[K.P_LO], p[K.P_LOG_STEP] = bin_s, BINS.lo, math.log1p(BINS.rel_width)
     p[K.P_WIDTH] = width

@@ -38,7 +38,8 @@ no server; the fit fills exactly those:
   default, the option, or the probe's c / X; where the low run's handler alone outlasted c / X,
   every service time is scaled to it instead). It is charged as service time: granian's glue
   before and after the app runs on the worker's one event loop. The body's arrival is not: its
-  awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing.
+  awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing,
+  behind the share `requeue_at` (REQUEUE_AT) of the requests waiting.
 - **poll_write**: the polls that recorded their agent's visit, replayed from the scenario's
   `liveness` (coalesced: the first poll `coalesce_s` after registration or the last recorded
   visit), get a service time of their own (on the knee rig about twice a poll's: two store
@@ -103,6 +104,14 @@ DEFAULT_OVERHEAD_MS = 0.05  # benchmarks/RESULTS.md "Server": hello-app CPU per 
 # pass here waits for what queued behind the request, a fraction of a fresh arrival's wait at
 # half load (benchmarks/RESULTS.md "Fidelity at the knee").
 BODY_PASSES = 2
+# Where such a request queues again: behind this share of those waiting. Fresh requests reach the
+# worker's event loop through granian's hand-over, a body's `receive()` resumes on the loop
+# itself, so it goes ahead of the requests still in that hand-over. With one granian worker
+# blocked 4 ms per request and 290 clients polling every second (120%), a PUT's `receive()` ran
+# after 134-164 fresh requests while a GET had waited for about 264; on the knee rig (SQLite,
+# 120%) the measured progress write waited 1.3 poll queue waits beyond a poll's, where two passes
+# behind everyone wait 2 (benchmarks/RESULTS.md "Where the progress write's body waits").
+REQUEUE_AT = 0.6
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
 GRID = 400  # quantiles kept by an empirical fit: its tail ends near p99.9
@@ -444,6 +453,7 @@ def calibrate(
         "write_lock": base.server.write_lock,
         # A reference-server worker is one event loop: a request with a body queues again per await.
         "requeue_bodies": BODY_PASSES if executor != "des" else base.server.requeue_bodies,
+        "requeue_at": REQUEUE_AT if executor != "des" else base.server.requeue_at,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
         "liveness": base.server.liveness.to_dict(),  # how the server wrote, not a fit: kept as it was

@@ -145,6 +145,8 @@ def to_yaml(cal: Calibration) -> str:
         "  # a load test's server is one event loop per worker: a request with a body queues again for it,",
         "  # once per await of its body (granian: two)",
         f"  requeue_bodies: {cal.scenario.server.requeue_bodies}",
+        "  # ... behind this share of the requests waiting: fresh ones still in granian's hand-over are not yet there",
+        f"  requeue_at: {cal.scenario.server.requeue_at:g}",
         "  # how the server recorded visits: kept from the run's scenario",
         "  liveness: {" + ", ".join(f"{k}: {v}" for k, v in cal.scenario.server.liveness.to_dict().items()) + "}",
         f"  # round trip (network + client-side time), {_fit_comment(cal.rtt)[2:]}",

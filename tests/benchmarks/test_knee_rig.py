@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "kne
 
 import rig  # noqa: E402
 
-from sim.report.calibrate import BODY_PASSES, calibrate  # noqa: E402
+from sim.report.calibrate import BODY_PASSES, REQUEUE_AT, calibrate  # noqa: E402
 
 ATTEMPTS = 2  # a level the machine disturbed is measured once more
 BUSY_LOAD = 2.5  # a 1-minute load average this high on the 2 cores: other users disturbed the level
@@ -84,7 +84,7 @@ def test_the_calibrated_simulation_holds_up_to_the_knee(tmp_path: Path) -> None:
     # requests sent with nothing in flight (in 18 s at 30% the progress writes may not).
     outside = cal.outside_ms
     assert outside["default"] == cal.overhead_ms and min(outside.values()) >= 0, outside
-    assert cal.scenario.server.requeue_bodies == BODY_PASSES
+    assert (cal.scenario.server.requeue_bodies, cal.scenario.server.requeue_at) == (BODY_PASSES, REQUEUE_AT)
     means = rig.service_means(cal.scenario)
     for f, level in levels.items():
         level.evidence(means)

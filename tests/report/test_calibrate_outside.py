@@ -29,7 +29,7 @@ import pytest
 
 from sim.des.run import run_des
 from sim.report import calibrate_requests as which
-from sim.report.calibrate import BODY_PASSES, calibrate
+from sim.report.calibrate import BODY_PASSES, REQUEUE_AT, calibrate
 from sim.scenario import parse_scenario
 
 FLEET = """
@@ -84,7 +84,7 @@ def test_each_endpoint_gets_its_own_time_outside_the_handler(tmp_path: Path) -> 
     assert outside["default"] == cal.overhead_ms and min(outside.values()) >= 0
     # Charged as service: the progress write's mean service is its handler's + its outside time.
     assert cal.service["progress"].dist.mean == pytest.approx(2.0 * 1.0202 + outside["progress"], rel=0.05)
-    assert cal.scenario.server.requeue_bodies == BODY_PASSES
+    assert (cal.scenario.server.requeue_bodies, cal.scenario.server.requeue_at) == (BODY_PASSES, REQUEUE_AT)
     # The polls that recorded a visit (coalesced: 30 s after registering, so once per agent here),
     # replayed from the scenario's liveness, get their own service: 3 ms handler + the poll's outside.
     wrote = cal.service["poll_write"]
