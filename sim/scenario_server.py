@@ -105,8 +105,8 @@ class ServerConfig(FrozenModel):
     requeue_bodies: int = Field(default=0, ge=0, le=8)
     # Where such a request queues again: behind this share of the requests waiting (1: all of
     # them). On the reference server fresh requests reach the event loop through granian's
-    # hand-over, and near saturation about 40% of those waiting are still there, behind a body's
-    # `receive()`, which resumes on the loop itself (sim.report.calibrate.REQUEUE_AT).
+    # hand-over, and near saturation a good part of those waiting are still there, behind a
+    # body's `receive()`, which resumes on the loop itself (sim.report.calibrate.REQUEUE_AT).
     requeue_at: float = Field(default=1.0, gt=0.0, le=1.0)
     calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 

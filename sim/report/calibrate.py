@@ -107,10 +107,11 @@ BODY_PASSES = 2
 # Where such a request queues again: behind this share of those waiting. Fresh requests reach the
 # worker's event loop through granian's hand-over, a body's `receive()` resumes on the loop
 # itself, so it goes ahead of the requests still in that hand-over. With one granian worker
-# blocked 4 ms per request and 290 clients polling every second (120%), a PUT's `receive()` ran
-# after 134-164 fresh requests while a GET had waited for about 264; on the knee rig (SQLite,
-# 120%) the measured progress write waited 1.3 poll queue waits beyond a poll's, where two passes
-# behind everyone wait 2 (benchmarks/RESULTS.md "Where the progress write's body waits").
+# blocked 4 ms per request and 290 clients polling every second (120%, benchmarks/knee/
+# body_wait.py), a PUT's two `receive()` awaits resumed after 134 and 252 fresh requests, where a
+# GET had waited for 246; on the knee rig (SQLite, 120%) the measured progress write waited 1.3
+# poll queue waits beyond a poll's, where two passes behind everyone wait 2 (benchmarks/
+# RESULTS.md "Where the progress write's body waits"): 0.6 is the knee rig's.
 REQUEUE_AT = 0.6
 CHECK_P = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # where a service-time fit must match the data
 RTT_P = (0.5, 0.75, 0.9, 0.95, 0.99)  # where the round trip must (see fit_rtt)
