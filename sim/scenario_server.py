@@ -108,6 +108,12 @@ class ServerConfig(FrozenModel):
     # hand-over, and near saturation a good part of those waiting are still there, behind a
     # body's `receive()`, which resumes on the loop itself (sim.report.calibrate.REQUEUE_AT).
     requeue_at: float = Field(default=1.0, gt=0.0, le=1.0)
+    # A request that finds a worker free as it reaches the server takes this long more (ms): the
+    # worker, and the core under it, woke from idle. Back to back, as at saturation, none do
+    # (`smsload calibrate`: where the probe's server took less per request than the low-load run's
+    # handlers, the difference; on the knee rig's PostgreSQL store a poll's handler took 5.80 ms
+    # at half load and 5.33 ms at saturation).
+    idle_start_ms: NonNegative = 0.0
     calibrated: CalibratedAt | None = None  # set by `smsload calibrate`: where the fit holds
 
     @model_validator(mode="after")

@@ -102,6 +102,7 @@ class SimServer:
         rtt_ms: Distribution,
         requeue_bodies: int = 0,
         requeue_at: float = 1.0,
+        idle_start_ms: float = 0.0,
         timeout_s: float = math.inf,
         faults: FaultTimeline | None = None,
     ) -> None:
@@ -124,6 +125,7 @@ class SimServer:
         )
         self.requeue_passes = int(requeue_bodies)
         self.requeue_at = float(requeue_at)  # the share of those waiting a re-queued body goes behind
+        self.idle_start_s = idle_start_ms / 1000.0  # more service for a request that found a worker free
         self._half_rtt_const = rtt_ms.value / 2000.0 if isinstance(rtt_ms, Constant) else None
 
     def half_rtt_s(self) -> float:
@@ -160,7 +162,7 @@ class SimServer:
             cost, writes = self._cost(call)
             lock = self.lock if writes else None
             if lock is None or lock.busy == 0:  # nothing to wait for: serve in the agent's process
-                service = cost.sample(self.rng) / 1000.0
+                service = cost.sample(self.rng) / 1000.0 + self.idle_start_s
                 if self.faults is not None:
                     service += self._slow_store_s(writes)
                 if env.now + service + half_back_s - sent_at <= self.timeout_s:
@@ -187,6 +189,7 @@ class SimServer:
         env = self.env
         arrived = env.now
         wait = self.workers.acquire()
+        woke = self.idle_start_s if wait is None else 0.0  # it found a worker free
         if wait is not None:
             yield wait
         if call.endpoint in self.requeue:
@@ -203,7 +206,7 @@ class SimServer:
             if wait is not None:
                 yield wait
         started = env.now
-        service = cost.sample(self.rng) / 1000.0
+        service = cost.sample(self.rng) / 1000.0 + woke
         if self.faults is not None:
             service += self._slow_store_s(writes)
         if service > 0:

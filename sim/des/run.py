@@ -59,6 +59,7 @@ def run_des(scenario: Scenario, out: Path, *, progress: Callable[[float, float],
         rtt_ms=cfg.rtt_ms,
         requeue_bodies=cfg.requeue_bodies,
         requeue_at=cfg.requeue_at,
+        idle_start_ms=cfg.idle_start_ms,
         timeout_s=scenario.agent.request_timeout_s,
         faults=scenario.fault_timeline(),
     )

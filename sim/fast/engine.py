@@ -167,6 +167,7 @@ def simulate(scenario: Scenario, *, progress: Callable[[float, float], None] | N
     # `requeue_at` say (the SimPy engine re-queues that many times, behind that share): a fleet
     # registers once, at its start.
     p[K.P_WRITE_LOCK], p[K.P_REQUEUE_REGISTER] = float(cfg.write_lock), float(cfg.requeue_bodies)
+    p[K.P_IDLE_START] = cfg.idle_start_ms / 1000.0
     p[K.P_BIN_S], p[K.P_LO], p[K.P_LOG_STEP] = bin_s, BINS.lo, math.log1p(BINS.rel_width)
     p[K.P_WIDTH] = width
     agents = np.zeros((n, K.AGENT_COLUMNS))

@@ -78,8 +78,9 @@ NO_LINK = -1.0
     P_LO,
     P_LOG_STEP,
     P_WIDTH,
-) = range(16)
-N_PARAMS = 16
+    P_IDLE_START,
+) = range(17)
+N_PARAMS = 17
 
 # Entries of the `stats` accumulator (and of the loop's own state at the end).
 (
@@ -223,6 +224,8 @@ def handle(
                 d = D_POLL_WRITE
                 stats[ST_POLL_WRITES] += 1
         service = sample(dists, emp, emp_n, d) / 1000.0
+        if wfree[0] <= ta:  # it found a worker free: woken from idle (`server.idle_start_ms`)
+            service += p[P_IDLE_START]
         start = got
         if writes:
             stats[ST_WRITES] += 1

@@ -35,8 +35,8 @@ no server; the fit fills exactly those:
   Server-Timing is the round trip (the same for every endpoint) plus the server's time outside
   the handler, so the difference of two endpoints' medians is the difference of their outside
   times; each endpoint's excess over the quickest is added to `overhead_ms` (the level: the
-  default, the option, or the probe's c / X; where the low run's handler alone outlasted c / X,
-  every service time is scaled to it instead). It is charged as service time: granian's glue
+  default, the option, or the probe's c / X; where the low run's handlers took more than c / X,
+  the difference is `idle_start_ms` instead, below). It is charged as service time: granian's glue
   before and after the app runs on the worker's one event loop. The body's arrival is not: its
   awaits hand the loop to others, which `requeue_bodies` (BODY_PASSES) models as queueing,
   behind the share `requeue_at` (REQUEUE_AT) of the requests waiting.
@@ -268,7 +268,7 @@ def calibrate(
     probe: Run | str | Path | None = None,
     probe_after_s: float | None = None,
     _probed: tuple[Capacity, str, float] | None = None,
-    _scale: float = 1.0,
+    _idle_ms: float = 0.0,
 ) -> Calibration:
     """Fit the simulated server to `run` (see the module docstring); `base` defaults to the run's scenario.
 
@@ -340,7 +340,8 @@ def calibrate(
         offsets = {} if executor == "des" else which.outside_offsets(names, latency - handler, first_in, min_samples)
         outside = {name: max(0.0, overhead + offset) for name, offset in offsets.items()}
         run_service = run_handler + pd.Series(run_names).map(outside).fillna(overhead).to_numpy(dtype=float)
-        run_service *= _scale  # the probe's correction of a run whose handler alone outlasted c / X (below)
+        # Back to back (the probe's c / X) where a request that found its worker free took _idle_ms more (below).
+        run_service = np.maximum(run_service - _idle_ms, 0.0)
         service_ms = run_service[in_window]
         what = "server_ms + outside" if overhead or outside else "server_ms"
         window_clean = np.zeros(len(run_names), bool)
@@ -360,7 +361,7 @@ def calibrate(
             # Nothing queued ahead of them: a request in an idle bin may still have waited for
             # one before it (a service time, ~5 ms on the knee rig), which the simulation adds again.
             idle = first_in
-        rest = latency - service_ms / _scale - wait  # the round trip is the client's: not scaled
+        rest = latency - (service_ms + _idle_ms) - wait  # `idle` requests found their worker free
         rtt = fit_rtt(
             rest[idle] if rtt_ms is None else np.array([rtt_ms]),
             "latency - server_ms - overhead at low load" if rtt_ms is None else "given (--rtt-ms)",
@@ -403,16 +404,19 @@ def calibrate(
         per_request_ms = n * 1000.0 / capacity.throughput_per_s
         gap_ms = per_request_ms - capacity.mean_service_ms
         if has_server and overhead_ms is None and executor != "des" and abs(gap_ms) > 0.01 * capacity.mean_service_ms:
-            # A gap below -overhead: the low run's handler times alone outlast what the probe's
-            # server took per request (a slower machine while the low run ran, or handlers that
-            # awaited something and overlapped). A negative overhead would make short requests
-            # negative: every service time is scaled to c / X instead, so that the simulated
-            # server saturates where the probe's did, as it does when the gap is added.
-            scale = per_request_ms / capacity.mean_service_ms if overhead + gap_ms < 0 else 1.0
+            # A negative gap: the probe's server took less per request, back to back, than the low
+            # run's requests took, each of which found its worker free (on the knee rig's PostgreSQL
+            # store a poll's handler took 5.80 ms at half load and 5.33 ms saturated: a core woken
+            # from idle; or the machine was slower while the low run ran). Every service time is
+            # that much less, and a request that finds its worker free takes it again
+            # (`idle_start_ms`): the simulated server saturates where the probe's did and answers at
+            # low load as the low run's did. (Scaling every service time down to c / X, as before,
+            # made the simulated server too fast below saturation.)
+            woke_ms = -gap_ms if gap_ms < 0 else 0.0
             again = calibrate(
                 run,
                 base,
-                overhead_ms=overhead if scale != 1.0 else overhead + gap_ms,
+                overhead_ms=overhead if woke_ms else overhead + gap_ms,
                 workers=n,
                 rtt_ms=rtt_ms,
                 min_samples=min_samples,
@@ -420,16 +424,16 @@ def calibrate(
                 idle_busy=idle_busy,
                 after_s=after_s,
                 _probed=_probed,
-                _scale=scale,
+                _idle_ms=woke_ms,
             )
             x = capacity.throughput_per_s
             took = f"the probe: {n} server(s) at {x:.1f}/s take {per_request_ms:.3f} ms per request"
             return replace(
                 again,
                 overhead_source=f"{took}, {gap_ms:+.3f} ms beyond the handler time + {overhead:g} ms"
-                if scale == 1.0
-                else f"{took}, {-gap_ms:.3f} ms less than the handler time + {overhead:g} ms: every service time "
-                f"x {scale:.3f}",
+                if not woke_ms
+                else f"{took}, {woke_ms:.3f} ms less than the handler time + {overhead:g} ms: that much more for a "
+                "request that finds its worker free (idle_start_ms)",
                 workers_source=again.workers_source
                 if workers is not None
                 else f"the probe {probe_id}: saturated throughput {capacity.throughput_per_s:.1f}/s x mean "
@@ -455,6 +459,7 @@ def calibrate(
         # A reference-server worker is one event loop: a request with a body queues again per await.
         "requeue_bodies": BODY_PASSES if executor != "des" else base.server.requeue_bodies,
         "requeue_at": REQUEUE_AT if executor != "des" else base.server.requeue_at,
+        "idle_start_ms": round(_idle_ms, 4) if executor != "des" else base.server.idle_start_ms,
         "rtt_ms": rtt.dist.to_spec(),
         "service_ms": {name: fit.dist.to_spec() for name, fit in service.items()},
         "liveness": base.server.liveness.to_dict(),  # how the server wrote, not a fit: kept as it was

@@ -146,3 +146,14 @@ def test_disagreement_is_caught(tmp_path: Path) -> None:
     fast = np.array([fast_metrics(slower.with_overrides(seed=100 + i), 10.0) for i in range(FAST_REPS)])
     des = np.array([des_metrics(s.with_overrides(seed=200 + i), 10.0, tmp_path / f"d{i}") for i in range(DES_REPS)])
     assert agree(fast, des) != []
+
+
+def test_a_worker_woken_from_idle_agrees(tmp_path: Path) -> None:
+    """`idle_start_ms`: a request that finds a worker free takes 1 ms more, in both engines alike;
+    at 50% busy about half of them do, so the p50 moves by a good part of it."""
+    s = scenario(0.5)
+    woke = s.with_overrides(fields={"server": {**s.server.model_dump(mode="json"), "idle_start_ms": 1.0}})
+    fast, des = crossvalidate(woke, warmup_s=10.0, tmp_path=tmp_path)
+    assert agree(fast, des) == []
+    plain = fast_metrics(s.with_overrides(seed=100), 10.0)
+    assert fast.mean(axis=0)[1] > plain[1] + 0.4  # p50, ms

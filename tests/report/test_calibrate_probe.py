@@ -130,12 +130,14 @@ def _as_load_test(run: Path, dst: Path) -> Path:
     return dst
 
 
-def test_a_probe_faster_than_the_low_runs_handler_scales_the_service_down(tmp_path: Path) -> None:
-    """A low run whose handler took 5 ms a request (a slower machine while it ran), and a probe of
-    the same one-worker server saturating at 1 / 4.2 ms: X * S = 1.2 servers, one, whose c / X is
-    less than the handler's time. A negative overhead cannot make up for that; every service time
-    is scaled to c / X, so that the simulated server saturates where the probe's did. The round
-    trip is the client's: unscaled."""
+def test_a_probe_faster_than_the_low_runs_requests_makes_a_free_worker_slower(tmp_path: Path) -> None:
+    """A low run whose requests took 5 ms each, each finding its worker free (a core woken from
+    idle, or a slower machine while it ran), and a probe of the same one-worker server saturating
+    at 1 / 4.2 ms: X * S = 1.2 servers, one, whose c / X is less than the low run's handler time.
+    Back to back, every service time is c / X; a request that finds its worker free takes the
+    difference more (`idle_start_ms`). The simulated server then saturates where the probe's did
+    and answers at the low run's load as the low run did (scaled down to c / X, its p50 came out
+    low). The round trip is the client's: as measured."""
     slow = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5, "sigma": 0.2}}}
     fast = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 4.2, "sigma": 0.2}}}
     low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": slow})
@@ -148,12 +150,26 @@ def test_a_probe_faster_than_the_low_runs_handler_scales_the_service_down(tmp_pa
     assert cal.capacity is not None and cal.capacity.throughput_per_s == pytest.approx(1000 / 4.28, rel=0.05)
     mean = cal.scenario.server.service_ms["poll"].mean
     assert mean == pytest.approx(1000 / cal.capacity.throughput_per_s, rel=0.02)
-    assert mean < 0.9 * alone.scenario.server.service_ms["poll"].mean  # not clamped at the handler's 5 ms
-    assert "less than the handler time" in cal.overhead_source and "every service time x 0.8" in cal.overhead_source
+    woke = cal.scenario.server.idle_start_ms
+    assert mean + woke == pytest.approx(alone.scenario.server.service_ms["poll"].mean, rel=0.02)
+    assert "less than the handler time" in cal.overhead_source and "(idle_start_ms)" in cal.overhead_source
     assert cal.rtt.dist.quantile(0.5) == pytest.approx(alone.rtt.dist.quantile(0.5), rel=0.02)
-    # The calibrated scenario saturates where the probe did.
+    # The calibrated scenario saturates where the probe did ...
     sim = run_des(cal.scenario.with_overrides(agents=600), tmp_path / "check")
     assert fit_capacity_of(sim) == pytest.approx(cal.capacity.throughput_per_s, rel=0.05)
+    # ... and at the low run's load its latency is the low run's; without the idle start it is not.
+    again = run_des(cal.scenario.with_overrides(agents=60), tmp_path / "again")
+    assert p50_of(again) == pytest.approx(p50_of(low), rel=0.03)
+    server = {**cal.scenario.server.model_dump(mode="json"), "idle_start_ms": 0.0}
+    scaled = run_des(cal.scenario.with_overrides(agents=60, fields={"server": server}), tmp_path / "scaled")
+    assert p50_of(scaled) < 0.9 * p50_of(low)
+
+
+def p50_of(run: Path) -> float:
+    from sim.records import load_run
+
+    r = load_run(run).requests
+    return float(np.median(r.loc[r["ok"] & (r["t_start_s"] >= 3.0), "latency_ms"]))
 
 
 def fit_capacity_of(run: Path) -> float:
