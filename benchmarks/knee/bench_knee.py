@@ -17,6 +17,8 @@
    `level-80-r2`...): one run's p50 on this machine moves 10-20% from run to run, so one run
    per level cannot tell a 10% target met from missed. After the rounds, a run whose round trip
    outside the server was long (`rig.slow_round_trips`) is measured again.
+   Then the probe once more (`probe-end`): how far the machine's capacity moved while the levels
+   ran (printed beside the capacity; not used to calibrate).
 3. **Calibration**: `smsload calibrate`'s `calibrate` from each run of the LOWEST level
    (`--calibrate-from each`; `first`: its first run only) plus the probe.
 4. **Prediction**: each level's scenario with each calibrated server, `--replications` seeded
@@ -86,7 +88,9 @@ def store_url(kind: str, tmp: Path) -> Iterator[str | None]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def probe_capacity(tmp: Path, guess: float, seconds: float, **kw: Any) -> tuple[rig.Level, list[str]]:
+def probe_capacity(
+    tmp: Path, guess: float, seconds: float, name: str = "probe", **kw: Any
+) -> tuple[rig.Level, list[str]]:
     """The probe, measured again while the machine disturbs it; once kept, never again: the levels
     were set from its capacity.
 
@@ -98,8 +102,8 @@ def probe_capacity(tmp: Path, guess: float, seconds: float, **kw: Any) -> tuple[
     levels saturated 2 to 5% under its capacity: a progress write costs the server more than its
     Server-Timing says (reading its body, and handing it to the event loop twice)."""
     ramp_s = 0.7 * seconds
-    scenario = rig.fleet("probe", rig.agents_for(2.0 * guess), seconds, ramp_s=ramp_s, wave_at_s=0.2 * ramp_s)
-    if (tmp / "probe" / "level.json").exists():
+    scenario = rig.fleet(name, rig.agents_for(2.0 * guess), seconds, ramp_s=ramp_s, wave_at_s=0.2 * ramp_s)
+    if (tmp / name / "level.json").exists():
         return rig.measure(tmp, scenario, server_args=kw["server_args"], warmup=rig.WARMUP_S), []
     return rig.measure_clean(tmp, scenario, warmup=rig.WARMUP_S, **kw)
 
@@ -272,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
             retried += [f"{level.name} ({levels[i]:.0%}) {why}" for why in retries]
             rounds[r][i] = remeasured
         measured = [list(per_level) for per_level in zip(*rounds)]  # measured[i]: levels[i]'s repeats
+        # The probe once more, after the levels: how far the machine's capacity moved meanwhile (on
+        # PostgreSQL 152.5/s before a 120% level that completed 164.0/s, 155/s after it). Not used
+        # to calibrate: near the knee a few percent of capacity is tens of percent of latency.
+        end, again = probe_capacity(tmp, guess, args.probe_seconds, name="probe-end", **clean)
+        retried += [f"probe-end {why}" for why in again]
+        drift = capacity_of(end) / capacity - 1
+        print(f"capacity {capacity_of(end):.1f} requests/s after the levels ({drift:+.1%})", flush=True)
         # The probe's capacity over all its saturated bins (after Locust's start). Its bins while
         # the fleet still arrived complete more (fewer agents migrating: fewer progress writes),
         # which the service fitted per endpoint accounts for: X * S came to 0.99-1.00 over the
@@ -336,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     head += ["load avg"]
     head += [*(["PG backends"] if args.store == "postgres" else []), "server bottleneck"]
     print()
-    print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s, ")
+    print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s ")
+    print(f"(the probe after the levels: {capacity_of(end):.1f}/s, {drift:+.1%}: how far the machine moved)")
     for c, low in zip(cals, measured[0]):
         print(f"calibrated from {low.name}: workers {c.workers} ({c.workers_source}); utilisation {c.utilisation:.2f}")
         print(f"  time outside the handler: {c.overhead_source}")
@@ -360,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     for why in retried:
         print(f"measured again: {why}")
     if args.json:
-        args.json.write_text(json.dumps({"capacity": capacity, "levels": dump}, indent=1, default=float))
+        whole = {"capacity": capacity, "capacity_after": capacity_of(end), "levels": dump}
+        args.json.write_text(json.dumps(whole, indent=1, default=float))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
