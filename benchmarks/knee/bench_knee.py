@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         # to calibrate: near the knee a few percent of capacity is tens of percent of latency.
         end, again = probe_capacity(tmp, guess, args.probe_seconds, name="probe-end", **clean)
         retried += [f"probe-end {why}" for why in again]
-        drift = capacity_of(end) / capacity - 1
-        print(f"capacity {capacity_of(end):.1f} requests/s after the levels ({drift:+.1%})", flush=True)
+        capacity_end = capacity_of(end)
+        drift = capacity_end / capacity - 1
+        print(f"capacity {capacity_end:.1f} requests/s after the levels ({drift:+.1%})", flush=True)
         # The probe's capacity over all its saturated bins (after Locust's start). Its bins while
         # the fleet still arrived complete more (fewer agents migrating: fewer progress writes),
         # which the service fitted per endpoint accounts for: X * S came to 0.99-1.00 over the
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     head += [*(["PG backends"] if args.store == "postgres" else []), "server bottleneck"]
     print()
     print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s ")
-    print(f"(the probe after the levels: {capacity_of(end):.1f}/s, {drift:+.1%}: how far the machine moved)")
+    print(f"(the probe after the levels: {capacity_end:.1f}/s, {drift:+.1%}: how far the machine moved)")
     for c, low in zip(cals, measured[0]):
         print(f"calibrated from {low.name}: workers {c.workers} ({c.workers_source}); utilisation {c.utilisation:.2f}")
         print(f"  time outside the handler: {c.overhead_source}")
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for why in retried:
         print(f"measured again: {why}")
     if args.json:
-        whole = {"capacity": capacity, "capacity_after": capacity_of(end), "levels": dump}
+        whole = {"capacity": capacity, "capacity_after": capacity_end, "levels": dump}
         args.json.write_text(json.dumps(whole, indent=1, default=float))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0

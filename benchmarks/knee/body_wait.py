@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.processes import free_loopback_port
+from sim.server.process import stop_process
+
 APP = """
 import asyncio, json, time
 HANDLER_S = {handler_s}
@@ -59,12 +62,6 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.body", "body": json.dumps(info).encode()}})
 """
 WARMUP_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_up(port: int, server: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     server_cores, client_cores = ({cores[1]}, {cores[0]}) if len(cores) >= 2 else (set(cores), set(cores))
     with tempfile.TemporaryDirectory(prefix="body-wait-") as tmp:
         (Path(tmp) / "bodyapp.py").write_text(APP.format(handler_s=args.handler_ms / 1000))
-        port = _free_port()
+        port = free_loopback_port()
         cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
         server = subprocess.Popen(
             [*cmd, "bodyapp:app"],
@@ -181,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_process(server)
     return 0
 
 

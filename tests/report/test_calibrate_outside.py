@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from loadtests.processes import free_loopback_port
 from sim.des.run import run_des
 from sim.report import calibrate_requests as which
 from sim.report.calibrate import BODY_PASSES, REQUEUE_AT, calibrate
@@ -159,16 +159,10 @@ async def app(scope, receive, send):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_granian_hands_a_body_over_in_two_messages(tmp_path: Path) -> None:
     pytest.importorskip("granian")
     (tmp_path / "bodyapp.py").write_text(APP)
-    port = _free_port()
+    port = free_loopback_port()
     cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen([*cmd, "bodyapp:app"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
