@@ -18,19 +18,26 @@
    per level cannot tell a 10% target met from missed. After the rounds, a run whose round trip
    outside the server was long (`rig.slow_round_trips`) is measured again.
    Then the probe once more (`probe-end`): how far the machine's capacity moved while the levels
-   ran (printed beside the capacity; not used to calibrate).
+   ran (printed beside the capacity; used to calibrate only by round).
 3. **Calibration**: `smsload calibrate`'s `calibrate` from each run of the LOWEST level
-   (`--calibrate-from each`; `first`: its first run only) plus the probe.
+   (`--calibrate-from each`; `first`: its first run only) plus the probe. `--calibrate-from
+   round`: the probe is measured again before every round (`probe-r2`...), and each round is
+   predicted from its own lowest run calibrated twice, with the probe before it and with the
+   one after it (the next round's, or `probe-end`): on this machine the capacity moved by 2 to 6%
+   during the rounds, and at 90% of capacity 2% is 10 to 20% of a p50. The levels keep the
+   first probe's agents. A run measured again for its round trip is measured after the rounds,
+   and still predicted from its own round's calibrations.
 4. **Prediction**: each level's scenario with each calibrated server, `--replications` seeded
    DES runs per calibration; mean and 95% interval (t) per figure over all of them, over the
    same steady window.
 5. **Table** (markdown, for benchmarks/RESULTS.md): measured (the mean over the repeats, and
-   their range) vs predicted throughput, poll and progress p50/p95/p99, error rate, and the
-   evidence columns (server busy = X * S, server CPU, generator CPU of its core, generator lag
-   p95, what the machine took from the server: ms per second its threads waited for a core and
-   the hypervisor stole from its cores, load average). A level whose evidence fails is marked;
-   rerun it on a quieter machine. Then, with repeats, each repeat's error; and per level the
-   issue's targets it misses, on the mean (`misses`).
+   their range) vs predicted (pooled over all the calibrations) throughput, poll and progress
+   p50/p95/p99, error rate, and the evidence columns (server busy = X * S, server CPU, generator
+   CPU of its core, generator lag p95, what the machine took from the server: ms per second its
+   threads waited for a core and the hypervisor stole from its cores, load average). A level
+   whose evidence fails is marked; rerun it on a quieter machine. Then, with repeats, each
+   repeat's error (by round, against its own round's prediction); and per level the issue's
+   targets it misses, on the mean (`misses`).
 
 The rigs (see `rig.py` and README "The knee rig"): `latency` = `--store-latency-ms
 lognormal:4,0.3 --cpus 1` (an M/G/1 queue, ~220 requests/s); `quota` = `--cpu-quota 0.1
@@ -154,6 +161,17 @@ def misses(load: float, measured: dict[str, float], predicted: dict[str, float])
     return out
 
 
+def calibration_pairs(lows: list[Any], probes: list[Any], mode: str) -> list[list[tuple[Any, Any]]]:
+    """(lowest run, probe) per calibration, in sets: each set predicts its round (`round`: round r's
+    lowest run with probes[r], before it, and probes[r + 1], after it) or every round (one set:
+    each lowest run with the first probe, or `first`: the first one only)."""
+    if mode == "round":
+        if len(probes) != len(lows) + 1:
+            raise ValueError(f"by round: {len(lows)} rounds need {len(lows) + 1} probes, got {len(probes)}")
+        return [[(low, p) for p in probes[r : r + 2]] for r, low in enumerate(lows)]
+    return [[(low, probes[0]) for low in (lows if mode == "each" else lows[:1])]]
+
+
 def range_of(values: list[float], digits: int, unit: str = "") -> str:
     """`lo-hi` of a figure over a level's repeats (one value where they print alike)."""
     lo, hi = (f"{x:.{digits}f}" for x in (min(values), max(values)))
@@ -194,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--calibrate-from",
-        choices=("each", "first"),
+        choices=("each", "first", "round"),
         default="each",
         help="each: calibrate from every repeat of the lowest level and pool the predictions (--replications "
-        "per calibration); first: from its first run only (default each; the same with --repeats 1)",
+        "per calibration); first: from its first run only (the same with --repeats 1); round: the probe "
+        "again before every round, and each round predicted from its own lowest run and the probes before "
+        "and after it (the next round's, or probe-end), so that a machine whose capacity drifts over the "
+        "rounds is calibrated where each round ran (default each)",
     )
     p.add_argument("--json", type=Path, help="write every figure here too")
     p.add_argument("--attempts", type=int, default=3, help="measure a level again while the machine disturbed it")
@@ -247,12 +268,20 @@ def main(argv: list[str] | None = None) -> int:
         retried = [f"probe {why}" for why in retried]
         capacity = capacity_of(probe)
         print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
+        by_round = args.calibrate_from == "round"
+        probes = [probe]  # by round: probes[r] before round r, probes[r + 1] after it
         # rounds[r][i]: repeat r of levels[i]. Each round measures every level once, so that a slow
         # drift of the machine spreads over all levels; repeat r's fleet has seed SEED + r.
         rounds: list[list[rig.Level]] = []
         for r in range(args.repeats):
             if args.repeats > 1:
                 print(f"repeat {r + 1} of {args.repeats}", flush=True)
+            if by_round and r:
+                # The levels keep the first probe's agents; this probe only calibrates the round.
+                before, again = probe_capacity(tmp, guess, args.probe_seconds, name=f"probe-r{r + 1}", **clean)
+                retried += [f"probe-r{r + 1} {why}" for why in again]
+                probes.append(before)
+                print(f"  capacity {capacity_of(before):.1f} requests/s before this round", flush=True)
             rounds.append([])
             for f in levels:
                 duration = args.arrival_seconds + rig.SETTLE_S + args.seconds
@@ -281,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         # to calibrate: near the knee a few percent of capacity is tens of percent of latency.
         end, again = probe_capacity(tmp, guess, args.probe_seconds, name="probe-end", **clean)
         retried += [f"probe-end {why}" for why in again]
+        probes.append(end)
         capacity_end = capacity_of(end)
         drift = capacity_end / capacity - 1
         print(f"capacity {capacity_end:.1f} requests/s after the levels ({drift:+.1%})", flush=True)
@@ -291,23 +321,37 @@ def main(argv: list[str] | None = None) -> int:
         # Calibrated from each repeat of the lowest level, the prediction pooled over the
         # calibrations. A user calibrates from one run, and which one moves every prediction:
         # from a 50% run the machine had slowed alone, the 90% poll p50 came out +17%, against +5%
-        # from the three 50% runs with that one measured again (RESULTS).
-        probe_after = rig.WARMUP_S
+        # from the three 50% runs with that one measured again (RESULTS). By round, each round's
+        # lowest run with the probe before the round and with the one after it: two calibrations
+        # whose pooled prediction stands for the middle of the round.
+        pairs = calibration_pairs(measured[0], probes, args.calibrate_from)
         try:
-            cals = [
-                calibrate(low.run, probe=probe.run, after_s=rig.warmup_s(low.scenario), probe_after_s=probe_after)
-                for low in (measured[0] if args.calibrate_from == "each" else measured[0][:1])
+            cal_sets = [
+                [
+                    calibrate(low.run, probe=p.run, after_s=rig.warmup_s(low.scenario), probe_after_s=rig.WARMUP_S)
+                    for low, p in pair
+                ]
+                for pair in pairs
             ]
         except CalibrationError as exc:  # the runs stay in --workdir, and are reused by the next run
             print(f"error: the calibration failed: {exc}", file=sys.stderr)
             return 1
+        cals = [c for cal_set in cal_sets for c in cal_set]
         per_cal = [rig.service_means(c.scenario) for c in cals]
         means = {key: float(np.mean([m[key] for m in per_cal])) for key in per_cal[0]}
         rows, spread_rows, verdicts, dump = [], [], [], []
         for f, repeats in zip(levels, measured):
             for level in repeats:
                 level.evidence(means)
-            predicted = rig.simulate(tmp, repeats[0], [c.scenario for c in cals], args.replications)
+            # Each round predicted from its own calibrations (by round), or every round from all.
+            per_round = [
+                rig.simulate_runs(
+                    tmp, repeats[r] if by_round else repeats[0], [c.scenario for c in cal_set], args.replications
+                )
+                for r, cal_set in enumerate(cal_sets)
+            ]
+            predicted = rig.summarise([run for runs in per_round for run in runs])
+            own = [rig.summarise(runs) for runs in per_round] if by_round else [predicted] * len(repeats)
             problems = sorted({p for lv in repeats for p in lv.bottleneck_is_server(saturated=f >= 1.0)})
             series = {key: [lv.figures[key] for lv in repeats] for key in repeats[0].figures}
             m = {key: mean_of(values) for key, values in series.items()}
@@ -327,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ok" if not problems else "NOT: " + "; ".join(problems),
                 ]
             )
-            errors = {k: [predicted[k] / x - 1 if x else math.nan for x in series[k]] for k in COLUMNS}
+            errors = {k: [pr[k] / x - 1 if x else math.nan for pr, x in zip(own, series[k])] for k in COLUMNS}
             spread_rows.append([f"{f:.0%}"] + [" / ".join(f"{e:+.0%}" for e in errors[k]) for k in COLUMNS])
             missed = misses(f, m, predicted)
             verdicts.append(f"{f:.0%}: " + ("targets hold" if not missed else "misses " + ", ".join(missed)))
@@ -338,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                     "measured": m,
                     "repeats": [lv.figures for lv in repeats],
                     "predicted": predicted,
+                    **({"predicted_per_repeat": own} if by_round else {}),
                     "misses": missed,
                 }
             )
@@ -349,9 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     head += [*(["PG backends"] if args.store == "postgres" else []), "server bottleneck"]
     print()
     print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s ")
+    if by_round:
+        for r, before in enumerate(probes[1:-1], start=2):
+            print(
+                f"(the probe before round {r}: {capacity_of(before):.1f}/s, {capacity_of(before) / capacity - 1:+.1%})"
+            )
     print(f"(the probe after the levels: {capacity_end:.1f}/s, {drift:+.1%}: how far the machine moved)")
-    for c, low in zip(cals, measured[0]):
-        print(f"calibrated from {low.name}: workers {c.workers} ({c.workers_source}); utilisation {c.utilisation:.2f}")
+    for c, (low, used) in zip(cals, [pair for pair_set in pairs for pair in pair_set]):
+        print(f"calibrated from {low.name} and {used.name}: workers {c.workers} ({c.workers_source}); ", end="")
+        print(f"utilisation {c.utilisation:.2f}")
         print(f"  time outside the handler: {c.overhead_source}")
         for note in c.notes:
             print(f"  note: {note}")
@@ -374,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measured again: {why}")
     if args.json:
         whole = {"capacity": capacity, "capacity_after": capacity_end, "levels": dump}
+        if by_round:
+            whole["capacities"] = [capacity_of(p) for p in probes]
         args.json.write_text(json.dumps(whole, indent=1, default=float))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0

@@ -449,10 +449,11 @@ def service_means(calibrated: Scenario) -> dict[str, float]:
     return {**out, "default": server.service_ms["default"].mean}
 
 
-def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], replications: int = 5) -> dict[str, Any]:
+def simulate_runs(
+    tmp: Path, level: Level, calibrated: Scenario | list[Scenario], replications: int = 5
+) -> list[dict[str, float]]:
     """The level's scenario with the calibrated server, `replications` seeds per calibration (one
-    scenario or several, e.g. one per repeat of the low level): the mean of each figure and its
-    95% interval (Student t) over all those runs."""
+    scenario or several, e.g. one per repeat of the low level): each run's figures."""
     calibrations = calibrated if isinstance(calibrated, list) else [calibrated]
     for old in tmp.glob(f"{level.name}-sim-*"):  # predictions of an earlier calibration
         shutil.rmtree(old)
@@ -464,6 +465,11 @@ def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], rep
             scenario = level.scenario.with_overrides(seed=level.scenario.seed + 1000 * k, fields={"server": server})
             run = run_des(scenario, tmp / f"{level.name}-sim-{tag}{k}")
             runs.append(figures(run, level.window, means))
+    return runs
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """The mean of each figure over simulated runs and its 95% interval (Student t)."""
     out: dict[str, Any] = {}
     for key in runs[0]:
         values = np.array([r[key] for r in runs], dtype=float)
@@ -473,3 +479,8 @@ def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], rep
         half = float(stats.t.ppf(0.975, len(values) - 1) * np.nanstd(values, ddof=1) / math.sqrt(len(values)))
         out[key], out[f"{key}_lo"], out[f"{key}_hi"] = mean, mean - half, mean + half
     return out
+
+
+def simulate(tmp: Path, level: Level, calibrated: Scenario | list[Scenario], replications: int = 5) -> dict[str, Any]:
+    """`simulate_runs`, summarised: the mean of each figure and its 95% interval over all the runs."""
+    return summarise(simulate_runs(tmp, level, calibrated, replications))

@@ -97,3 +97,17 @@ def test_a_run_whose_round_trip_outside_the_server_was_long_is_named() -> None:
     assert [(lv.name, why) for lv, why in slow] == [("slow", "round trip p50 1.19 ms, 1.6x the runs' median 0.74 ms")]
     assert rig.slow_round_trips(runs[:1] + runs[3:]) == []  # two known round trips: no median to judge by
     assert rig.slow_round_trips([level("a", 0.70), level("b", 0.90), level("c", 0.80)]) == []  # within 1.25x
+
+
+def test_by_round_each_round_is_calibrated_with_the_probes_around_it() -> None:
+    lows, probes = ["low-r1", "low-r2", "low-r3"], ["probe", "probe-r2", "probe-r3", "probe-end"]
+    assert bench_knee.calibration_pairs(lows, probes, "round") == [
+        [("low-r1", "probe"), ("low-r1", "probe-r2")],
+        [("low-r2", "probe-r2"), ("low-r2", "probe-r3")],
+        [("low-r3", "probe-r3"), ("low-r3", "probe-end")],
+    ]
+    # Otherwise one set, every round predicted from it, with the first probe.
+    assert bench_knee.calibration_pairs(lows, probes, "each") == [[(low, "probe") for low in lows]]
+    assert bench_knee.calibration_pairs(lows, probes, "first") == [[("low-r1", "probe")]]
+    with pytest.raises(ValueError, match="3 rounds need 4 probes"):
+        bench_knee.calibration_pairs(lows, probes[:2], "round")

@@ -179,3 +179,24 @@ def fit_capacity_of(run: Path) -> float:
     r = r[r["ok"] & (r["t_start_s"] >= 3.0)]
     t_end = r["t_start_s"].to_numpy(dtype=float) + r["latency_ms"].to_numpy(dtype=float) / 1000
     return fit_capacity(t_end, np.ones(len(t_end))).throughput_per_s
+
+
+def test_a_gap_of_less_than_one_percent_still_sets_the_capacity(tmp_path: Path) -> None:
+    """A probe whose c / X is a fraction of a percent from the low run's service: the calibrated
+    server still takes c / X per request back to back, so it saturates where the probe's did. (That
+    gap used to be left out, within 1% of the service, and the simulated capacity was off by it: at
+    90% of capacity 1% is about 10% of the queue's wait.)"""
+    slow = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5, "sigma": 0.2}}}
+    near = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5.02, "sigma": 0.2}}}
+    low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": slow})
+    low = _as_load_test(run_des(low_scenario, tmp_path / "low-sim"), tmp_path / "low")
+    probe_scenario = low_scenario.with_overrides(agents=600, fields={"server": near})
+    probe = _as_load_test(run_des(probe_scenario, tmp_path / "probe-sim"), tmp_path / "probe")
+    alone = calibrate(low, after_s=3.0)
+    cal = calibrate(low, probe=probe, after_s=3.0)
+    assert cal.capacity is not None
+    per_request = 1000 / cal.capacity.throughput_per_s
+    before = alone.scenario.server.service_ms["poll"].mean
+    assert 0.002 < abs(per_request / before - 1) < 0.01  # a gap the old dead zone left out
+    assert cal.scenario.server.service_ms["poll"].mean == pytest.approx(per_request, rel=0.001)
+    assert "beyond the handler time" in cal.overhead_source or "less than the handler time" in cal.overhead_source
