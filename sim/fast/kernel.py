@@ -46,8 +46,8 @@ D_RTT, D_POLL, D_POLL_WRITE, D_REGISTER = 0, 1, 2, 3
 R_NONE, R_FIXED, R_EXPONENTIAL, R_FULL_JITTER, R_DECORRELATED = 0, 1, 2, 3, 4
 # Liveness write modes.
 L_EVERY_POLL, L_COALESCED, L_OFF = 0, 1, 2
-# What an agent sends next.
-S_REGISTER, S_REGISTER_AGAIN, S_POLL = 0, 1, 2
+# What an agent sends next (a re-queued register: whether its first pass found a worker free).
+S_REGISTER, S_REGISTER_AGAIN, S_POLL, S_REGISTER_AGAIN_WOKE = 0, 1, 2, 3
 # Endpoints and outcomes: histogram group = endpoint * N_OUTCOMES + outcome.
 E_POLL, E_REGISTER = 0, 1
 O_OK, O_REFUSED, O_UNAVAILABLE, O_TIMEOUT = 0, 1, 2, 3
@@ -209,10 +209,13 @@ def handle(
         back = ta + h
     else:
         got = max(ta, wfree[0])
+        # It found a worker free: woken from idle (`server.idle_start_ms`). A re-queued register
+        # was judged on its first pass, as in the SimPy engine (on its second its worker is free).
+        woke = wfree[0] <= ta if kind == S_REGISTER or kind == S_POLL else kind == S_REGISTER_AGAIN_WOKE
         if kind == S_REGISTER and p[P_REQUEUE_REGISTER] != 0.0:
             # The worker is handed on while the body is awaited: arrive again now.
             worker_free_at(wfree, got)
-            agents[a, A_NEXT] = S_REGISTER_AGAIN
+            agents[a, A_NEXT] = S_REGISTER_AGAIN_WOKE if woke else S_REGISTER_AGAIN
             return got
         writes = endpoint == E_REGISTER
         d = D_REGISTER
@@ -224,7 +227,7 @@ def handle(
                 d = D_POLL_WRITE
                 stats[ST_POLL_WRITES] += 1
         service = sample(dists, emp, emp_n, d) / 1000.0
-        if wfree[0] <= ta:  # it found a worker free: woken from idle (`server.idle_start_ms`)
+        if woke:
             service += p[P_IDLE_START]
         start = got
         if writes:
