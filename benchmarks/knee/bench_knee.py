@@ -306,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds[r][i] = remeasured
         measured = [list(per_level) for per_level in zip(*rounds)]  # measured[i]: levels[i]'s repeats
         # The probe once more, after the levels: how far the machine's capacity moved meanwhile (on
-        # PostgreSQL 152.5/s before a 120% level that completed 164.0/s, 155/s after it). Not used
-        # to calibrate: near the knee a few percent of capacity is tens of percent of latency.
+        # PostgreSQL 152.5/s before a 120% level that completed 164.0/s, 155/s after it). By round
+        # it also calibrates the last round; otherwise it is not used to calibrate.
         end, again = probe_capacity(tmp, guess, args.probe_seconds, name="probe-end", **clean)
         retried += [f"probe-end {why}" for why in again]
         probes.append(end)
