@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"capacity {capacity:.1f} requests/s (probe, load avg {probe.load_avg[0]:.1f})", flush=True)
         by_round = args.calibrate_from == "round"
         probes = [probe]  # by round: probes[r] before round r, probes[r + 1] after it
+        capacities = [capacity]  # capacities[k]: probes[k]'s
         # rounds[r][i]: repeat r of levels[i]. Each round measures every level once, so that a slow
         # drift of the machine spreads over all levels; repeat r's fleet has seed SEED + r.
         rounds: list[list[rig.Level]] = []
@@ -281,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 before, again = probe_capacity(tmp, guess, args.probe_seconds, name=f"probe-r{r + 1}", **clean)
                 retried += [f"probe-r{r + 1} {why}" for why in again]
                 probes.append(before)
-                print(f"  capacity {capacity_of(before):.1f} requests/s before this round", flush=True)
+                capacities.append(capacity_of(before))
+                print(f"  capacity {capacities[-1]:.1f} requests/s before this round", flush=True)
             rounds.append([])
             for f in levels:
                 duration = args.arrival_seconds + rig.SETTLE_S + args.seconds
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         retried += [f"probe-end {why}" for why in again]
         probes.append(end)
         capacity_end = capacity_of(end)
+        capacities.append(capacity_end)
         drift = capacity_end / capacity - 1
         print(f"capacity {capacity_end:.1f} requests/s after the levels ({drift:+.1%})", flush=True)
         # The probe's capacity over all its saturated bins (after Locust's start). Its bins while
@@ -395,10 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{args.store}, rig {args.rig} ({' '.join(server_args)}), {started}, capacity {capacity:.1f}/s ")
     if by_round:
-        for r, before in enumerate(probes[1:-1], start=2):
-            print(
-                f"(the probe before round {r}: {capacity_of(before):.1f}/s, {capacity_of(before) / capacity - 1:+.1%})"
-            )
+        for r, x in enumerate(capacities[1:-1], start=2):
+            print(f"(the probe before round {r}: {x:.1f}/s, {x / capacity - 1:+.1%})")
     print(f"(the probe after the levels: {capacity_end:.1f}/s, {drift:+.1%}: how far the machine moved)")
     for c, (low, used) in zip(cals, [pair for pair_set in pairs for pair in pair_set]):
         print(f"calibrated from {low.name} and {used.name}: workers {c.workers} ({c.workers_source}); ", end="")
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         whole = {"capacity": capacity, "capacity_after": capacity_end, "levels": dump}
         if by_round:
-            whole["capacities"] = [capacity_of(p) for p in probes]
+            whole["capacities"] = capacities
         args.json.write_text(json.dumps(whole, indent=1, default=float))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0

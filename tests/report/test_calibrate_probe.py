@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sim.des.run import run_des
-from sim.report.calibrate import calibrate
+from sim.report.calibrate import Calibration, calibrate
 from sim.report.calibrate_probe import fit_capacity
 from sim.scenario import parse_scenario
 
@@ -130,6 +130,21 @@ def _as_load_test(run: Path, dst: Path) -> Path:
     return dst
 
 
+def _low_and_probe(tmp_path: Path, probe_median_ms: float) -> tuple[Path, Calibration, Calibration]:
+    """A one-worker server whose low run (60 agents) served in 5 ms (median), and a probe (600
+    agents) of the same server serving in `probe_median_ms`, both as load tests: the low run, its
+    calibration alone, and its calibration with the probe."""
+
+    def server(median_ms: float) -> dict:
+        return {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": median_ms, "sigma": 0.2}}}
+
+    low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": server(5)})
+    low = _as_load_test(run_des(low_scenario, tmp_path / "low-sim"), tmp_path / "low")
+    probe_scenario = low_scenario.with_overrides(agents=600, fields={"server": server(probe_median_ms)})
+    probe = _as_load_test(run_des(probe_scenario, tmp_path / "probe-sim"), tmp_path / "probe")
+    return low, calibrate(low, after_s=3.0), calibrate(low, probe=probe, after_s=3.0)
+
+
 def test_a_probe_faster_than_the_low_runs_requests_makes_a_free_worker_slower(tmp_path: Path) -> None:
     """A low run whose requests took 5 ms each, each finding its worker free (a core woken from
     idle, or a slower machine while it ran), and a probe of the same one-worker server saturating
@@ -138,14 +153,7 @@ def test_a_probe_faster_than_the_low_runs_requests_makes_a_free_worker_slower(tm
     difference more (`idle_start_ms`). The simulated server then saturates where the probe's did
     and answers at the low run's load as the low run did (scaled down to c / X, its p50 came out
     low). The round trip is the client's: as measured."""
-    slow = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5, "sigma": 0.2}}}
-    fast = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 4.2, "sigma": 0.2}}}
-    low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": slow})
-    low = _as_load_test(run_des(low_scenario, tmp_path / "low-sim"), tmp_path / "low")
-    probe_scenario = low_scenario.with_overrides(agents=600, fields={"server": fast})
-    probe = _as_load_test(run_des(probe_scenario, tmp_path / "probe-sim"), tmp_path / "probe")
-    alone = calibrate(low, after_s=3.0)
-    cal = calibrate(low, probe=probe, after_s=3.0)
+    low, alone, cal = _low_and_probe(tmp_path, probe_median_ms=4.2)
     assert cal.workers == 1, cal.workers_source
     assert cal.capacity is not None and cal.capacity.throughput_per_s == pytest.approx(1000 / 4.28, rel=0.05)
     mean = cal.scenario.server.service_ms["poll"].mean
@@ -186,14 +194,7 @@ def test_a_gap_of_less_than_one_percent_still_sets_the_capacity(tmp_path: Path) 
     server still takes c / X per request back to back, so it saturates where the probe's did. (That
     gap used to be left out, within 1% of the service, and the simulated capacity was off by it: at
     90% of capacity 1% is about 10% of the queue's wait.)"""
-    slow = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5, "sigma": 0.2}}}
-    near = {"workers": 1, "service_ms": {"default": {"dist": "lognormal", "median": 5.02, "sigma": 0.2}}}
-    low_scenario = parse_scenario(POLLS).with_overrides(agents=60, fields={"server": slow})
-    low = _as_load_test(run_des(low_scenario, tmp_path / "low-sim"), tmp_path / "low")
-    probe_scenario = low_scenario.with_overrides(agents=600, fields={"server": near})
-    probe = _as_load_test(run_des(probe_scenario, tmp_path / "probe-sim"), tmp_path / "probe")
-    alone = calibrate(low, after_s=3.0)
-    cal = calibrate(low, probe=probe, after_s=3.0)
+    _, alone, cal = _low_and_probe(tmp_path, probe_median_ms=5.02)
     assert cal.capacity is not None
     per_request = 1000 / cal.capacity.throughput_per_s
     before = alone.scenario.server.service_ms["poll"].mean
